@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a Debian 12 machine and run them all.
+# Usage: ./run-tests.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Real clients and tools the tests drive (Debian packages).
+DEBIAN_PACKAGES=(skopeo podman golang-go sqlite3 curl)
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+.venv/bin/ruff check .
+exec .venv/bin/pytest "$@"

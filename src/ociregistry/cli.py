@@ -1,0 +1,131 @@
+"""Command line: ociregistry serve | gc | db upgrade | version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from ociregistry import __version__
+from ociregistry.config import ConfigError, Settings, load_settings
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML configuration file")
+    parser.add_argument("--data-dir", help="data directory (default ./data)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    http = {k: getattr(args, k, None) for k in ("host", "port", "workers", "threads")}
+    http = {k: v for k, v in http.items() if v is not None}
+    if http:
+        overrides["http"] = http
+    return load_settings(args.config, overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ociregistry.runtime import build_runtime
+    from ociregistry.server import serve
+
+    settings = _settings(args)
+    # Create the data directory and bring the schema up to date once, before
+    # any worker starts.
+    runtime = build_runtime(settings, migrate=True)
+    runtime.metadata.dispose()
+    return serve(settings)
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from ociregistry.core.gc import GCAlreadyRunning
+    from ociregistry.runtime import build_runtime
+
+    runtime = build_runtime(_settings(args), migrate=True)
+    tty = sys.stderr.isatty()
+    last_phase: list[str] = [""]
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if tty:
+            print(f"\r{phase}: {done}/{total}", end="", file=sys.stderr, flush=True)
+            if done == total:
+                print(file=sys.stderr)
+        elif phase != last_phase[0] or done == total:
+            print(f"{phase}: {done}/{total}", file=sys.stderr, flush=True)
+        last_phase[0] = phase
+
+    try:
+        result = runtime.gc.run(
+            dry_run=args.dry_run, delete_untagged=args.delete_untagged, progress=progress
+        )
+    except GCAlreadyRunning as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    verb = "would free" if args.dry_run else "freed"
+    print(
+        f"{verb} {result.bytes_freed} bytes: {result.blobs_deleted} blobs, "
+        f"{result.manifests_deleted} manifests, {result.uploads_expired} upload sessions, "
+        f"{result.orphan_files_deleted} orphan files ({result.duration_seconds}s)"
+    )
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from ociregistry.metadata.store import MetadataStore
+
+    settings = _settings(args)
+    MetadataStore(settings.database_url).create_schema()
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_version(_args: argparse.Namespace) -> int:
+    print(f"ociregistry {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ociregistry", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the registry server")
+    _common(serve)
+    serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (default 5000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 2 per core)")
+    serve.add_argument("--threads", type=int, help="threads per worker (default 8)")
+    serve.set_defaults(func=cmd_serve)
+
+    gc = sub.add_parser("gc", help="garbage-collect unreferenced blobs and manifests")
+    _common(gc)
+    gc.add_argument("--dry-run", action="store_true", help="report what would be freed")
+    gc.add_argument(
+        "--delete-untagged", action="store_true", help="also delete manifests with no tag"
+    )
+    gc.add_argument("--json", action="store_true", help="also print the result as JSON")
+    gc.set_defaults(func=cmd_gc)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply pending migrations")
+    _common(upgrade)
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,124 @@
+"""One typed settings object: defaults < YAML file < environment < flags.
+
+Environment variables are named OCIREGISTRY_<SECTION>__<KEY> (double
+underscore between levels), e.g. OCIREGISTRY_HTTP__PORT=5001.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "OCIREGISTRY_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HTTPSettings(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(5000, ge=0, le=65535)
+    workers: int = Field(0, ge=0, description="0: two per CPU core")
+    threads: int = Field(8, ge=1)
+    timeout: int = Field(300, ge=1, description="seconds a request may stay silent")
+
+
+class StorageSettings(_Section):
+    driver: str = "filesystem"
+    root: str = ""  # default: <data_dir>
+    fsync: bool = True
+
+
+class DatabaseSettings(_Section):
+    url: str = ""  # default: sqlite:///<data_dir>/registry.db
+    pool_size: int = Field(5, ge=1)
+
+
+class GCSettings(_Section):
+    grace_period_seconds: float = Field(3600, ge=0)
+    upload_ttl_seconds: float = Field(86400, ge=0)
+
+
+class LimitsSettings(_Section):
+    max_manifest_size: int = Field(4 * 1024 * 1024, ge=1024)
+    max_blob_size: int = Field(0, ge=0, description="0: no limit")
+
+
+class Settings(_Section):
+    data_dir: str = "./data"
+    delete_enabled: bool = True
+    http: HTTPSettings = HTTPSettings()
+    storage: StorageSettings = StorageSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    gc: GCSettings = GCSettings()
+    limits: LimitsSettings = LimitsSettings()
+
+    @property
+    def storage_root(self) -> str:
+        return os.path.abspath(self.storage.root or self.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return "sqlite:///" + os.path.join(os.path.abspath(self.data_dir), "registry.db")
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = key[len(ENV_PREFIX):].lower().split("__")
+        node = result
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(value) if value else value
+    return result
+
+
+def load_settings(
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    data: dict[str, Any] = {}
+    if config_file is None and Path("config.yml").is_file():
+        config_file = "config.yml"
+    if config_file:
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read {config_file}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: the top level must be a mapping")
+        data = loaded
+    data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    data = _merge(data, overrides or {})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc

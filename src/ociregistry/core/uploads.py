@@ -1,0 +1,239 @@
+"""Upload sessions: offsets, streaming hashes, and atomic finalisation.
+
+The running hash of a session lives in the process that last appended to it.
+When another process (or instance) continues the session, it rebuilds the hash
+from the partial file once; the common case never re-reads anything.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ociregistry.core.digests import ALGORITHMS, new_hasher, parse_digest
+from ociregistry.core.errors import (
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeInvalid,
+    SizeInvalid,
+    Unsupported,
+)
+from ociregistry.metadata.store import MetadataStore, UploadRow
+from ociregistry.storage.base import BlobStorage, UploadWriter
+
+
+@dataclass
+class UploadState:
+    id: str
+    offset: int
+
+
+class _HashCache:
+    """Per-process running hashes, keyed by upload id, bounded (LRU)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._items: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.capacity = capacity
+
+    def take(self, upload_id: str) -> tuple[int, Any] | None:
+        with self._lock:
+            return self._items.pop(upload_id, None)
+
+    def put(self, upload_id: str, offset: int, hasher: Any) -> None:
+        with self._lock:
+            self._items[upload_id] = (offset, hasher)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def drop(self, upload_id: str) -> None:
+        with self._lock:
+            self._items.pop(upload_id, None)
+
+
+class UploadService:
+    def __init__(
+        self, metadata: MetadataStore, storage: BlobStorage, max_blob_size: int = 0
+    ) -> None:
+        self.db = metadata
+        self.storage = storage
+        self.max_blob_size = max_blob_size
+        self.hashes = _HashCache()
+        # How many times a hash had to be rebuilt from stored bytes (tests, metrics).
+        self.rehashes = 0
+
+    def start(self, name: str, algorithm: str = "sha256") -> UploadState:
+        if algorithm not in ALGORITHMS:
+            raise Unsupported(
+                "unsupported digest algorithm", {"algorithm": algorithm}, status=400
+            )
+        upload_id = str(uuid.uuid4())
+        self.storage.create_upload(upload_id)
+        with self.db.write() as conn:
+            repo_id = self.db.ensure_repository(conn, name)
+            self.db.create_upload(conn, upload_id, repo_id, algorithm)
+        return UploadState(upload_id, 0)
+
+    def _session(self, name: str, upload_id: str) -> UploadRow:
+        row = self.db.get_upload(name, upload_id)
+        if row is None or self.storage.upload_size(upload_id) is None:
+            raise BlobUploadUnknown(detail={"upload": upload_id})
+        return row
+
+    def status(self, name: str, upload_id: str) -> UploadState:
+        self._session(name, upload_id)
+        size = self.storage.upload_size(upload_id)
+        if size is None:
+            raise BlobUploadUnknown(detail={"upload": upload_id})
+        return UploadState(upload_id, size)
+
+    def _hasher_at(self, row: UploadRow, offset: int) -> Any:
+        cached = self.hashes.take(row.id)
+        if cached is not None and cached[0] == offset:
+            return cached[1]
+        # Another process wrote the last chunk: rebuild the hash from the bytes.
+        self.rehashes += 1
+        hasher = new_hasher(row.algorithm)
+        seen = 0
+        for chunk in self.storage.read_upload(row.id):
+            take = chunk[: offset - seen]
+            hasher.update(take)
+            seen += len(take)
+            if seen >= offset:
+                break
+        return hasher
+
+    def _append(
+        self, row: UploadRow, writer: UploadWriter, chunks: Iterable[bytes], start: int | None
+    ) -> Any:
+        if start is not None and start != writer.offset:
+            raise RangeInvalid(
+                "chunk out of order",
+                {"expected_start": writer.offset, "start": start},
+            )
+        hasher = self._hasher_at(row, writer.offset)
+        base = writer.offset
+        try:
+            for chunk in chunks:
+                if self.max_blob_size and writer.offset + len(chunk) > self.max_blob_size:
+                    raise SizeInvalid(
+                        "blob exceeds the maximum size",
+                        {"max": self.max_blob_size},
+                        status=413,
+                    )
+                writer.write(chunk)
+                hasher.update(chunk)
+        except BaseException:
+            # A failed or truncated chunk leaves the session where it was.
+            writer.rollback(base)
+            self.hashes.drop(row.id)
+            if base:
+                self.hashes.put(row.id, base, self._hasher_at(row, base))
+            raise
+        return hasher
+
+    def append(
+        self, name: str, upload_id: str, chunks: Iterable[bytes], start: int | None = None
+    ) -> UploadState:
+        row = self._session(name, upload_id)
+        try:
+            with self.storage.append_upload(upload_id) as writer:
+                hasher = self._append(row, writer, chunks, start)
+                offset = writer.offset
+                self.hashes.put(upload_id, offset, hasher)
+        except FileNotFoundError as exc:
+            raise BlobUploadUnknown(detail={"upload": upload_id}) from exc
+        self.db.update_upload(upload_id, offset)
+        return UploadState(upload_id, offset)
+
+    def finish(
+        self,
+        name: str,
+        upload_id: str,
+        digest: str,
+        chunks: Iterable[bytes],
+        start: int | None = None,
+    ) -> tuple[str, int]:
+        """Append the last chunk (if any), check the digest, and publish the blob."""
+        algorithm, _ = parse_digest(digest)
+        row = self._session(name, upload_id)
+        try:
+            with self.storage.append_upload(upload_id) as writer:
+                hasher = self._append(row, writer, chunks, start)
+                size = writer.offset
+                if algorithm != row.algorithm:
+                    hasher = self._rehash(upload_id, algorithm)
+                actual = f"{algorithm}:{hasher.hexdigest()}"
+                if actual != digest:
+                    self._discard(upload_id)
+                    raise DigestInvalid(detail={"expected": digest, "actual": actual})
+                with self.db.write() as conn:
+                    self.db.lock_digest(conn, digest)
+                    self.storage.commit_upload(upload_id, digest)
+                    self.db.record_blob(conn, row.repository_id, digest, size)
+                    self.db.delete_upload(conn, upload_id)
+        except FileNotFoundError as exc:
+            raise BlobUploadUnknown(detail={"upload": upload_id}) from exc
+        self.hashes.drop(upload_id)
+        return digest, size
+
+    def _rehash(self, upload_id: str, algorithm: str) -> Any:
+        self.rehashes += 1
+        hasher = new_hasher(algorithm)
+        for chunk in self.storage.read_upload(upload_id):
+            hasher.update(chunk)
+        return hasher
+
+    def _discard(self, upload_id: str) -> None:
+        self.hashes.drop(upload_id)
+        self.storage.delete_upload(upload_id)
+        with self.db.write() as conn:
+            self.db.delete_upload(conn, upload_id)
+
+    def cancel(self, name: str, upload_id: str) -> None:
+        self._session(name, upload_id)
+        self._discard(upload_id)
+
+    def monolithic(self, name: str, digest: str, chunks: Iterable[bytes]) -> tuple[str, int]:
+        algorithm, _ = parse_digest(digest)
+        state = self.start(name, algorithm)
+        try:
+            return self.finish(name, state.id, digest, chunks)
+        except BaseException:
+            self._discard(state.id)
+            raise
+
+    def mount(self, name: str, digest: str, source: str | None) -> int | None:
+        """Link an existing blob into ``name``; its size, or None when it can't."""
+        parse_digest(digest)
+        if source is not None and self.db.repository_blob_size(source, digest) is None:
+            return None
+        with self.db.write() as conn:
+            self.db.lock_digest(conn, digest)
+            size = self.db.blob_size(conn, digest)
+            if size is None or not self.storage.blob_exists(digest):
+                return None
+            repo_id = self.db.ensure_repository(conn, name)
+            self.db.record_blob(conn, repo_id, digest, size)
+        return size
+
+
+def parse_content_range(content_range: str | None) -> tuple[int, int] | None:
+    """Parse a PATCH Content-Range ``start-end`` (inclusive) into (start, end)."""
+    if not content_range:
+        return None
+    value = content_range.strip()
+    if value.startswith("bytes "):  # some clients send the RFC form
+        value = value[6:].split("/", 1)[0]
+    start, sep, end = value.partition("-")
+    if not sep or not start.isdigit() or not end.isdigit() or int(end) < int(start):
+        raise RangeInvalid("invalid Content-Range", {"Content-Range": content_range[:100]})
+    return int(start), int(end)
+
+
+__all__ = ["UploadService", "UploadState", "parse_content_range", "BlobUploadInvalid"]

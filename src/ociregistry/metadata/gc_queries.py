@@ -1,0 +1,100 @@
+"""Queries of the online garbage collector. Each deletion re-checks its
+conditions inside a write transaction, so a concurrent push always wins or
+fails cleanly: it never ends up referencing something the sweep removed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from ociregistry.metadata import schema as t
+from ociregistry.metadata.store import MetadataStore
+
+
+def _untagged_condition(m: sa.Table, cutoff: float) -> list[sa.ColumnElement[bool]]:
+    parent = t.manifest_children.alias("parent")
+    subject = t.manifests.alias("subject_manifest")
+    return [
+        m.c.created_at < cutoff,
+        ~sa.exists().where(t.tags.c.manifest_id == m.c.id),
+        # never the children of an index that is still there...
+        ~sa.exists().where(
+            parent.c.repository_id == m.c.repository_id, parent.c.child_digest == m.c.digest
+        ),
+        # ...nor the referrers of a manifest that is still there
+        ~sa.exists().where(
+            subject.c.repository_id == m.c.repository_id, subject.c.digest == m.c.subject
+        ),
+    ]
+
+
+def untagged_manifests(store: MetadataStore, cutoff: float) -> list[tuple[int, str, str]]:
+    """(id, repository, digest) of manifests nothing keeps alive."""
+    m = t.manifests
+    query = (
+        sa.select(m.c.id, t.repositories.c.name, m.c.digest)
+        .select_from(m.join(t.repositories, t.repositories.c.id == m.c.repository_id))
+        .where(*_untagged_condition(m, cutoff))
+        .order_by(m.c.id)
+    )
+    with store.read() as conn:
+        return [tuple(row) for row in conn.execute(query)]
+
+
+def delete_untagged_manifest(store: MetadataStore, manifest_id: int, cutoff: float) -> bool:
+    m = t.manifests
+    with store.write() as conn:
+        still = conn.execute(
+            sa.select(m.c.id).where(m.c.id == manifest_id, *_untagged_condition(m, cutoff))
+        ).first()
+        if still is None:
+            return False
+        store._delete_manifest_rows(conn, [manifest_id])
+        return True
+
+
+def _unreferenced(b: sa.Table, cutoff: float) -> list[sa.ColumnElement[bool]]:
+    return [
+        b.c.touched_at < cutoff,
+        ~sa.exists().where(t.manifest_blobs.c.digest == b.c.digest),
+    ]
+
+
+def unreferenced_blobs(store: MetadataStore, cutoff: float) -> list[tuple[str, int]]:
+    b = t.blobs
+    query = sa.select(b.c.digest, b.c.size).where(*_unreferenced(b, cutoff)).order_by(b.c.digest)
+    with store.read() as conn:
+        return [tuple(row) for row in conn.execute(query)]
+
+
+def delete_blob_if_unreferenced(
+    store: MetadataStore, digest: str, cutoff: float, remove: Callable[[str], None]
+) -> bool:
+    """Delete the blob row and, in the same transaction, its bytes."""
+    b = t.blobs
+    with store.write() as conn:
+        store.lock_digest(conn, digest)
+        if conn.execute(
+            sa.select(b.c.digest).where(b.c.digest == digest, *_unreferenced(b, cutoff))
+        ).first() is None:
+            return False
+        conn.execute(t.repository_blobs.delete().where(t.repository_blobs.c.digest == digest))
+        conn.execute(b.delete().where(b.c.digest == digest))
+        remove(digest)
+        return True
+
+
+def known_blobs(store: MetadataStore) -> set[str]:
+    with store.read() as conn:
+        return set(conn.execute(sa.select(t.blobs.c.digest)).scalars())
+
+
+def record_run(store: MetadataStore, started: float, dry_run: bool, stats: dict[str, int]) -> None:
+    with store.write() as conn:
+        conn.execute(
+            t.gc_runs.insert().values(
+                started_at=started, finished_at=time.time(), dry_run=dry_run, **stats
+            )
+        )

@@ -1,0 +1,156 @@
+"""Tables of the metadata index (SQLAlchemy Core). Migrations live in migrations/."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# Names sort byte-wise ("ASCIIbetical") on every database, as the spec allows.
+Name = sa.String(512).with_variant(sa.String(512, collation="C"), "postgresql")
+Digest = sa.String(160)
+
+repositories = sa.Table(
+    "repositories",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", Name, nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Every blob the registry holds, once, whatever repositories link it.
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("digest", Digest, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    # Last time something uploaded or linked it: the GC grace period counts from here.
+    sa.Column("touched_at", sa.Float, nullable=False),
+)
+
+# A blob is visible in a repository only through a link (upload or mount).
+repository_blobs = sa.Table(
+    "repository_blobs",
+    metadata,
+    sa.Column(
+        "repository_id",
+        sa.Integer,
+        sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "digest", Digest, sa.ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_repository_blobs_digest", "digest"),
+)
+
+manifests = sa.Table(
+    "manifests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "repository_id",
+        sa.Integer,
+        sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("digest", Digest, nullable=False),
+    sa.Column("media_type", sa.String(255), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    # The exact bytes as pushed: a manifest GET is one indexed row read.
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("subject", Digest, nullable=True),
+    sa.Column("artifact_type", sa.String(255), nullable=True),
+    sa.Column("annotations", sa.Text, nullable=True),  # JSON, for referrers
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
+    sa.Index("ix_manifests_subject", "repository_id", "subject"),
+)
+
+# Blobs a manifest references (config, layers): the GC's mark set.
+manifest_blobs = sa.Table(
+    "manifest_blobs",
+    metadata,
+    sa.Column(
+        "manifest_id",
+        sa.Integer,
+        sa.ForeignKey("manifests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("digest", Digest, primary_key=True),
+    sa.Index("ix_manifest_blobs_digest", "digest"),
+)
+
+# Manifests an index references, within the same repository.
+manifest_children = sa.Table(
+    "manifest_children",
+    metadata,
+    sa.Column(
+        "manifest_id",
+        sa.Integer,
+        sa.ForeignKey("manifests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("child_digest", Digest, primary_key=True),
+    sa.Column("repository_id", sa.Integer, nullable=False),
+    sa.Index("ix_manifest_children_child", "repository_id", "child_digest"),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column(
+        "repository_id",
+        sa.Integer,
+        sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", Name, primary_key=True),
+    sa.Column(
+        "manifest_id",
+        sa.Integer,
+        sa.ForeignKey("manifests.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_tags_manifest", "manifest_id"),
+)
+
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "repository_id",
+        sa.Integer,
+        sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("algorithm", sa.String(16), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Cluster-wide named locks with an expiry (one GC at a time).
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+gc_runs = sa.Table(
+    "gc_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("manifests_deleted", sa.Integer, nullable=False, default=0),
+    sa.Column("blobs_deleted", sa.Integer, nullable=False, default=0),
+    sa.Column("bytes_freed", sa.BigInteger, nullable=False, default=0),
+    sa.Column("uploads_expired", sa.Integer, nullable=False, default=0),
+)

@@ -1,0 +1,409 @@
+"""Queries of the metadata index. Every listing is an indexed query."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ociregistry.metadata import schema as t
+from ociregistry.metadata.engine import create_engine
+
+
+@dataclass
+class ManifestRow:
+    id: int
+    digest: str
+    media_type: str
+    payload: bytes
+    subject: str | None = None
+
+
+@dataclass
+class UploadRow:
+    id: str
+    repository_id: int
+    algorithm: str
+    size: int
+    created_at: float
+    updated_at: float
+
+
+class MetadataStore:
+    """The index behind the registry, on SQLite or PostgreSQL."""
+
+    def __init__(self, url: str, pool_size: int = 5) -> None:
+        self.url = url
+        self.engine = create_engine(url, pool_size=pool_size)
+        self.dialect = self.engine.dialect.name
+        self._writer = self.engine.execution_options(immediate=True)
+
+    # -- transactions -----------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self._writer.begin() as conn:
+            yield conn
+
+    def create_schema(self) -> None:
+        """Bring the schema to the newest migration."""
+        from ociregistry.metadata.migrate import upgrade
+
+        upgrade(self)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def check(self) -> None:
+        with self.read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table)
+
+    def lock_digest(self, conn: Connection, digest: str, shared: bool = False) -> None:
+        """Serialise a blob's deletion against pushes that reference it.
+
+        SQLite writers are already serialised by BEGIN IMMEDIATE; PostgreSQL
+        takes a transaction-scoped advisory lock on the digest.
+        """
+        if self.dialect == "postgresql":
+            fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+            conn.execute(sa.text(f"SELECT {fn}(hashtext(:d))"), {"d": digest})
+
+    # -- repositories -----------------------------------------------------
+    def repository_id(self, conn: Connection, name: str) -> int | None:
+        return conn.execute(
+            sa.select(t.repositories.c.id).where(t.repositories.c.name == name)
+        ).scalar()
+
+    def ensure_repository(self, conn: Connection, name: str) -> int:
+        repo_id = self.repository_id(conn, name)
+        if repo_id is None:
+            conn.execute(
+                self._insert(t.repositories)
+                .values(name=name, created_at=time.time())
+                .on_conflict_do_nothing()
+            )
+            repo_id = self.repository_id(conn, name)
+        assert repo_id is not None
+        return repo_id
+
+    def catalog(self, n: int | None, last: str | None) -> list[str]:
+        r = t.repositories
+        has_manifest = sa.exists().where(t.manifests.c.repository_id == r.c.id)
+        query = sa.select(r.c.name).where(has_manifest).order_by(r.c.name)
+        if last:
+            query = query.where(r.c.name > last)
+        if n is not None:
+            query = query.limit(n)
+        with self.read() as conn:
+            return list(conn.execute(query).scalars())
+
+    # -- blobs ------------------------------------------------------------
+    def blob_size(self, conn: Connection, digest: str) -> int | None:
+        return conn.execute(
+            sa.select(t.blobs.c.size).where(t.blobs.c.digest == digest)
+        ).scalar()
+
+    def repository_blob_size(self, name: str, digest: str) -> int | None:
+        """Size of a blob as seen from a repository, None if not linked there."""
+        query = (
+            sa.select(t.blobs.c.size)
+            .select_from(
+                t.repository_blobs.join(
+                    t.repositories, t.repositories.c.id == t.repository_blobs.c.repository_id
+                ).join(t.blobs, t.blobs.c.digest == t.repository_blobs.c.digest)
+            )
+            .where(t.repositories.c.name == name, t.repository_blobs.c.digest == digest)
+        )
+        with self.read() as conn:
+            return conn.execute(query).scalar()
+
+    def record_blob(self, conn: Connection, repo_id: int, digest: str, size: int) -> None:
+        """Insert or touch a blob and link it into a repository."""
+        now = time.time()
+        conn.execute(
+            self._insert(t.blobs)
+            .values(digest=digest, size=size, touched_at=now)
+            .on_conflict_do_update(index_elements=["digest"], set_={"touched_at": now})
+        )
+        conn.execute(
+            self._insert(t.repository_blobs)
+            .values(repository_id=repo_id, digest=digest, created_at=now)
+            .on_conflict_do_nothing()
+        )
+
+    def unlink_blob(self, name: str, digest: str) -> bool:
+        with self.write() as conn:
+            repo_id = self.repository_id(conn, name)
+            if repo_id is None:
+                return False
+            result = conn.execute(
+                t.repository_blobs.delete().where(
+                    t.repository_blobs.c.repository_id == repo_id,
+                    t.repository_blobs.c.digest == digest,
+                )
+            )
+            return result.rowcount > 0
+
+    def linked_digests(self, conn: Connection, repo_id: int, digests: Sequence[str]) -> set[str]:
+        if not digests:
+            return set()
+        rows = conn.execute(
+            sa.select(t.repository_blobs.c.digest).where(
+                t.repository_blobs.c.repository_id == repo_id,
+                t.repository_blobs.c.digest.in_(list(set(digests))),
+            )
+        )
+        return set(rows.scalars())
+
+    # -- uploads ----------------------------------------------------------
+    def create_upload(self, conn: Connection, upload_id: str, repo_id: int, algorithm: str) -> None:
+        now = time.time()
+        conn.execute(
+            t.uploads.insert().values(
+                id=upload_id,
+                repository_id=repo_id,
+                algorithm=algorithm,
+                size=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    def get_upload(self, name: str, upload_id: str) -> UploadRow | None:
+        """An upload session, only if it belongs to the named repository."""
+        u = t.uploads
+        query = (
+            sa.select(u)
+            .select_from(u.join(t.repositories, t.repositories.c.id == u.c.repository_id))
+            .where(u.c.id == upload_id, t.repositories.c.name == name)
+        )
+        with self.read() as conn:
+            row = conn.execute(query).mappings().first()
+        return UploadRow(**row) if row else None
+
+    def update_upload(self, upload_id: str, size: int) -> None:
+        with self.write() as conn:
+            conn.execute(
+                t.uploads.update()
+                .where(t.uploads.c.id == upload_id)
+                .values(size=size, updated_at=time.time())
+            )
+
+    def delete_upload(self, conn: Connection, upload_id: str) -> bool:
+        return conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id)).rowcount > 0
+
+    def stale_uploads(self, before: float) -> list[str]:
+        with self.read() as conn:
+            return list(
+                conn.execute(
+                    sa.select(t.uploads.c.id).where(t.uploads.c.updated_at < before)
+                ).scalars()
+            )
+
+    def upload_ids(self) -> set[str]:
+        with self.read() as conn:
+            return set(conn.execute(sa.select(t.uploads.c.id)).scalars())
+
+    # -- manifests --------------------------------------------------------
+    def get_manifest(self, name: str, reference: str, by_digest: bool) -> ManifestRow | None:
+        m = t.manifests
+        cols = (m.c.id, m.c.digest, m.c.media_type, m.c.payload, m.c.subject)
+        joined = m.join(t.repositories, t.repositories.c.id == m.c.repository_id)
+        if by_digest:
+            query = sa.select(*cols).select_from(joined).where(m.c.digest == reference)
+        else:
+            joined = joined.join(t.tags, t.tags.c.manifest_id == m.c.id)
+            query = sa.select(*cols).select_from(joined).where(t.tags.c.name == reference)
+        query = query.where(t.repositories.c.name == name)
+        with self.read() as conn:
+            row = conn.execute(query).first()
+        return ManifestRow(*row) if row else None
+
+    def manifest_id(self, conn: Connection, repo_id: int, digest: str) -> int | None:
+        return conn.execute(
+            sa.select(t.manifests.c.id).where(
+                t.manifests.c.repository_id == repo_id, t.manifests.c.digest == digest
+            )
+        ).scalar()
+
+    def existing_manifests(
+        self, conn: Connection, repo_id: int, digests: Sequence[str]
+    ) -> set[str]:
+        if not digests:
+            return set()
+        rows = conn.execute(
+            sa.select(t.manifests.c.digest).where(
+                t.manifests.c.repository_id == repo_id,
+                t.manifests.c.digest.in_(list(set(digests))),
+            )
+        )
+        return set(rows.scalars())
+
+    def insert_manifest(
+        self,
+        conn: Connection,
+        repo_id: int,
+        digest: str,
+        media_type: str,
+        payload: bytes,
+        subject: str | None,
+        artifact_type: str | None,
+        annotations: dict[str, str] | None,
+        blob_digests: Sequence[str],
+        child_digests: Sequence[str],
+    ) -> int:
+        """Store a manifest and its references; an identical one is kept as is."""
+        existing = self.manifest_id(conn, repo_id, digest)
+        if existing is not None:
+            return existing
+        manifest_id = conn.execute(
+            t.manifests.insert().values(
+                repository_id=repo_id,
+                digest=digest,
+                media_type=media_type,
+                size=len(payload),
+                payload=payload,
+                subject=subject,
+                artifact_type=artifact_type,
+                annotations=json.dumps(annotations) if annotations else None,
+                created_at=time.time(),
+            )
+        ).inserted_primary_key[0]
+        if blob_digests:
+            conn.execute(
+                t.manifest_blobs.insert(),
+                [{"manifest_id": manifest_id, "digest": d} for d in dict.fromkeys(blob_digests)],
+            )
+        if child_digests:
+            conn.execute(
+                t.manifest_children.insert(),
+                [
+                    {"manifest_id": manifest_id, "child_digest": d, "repository_id": repo_id}
+                    for d in dict.fromkeys(child_digests)
+                ],
+            )
+        return manifest_id
+
+    def set_tag(self, conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None:
+        now = time.time()
+        conn.execute(
+            self._insert(t.tags)
+            .values(repository_id=repo_id, name=tag, manifest_id=manifest_id, updated_at=now)
+            .on_conflict_do_update(
+                index_elements=["repository_id", "name"],
+                set_={"manifest_id": manifest_id, "updated_at": now},
+            )
+        )
+
+    def delete_tag(self, name: str, tag: str) -> bool:
+        with self.write() as conn:
+            repo_id = self.repository_id(conn, name)
+            if repo_id is None:
+                return False
+            result = conn.execute(
+                t.tags.delete().where(t.tags.c.repository_id == repo_id, t.tags.c.name == tag)
+            )
+            return result.rowcount > 0
+
+    def delete_manifest(self, name: str, digest: str) -> bool:
+        """Delete a manifest and every tag on it (references cascade)."""
+        with self.write() as conn:
+            repo_id = self.repository_id(conn, name)
+            if repo_id is None:
+                return False
+            manifest_id = self.manifest_id(conn, repo_id, digest)
+            if manifest_id is None:
+                return False
+            self._delete_manifest_rows(conn, [manifest_id])
+            return True
+
+    def _delete_manifest_rows(self, conn: Connection, ids: Sequence[int]) -> None:
+        # Explicit deletes rather than relying on ON DELETE CASCADE everywhere.
+        for table in (t.tags, t.manifest_blobs, t.manifest_children):
+            conn.execute(table.delete().where(table.c.manifest_id.in_(ids)))
+        conn.execute(t.manifests.delete().where(t.manifests.c.id.in_(ids)))
+
+    def tags(self, name: str, n: int | None, last: str | None) -> list[str] | None:
+        """Sorted tags of a repository after ``last``; None if the repository is unknown."""
+        with self.read() as conn:
+            repo_id = self.repository_id(conn, name)
+            if repo_id is None:
+                return None
+            query = (
+                sa.select(t.tags.c.name)
+                .where(t.tags.c.repository_id == repo_id)
+                .order_by(t.tags.c.name)
+            )
+            if last:
+                query = query.where(t.tags.c.name > last)
+            if n is not None:
+                query = query.limit(n)
+            return list(conn.execute(query).scalars())
+
+    def referrers(
+        self, name: str, subject: str, artifact_type: str | None, n: int, last: str | None
+    ) -> list[dict[str, Any]]:
+        m = t.manifests
+        query = (
+            sa.select(m.c.digest, m.c.media_type, m.c.size, m.c.artifact_type, m.c.annotations)
+            .select_from(m.join(t.repositories, t.repositories.c.id == m.c.repository_id))
+            .where(t.repositories.c.name == name, m.c.subject == subject)
+            .order_by(m.c.digest)
+            .limit(n)
+        )
+        if artifact_type is not None:
+            query = query.where(m.c.artifact_type == artifact_type)
+        if last:
+            query = query.where(m.c.digest > last)
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        result = []
+        for digest, media_type, size, art_type, annotations_json in rows:
+            desc: dict[str, Any] = {"mediaType": media_type, "digest": digest, "size": size}
+            if art_type:
+                desc["artifactType"] = art_type
+            if annotations_json:
+                desc["annotations"] = json.loads(annotations_json)
+            result.append(desc)
+        return result
+
+    # -- locks ------------------------------------------------------------
+    def try_lock(self, name: str, holder: str, ttl: float) -> bool:
+        now = time.time()
+        with self.write() as conn:
+            row = conn.execute(
+                sa.select(t.locks.c.holder, t.locks.c.expires_at).where(t.locks.c.name == name)
+            ).first()
+            if row is not None and row.expires_at > now and row.holder != holder:
+                return False
+            conn.execute(
+                self._insert(t.locks)
+                .values(name=name, holder=holder, expires_at=now + ttl)
+                .on_conflict_do_update(
+                    index_elements=["name"], set_={"holder": holder, "expires_at": now + ttl}
+                )
+            )
+            return True
+
+    def unlock(self, name: str, holder: str) -> None:
+        with self.write() as conn:
+            conn.execute(
+                t.locks.delete().where(t.locks.c.name == name, t.locks.c.holder == holder)
+            )

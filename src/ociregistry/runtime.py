@@ -1,0 +1,47 @@
+"""Builds the registry's parts from settings (used by the web app and the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ociregistry.config import Settings
+from ociregistry.core.gc import GarbageCollector
+from ociregistry.core.registry import Registry, RegistryOptions
+from ociregistry.metadata.store import MetadataStore
+from ociregistry.storage.base import BlobStorage
+from ociregistry.storage.filesystem import FilesystemStorage
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    metadata: MetadataStore
+    storage: BlobStorage
+    registry: Registry
+    gc: GarbageCollector
+
+
+def build_storage(settings: Settings) -> BlobStorage:
+    if settings.storage.driver == "filesystem":
+        return FilesystemStorage(settings.storage_root, fsync=settings.storage.fsync)
+    raise ValueError(f"unknown storage driver {settings.storage.driver!r}")
+
+
+def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
+    metadata = MetadataStore(settings.database_url, pool_size=settings.database.pool_size)
+    if migrate:
+        metadata.create_schema()
+    storage = build_storage(settings)
+    options = RegistryOptions(
+        delete_enabled=settings.delete_enabled,
+        max_manifest_size=settings.limits.max_manifest_size,
+        max_blob_size=settings.limits.max_blob_size,
+    )
+    registry = Registry(metadata, storage, options)
+    gc = GarbageCollector(
+        metadata,
+        storage,
+        grace_seconds=settings.gc.grace_period_seconds,
+        upload_ttl_seconds=settings.gc.upload_ttl_seconds,
+    )
+    return Runtime(settings, metadata, storage, registry, gc)

@@ -1,0 +1,334 @@
+"""The /v2/ API: parse the request, call the core, shape the response."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from urllib.parse import quote, urlencode
+
+from flask import Blueprint, Response, current_app, request, send_file
+
+from ociregistry.core import media_types as mt
+from ociregistry.core.errors import (
+    BlobUnknown,
+    BlobUploadInvalid,
+    Denied,
+    DigestInvalid,
+    ManifestInvalid,
+    PaginationNumberInvalid,
+    RangeInvalid,
+    RegistryError,
+    SizeInvalid,
+    Unsupported,
+)
+from ociregistry.core.gc import GCAlreadyRunning
+from ociregistry.core.names import validate_name
+from ociregistry.core.registry import Registry
+from ociregistry.core.uploads import UploadState, parse_content_range
+from ociregistry.runtime import Runtime
+
+bp = Blueprint("registry_api", __name__)
+
+CHUNK = 1 << 20
+MAX_PAGE = 10000
+# name is greedy up to the last keyword, as names may contain slashes.
+_ROUTES = [
+    ("manifest", re.compile(r"^(?P<name>.+)/manifests/(?P<ref>[^/]+)$")),
+    ("upload", re.compile(r"^(?P<name>.+)/blobs/uploads/(?P<upload>[^/]*)$")),
+    ("blob", re.compile(r"^(?P<name>.+)/blobs/(?P<digest>[^/]+)$")),
+    ("tags", re.compile(r"^(?P<name>.+)/tags/list$")),
+    ("referrers", re.compile(r"^(?P<name>.+)/referrers/(?P<digest>[^/]+)$")),
+]
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["ociregistry"]
+
+
+def _registry() -> Registry:
+    return _runtime().registry
+
+
+def _body_chunks() -> Iterator[bytes]:
+    stream = request.stream
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _page_args() -> tuple[int | None, str | None]:
+    raw = request.args.get("n")
+    n = None
+    if raw is not None and raw != "":
+        if not raw.isdigit():
+            raise PaginationNumberInvalid(detail={"n": raw[:50]})
+        n = min(int(raw), MAX_PAGE)
+    return n, request.args.get("last") or None
+
+
+def _next_link(path: str, n: int, last: str, **extra: str) -> str:
+    query = urlencode({**extra, "n": n, "last": last})
+    return f'<{path}?{query}>; rel="next"'
+
+
+@bp.route("/v2/", methods=["GET"])
+def base() -> Response:
+    return Response("{}", mimetype="application/json")
+
+
+@bp.route("/v2/_catalog", methods=["GET"])
+def catalog() -> Response:
+    n, last = _page_args()
+    names = _registry().catalog(None if n is None else n + 1, last)
+    response = Response(mimetype="application/json")
+    if n is not None and len(names) > n:
+        names = names[:n]
+        response.headers["Link"] = _next_link("/v2/_catalog", n, names[-1])
+    response.set_data(json.dumps({"repositories": names}))
+    return response
+
+
+@bp.route("/v2/gc", methods=["POST"])
+def run_gc() -> Response:
+    # Until authentication lands, only the local machine may start a GC.
+    if request.remote_addr not in ("127.0.0.1", "::1"):
+        raise Denied("garbage collection may only be started from the registry host")
+    dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
+    delete_untagged = request.args.get("delete_untagged", "").lower() in ("1", "true", "yes")
+    try:
+        result = _runtime().gc.run(dry_run=dry_run, delete_untagged=delete_untagged)
+    except GCAlreadyRunning as exc:
+        raise RegistryError(str(exc), status=409) from exc
+    return Response(json.dumps(result.as_dict()), mimetype="application/json")
+
+
+@bp.route("/v2/<path:rest>", methods=["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"])
+def dispatch(rest: str) -> Response:
+    for kind, pattern in _ROUTES:
+        match = pattern.match(rest)
+        if match:
+            params = match.groupdict()
+            validate_name(params["name"])
+            handler = _HANDLERS.get((kind, request.method))
+            if handler is None:
+                raise Unsupported(f"{request.method} is not supported here")
+            return handler(**params)
+    raise Unsupported("no such endpoint", status=404)
+
+
+# -- manifests ------------------------------------------------------------
+def _accept_list() -> list[str]:
+    values = request.headers.getlist("Accept")
+    return [part.split(";", 1)[0].strip() for v in values for part in v.split(",") if part.strip()]
+
+
+def get_manifest(name: str, ref: str) -> Response:
+    row = _registry().manifest(name, ref, _accept_list())
+    response = Response(row.payload, mimetype=None)
+    response.headers["Content-Type"] = row.media_type
+    response.headers["Docker-Content-Digest"] = row.digest
+    response.headers["ETag"] = f'"{row.digest}"'
+    if row.subject:
+        response.headers["OCI-Subject"] = row.subject
+    return response
+
+
+def put_manifest(name: str, ref: str) -> Response:
+    limit = _registry().options.max_manifest_size
+    if request.content_length is not None and request.content_length > limit:
+        raise ManifestInvalid("manifest too large", {"max": limit}, status=413)
+    payload = request.stream.read(limit + 1)
+    pushed = _registry().put_manifest(
+        name, ref, payload, request.headers.get("Content-Type"), request.args.getlist("tag")
+    )
+    response = Response(status=201)
+    response.headers["Location"] = f"/v2/{name}/manifests/{pushed.digest}"
+    response.headers["Docker-Content-Digest"] = pushed.digest
+    if pushed.subject:
+        response.headers["OCI-Subject"] = pushed.subject
+    for tag in pushed.tags if request.args.getlist("tag") else []:
+        response.headers.add("OCI-Tag", tag)
+    return response
+
+
+def delete_manifest(name: str, ref: str) -> Response:
+    _registry().delete_manifest(name, ref)
+    return Response(status=202)
+
+
+# -- blobs ----------------------------------------------------------------
+def get_blob(name: str, digest: str) -> Response:
+    blob = _registry().blob(name, digest)
+    headers = {"Docker-Content-Digest": blob.digest}
+    if blob.path is None:
+        chunks = _runtime().storage.open_blob(digest)
+        response = Response(chunks, mimetype="application/octet-stream")
+        response.headers["Content-Length"] = str(blob.size)
+    else:
+        try:
+            response = send_file(
+                blob.path,
+                mimetype="application/octet-stream",
+                etag=blob.digest,
+                conditional=True,
+                max_age=31536000,
+            )
+        except FileNotFoundError as exc:
+            raise BlobUnknown("blob data missing from storage", {"digest": digest}) from exc
+    response.headers.update(headers)
+    return response
+
+
+def delete_blob(name: str, digest: str) -> Response:
+    _registry().delete_blob(name, digest)
+    return Response(status=202)
+
+
+# -- uploads --------------------------------------------------------------
+def _upload_location(name: str, upload_id: str) -> str:
+    return f"/v2/{name}/blobs/uploads/{quote(upload_id)}"
+
+
+def _upload_response(name: str, state: UploadState, status: int) -> Response:
+    response = Response(status=status)
+    response.headers["Location"] = _upload_location(name, state.id)
+    response.headers["Range"] = f"0-{max(state.offset - 1, 0)}"
+    response.headers["Docker-Upload-UUID"] = state.id
+    response.headers["Content-Length"] = "0"
+    return response
+
+
+def _blob_created(name: str, digest: str) -> Response:
+    response = Response(status=201)
+    response.headers["Location"] = f"/v2/{name}/blobs/{digest}"
+    response.headers["Docker-Content-Digest"] = digest
+    response.headers["Content-Length"] = "0"
+    return response
+
+
+def start_upload(name: str, upload: str) -> Response:
+    if upload:
+        raise Unsupported("POST goes to /blobs/uploads/")
+    registry = _registry()
+    mount = request.args.get("mount")
+    if mount:
+        source = request.args.get("from")
+        if source is not None:
+            validate_name(source)
+        if registry.uploads.mount(name, mount, source) is not None:
+            return _blob_created(name, mount)
+    digest = request.args.get("digest")
+    if digest:
+        digest, _ = registry.uploads.monolithic(name, digest, _body_chunks())
+        return _blob_created(name, digest)
+    algorithm = request.args.get("digest-algorithm", "sha256")
+    state = registry.uploads.start(name, algorithm)
+    response = _upload_response(name, state, 202)
+    return response
+
+
+def _chunk_start() -> int | None:
+    parsed = parse_content_range(request.headers.get("Content-Range"))
+    if parsed is None:
+        return None
+    start, end = parsed
+    length = request.content_length
+    if length is not None and length != end - start + 1:
+        raise SizeInvalid(
+            "Content-Length does not match Content-Range",
+            {"Content-Length": length, "Content-Range": request.headers["Content-Range"]},
+            status=416,
+        )
+    return start
+
+
+def patch_upload(name: str, upload: str) -> Response:
+    uploads = _registry().uploads
+    try:
+        start = _chunk_start()
+        state = uploads.append(name, upload, _body_chunks(), start)
+    except RangeInvalid as exc:
+        state = uploads.status(name, upload)
+        exc.headers.update(
+            {"Location": _upload_location(name, upload), "Range": f"0-{max(state.offset - 1, 0)}"}
+        )
+        raise
+    except OSError as exc:  # the client went away mid-chunk
+        raise BlobUploadInvalid("chunk not received completely") from exc
+    return _upload_response(name, state, 202)
+
+
+def put_upload(name: str, upload: str) -> Response:
+    digest = request.args.get("digest")
+    if not digest:
+        raise DigestInvalid("the digest query parameter is required")
+    uploads = _registry().uploads
+    try:
+        start = _chunk_start()
+        digest, _ = uploads.finish(name, upload, digest, _body_chunks(), start)
+    except RangeInvalid as exc:
+        state = uploads.status(name, upload)
+        exc.headers.update(
+            {"Location": _upload_location(name, upload), "Range": f"0-{max(state.offset - 1, 0)}"}
+        )
+        raise
+    return _blob_created(name, digest)
+
+
+def upload_status(name: str, upload: str) -> Response:
+    state = _registry().uploads.status(name, upload)
+    return _upload_response(name, state, 204)
+
+
+def cancel_upload(name: str, upload: str) -> Response:
+    _registry().uploads.cancel(name, upload)
+    return Response(status=204)
+
+
+# -- listings -------------------------------------------------------------
+def list_tags(name: str) -> Response:
+    n, last = _page_args()
+    tags = _registry().tags(name, None if n is None else n + 1, last)
+    response = Response(mimetype="application/json")
+    if n is not None and len(tags) > n:
+        tags = tags[:n]
+        response.headers["Link"] = _next_link(f"/v2/{name}/tags/list", n, tags[-1])
+    response.set_data(json.dumps({"name": name, "tags": tags}))
+    return response
+
+
+def list_referrers(name: str, digest: str) -> Response:
+    artifact_type = request.args.get("artifactType") or None
+    last = request.args.get("last") or None
+    descriptors, more = _registry().referrers(name, digest, artifact_type, last)
+    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": descriptors}
+    response = Response(json.dumps(index), mimetype=None)
+    response.headers["Content-Type"] = mt.OCI_INDEX
+    if artifact_type is not None:
+        response.headers["OCI-Filters-Applied"] = "artifactType"
+    if more:
+        extra = {"artifactType": artifact_type} if artifact_type else {}
+        query = urlencode({**extra, "last": descriptors[-1]["digest"]})
+        response.headers["Link"] = f'</v2/{name}/referrers/{digest}?{query}>; rel="next"'
+    return response
+
+
+_HANDLERS = {
+    ("manifest", "GET"): get_manifest,
+    ("manifest", "HEAD"): get_manifest,
+    ("manifest", "PUT"): put_manifest,
+    ("manifest", "DELETE"): delete_manifest,
+    ("blob", "GET"): get_blob,
+    ("blob", "HEAD"): get_blob,
+    ("blob", "DELETE"): delete_blob,
+    ("upload", "POST"): start_upload,
+    ("upload", "PATCH"): patch_upload,
+    ("upload", "PUT"): put_upload,
+    ("upload", "GET"): upload_status,
+    ("upload", "DELETE"): cancel_upload,
+    ("tags", "GET"): list_tags,
+    ("referrers", "GET"): list_referrers,
+}

@@ -1,0 +1,84 @@
+"""Start a real registry (gunicorn, via the CLI) on a free port for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RegistryProcess:
+    """A registry server process with its own data directory."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        config: Path | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.workers = workers
+        self.port = port or free_port()
+        self.env = env or {}
+        self.config = config
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir.parent / f"registry-{self.port}.log"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def start(self) -> RegistryProcess:
+        cmd = [
+            sys.executable, "-m", "ociregistry", "serve",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--data-dir", str(self.data_dir), "--workers", str(self.workers),
+        ]
+        if self.config:
+            cmd += ["--config", str(self.config)]
+        env = {**os.environ, **self.env}
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=str(self.data_dir.parent))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"registry exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(self.url + "/v2/", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("registry did not start in time")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log.close()
+        return code
