@@ -92,7 +92,14 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         node = result
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = yaml.safe_load(value) if value else value
+        # Scalars stay strings (the settings model converts them by type, and
+        # "::" or "2024" must not turn into a mapping or a number); YAML only
+        # gives lists and mappings.
+        try:
+            parsed = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            parsed = value
+        node[path[-1]] = parsed if isinstance(parsed, (list, dict)) else value
     return result
 
 

@@ -16,21 +16,21 @@ _HEX_RE = re.compile(r"^[a-f0-9]+$")
 
 def parse_digest(value: str) -> tuple[str, str]:
     """Split and validate ``alg:hex``; DIGEST_INVALID when malformed or unsupported."""
-    match = _DIGEST_RE.match(value or "")
+    match = _DIGEST_RE.fullmatch(value or "")
     if not match:
         raise DigestInvalid("invalid digest", {"digest": value})
     algorithm, encoded = match.groups()
     length = ALGORITHMS.get(algorithm)
     if length is None:
         raise DigestInvalid("unsupported digest algorithm", {"digest": value})
-    if len(encoded) != length or not _HEX_RE.match(encoded):
+    if len(encoded) != length or not _HEX_RE.fullmatch(encoded):
         raise DigestInvalid("invalid digest encoding", {"digest": value})
     return algorithm, encoded
 
 
 def is_digest(value: str) -> bool:
     """True when the value has the shape of a digest (any algorithm)."""
-    return ":" in value and bool(_DIGEST_RE.match(value))
+    return ":" in value and bool(_DIGEST_RE.fullmatch(value))
 
 
 def new_hasher(algorithm: str) -> Any:

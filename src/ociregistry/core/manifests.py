@@ -95,7 +95,7 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     """Validate a pushed manifest and list what it references."""
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _invalid("manifest is not valid JSON") from exc
     if not isinstance(doc, dict):
         raise _invalid("manifest must be a JSON object")
@@ -187,7 +187,9 @@ def canonical_payload(payload: bytes, media_type: str) -> bytes:
         protected = json.loads(_b64url_decode(doc["signatures"][0]["protected"]))
         length = int(protected["formatLength"])
         tail = _b64url_decode(protected["formatTail"])
-    except (ValueError, KeyError, IndexError, TypeError, binascii.Error) as exc:
+    except (
+        ValueError, KeyError, IndexError, TypeError, OverflowError, RecursionError, binascii.Error
+    ) as exc:
         raise _invalid("schema1 signature has no usable protected header") from exc
     if not 0 < length <= len(payload):
         raise _invalid("schema1 formatLength out of range")

@@ -27,10 +27,10 @@ from ociregistry.core.names import validate_name
 from ociregistry.core.registry import Registry
 from ociregistry.core.uploads import UploadState, parse_content_range
 from ociregistry.runtime import Runtime
+from ociregistry.web.body import body_chunks
 
 bp = Blueprint("registry_api", __name__)
 
-CHUNK = 1 << 20
 MAX_PAGE = 10000
 # name is greedy up to the last keyword, as names may contain slashes.
 _ROUTES = [
@@ -50,13 +50,8 @@ def _registry() -> Registry:
     return _runtime().registry
 
 
-def _body_chunks() -> Iterator[bytes]:
-    stream = request.stream
-    while True:
-        chunk = stream.read(CHUNK)
-        if not chunk:
-            return
-        yield chunk
+def _body_chunks() -> Iterator[bytes | memoryview]:
+    return body_chunks(request.environ, request.stream)
 
 
 def _page_args() -> tuple[int | None, str | None]:
