@@ -37,9 +37,10 @@ def _sqlite_engine(url: str) -> Engine:
         # Writers take the write lock up front: two read-then-write transactions
         # can then never deadlock, and every check-then-write is serialised
         # (this is what makes GC and manifest pushes exclusive).
+        # Readers issue no BEGIN at all: each SELECT is its own consistent
+        # snapshot in WAL mode, and the hot paths (manifest HEAD/GET, blob HEAD)
+        # are single statements.
         if conn.get_execution_options().get("immediate"):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.exec_driver_sql("BEGIN")
 
     return engine

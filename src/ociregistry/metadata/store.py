@@ -35,6 +35,48 @@ class UploadRow:
     updated_at: float
 
 
+class _Prepared:
+    """A statement compiled once for the engine's dialect.
+
+    Building and caching a SQLAlchemy statement costs more than SQLite needs to
+    answer it; the hot read paths (manifest and blob lookups) run a statement
+    compiled at start-up through the driver directly.
+    """
+
+    def __init__(self, statement: sa.Executable, dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.order = compiled.positiontup if compiled.positional else None
+
+    def run(self, conn: Connection, **params: Any) -> Any:
+        args = tuple(params[name] for name in self.order) if self.order else params
+        return conn.exec_driver_sql(self.sql, args)
+
+
+def _hot_statements() -> dict[str, sa.Executable]:
+    m, r = t.manifests, t.repositories
+    cols = (m.c.id, m.c.digest, m.c.media_type, m.c.payload, m.c.subject)
+    by_repo = m.join(r, r.c.id == m.c.repository_id)
+    return {
+        "manifest_by_digest": sa.select(*cols)
+        .select_from(by_repo)
+        .where(r.c.name == sa.bindparam("name"), m.c.digest == sa.bindparam("ref")),
+        "manifest_by_tag": sa.select(*cols)
+        .select_from(by_repo.join(t.tags, t.tags.c.manifest_id == m.c.id))
+        .where(r.c.name == sa.bindparam("name"), t.tags.c.name == sa.bindparam("ref")),
+        "repository_blob_size": sa.select(t.blobs.c.size)
+        .select_from(
+            t.repository_blobs.join(r, r.c.id == t.repository_blobs.c.repository_id).join(
+                t.blobs, t.blobs.c.digest == t.repository_blobs.c.digest
+            )
+        )
+        .where(
+            r.c.name == sa.bindparam("name"),
+            t.repository_blobs.c.digest == sa.bindparam("digest"),
+        ),
+    }
+
+
 class MetadataStore:
     """The index behind the registry, on SQLite or PostgreSQL."""
 
@@ -43,6 +85,9 @@ class MetadataStore:
         self.engine = create_engine(url, pool_size=pool_size)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(immediate=True)
+        self._hot = {
+            key: _Prepared(stmt, self.engine.dialect) for key, stmt in _hot_statements().items()
+        }
 
     # -- transactions -----------------------------------------------------
     @contextmanager
@@ -122,17 +167,8 @@ class MetadataStore:
 
     def repository_blob_size(self, name: str, digest: str) -> int | None:
         """Size of a blob as seen from a repository, None if not linked there."""
-        query = (
-            sa.select(t.blobs.c.size)
-            .select_from(
-                t.repository_blobs.join(
-                    t.repositories, t.repositories.c.id == t.repository_blobs.c.repository_id
-                ).join(t.blobs, t.blobs.c.digest == t.repository_blobs.c.digest)
-            )
-            .where(t.repositories.c.name == name, t.repository_blobs.c.digest == digest)
-        )
         with self.read() as conn:
-            return conn.execute(query).scalar()
+            return self._hot["repository_blob_size"].run(conn, name=name, digest=digest).scalar()
 
     def record_blob(self, conn: Connection, repo_id: int, digest: str, size: int) -> None:
         """Insert or touch a blob and link it into a repository."""
@@ -223,17 +259,9 @@ class MetadataStore:
 
     # -- manifests --------------------------------------------------------
     def get_manifest(self, name: str, reference: str, by_digest: bool) -> ManifestRow | None:
-        m = t.manifests
-        cols = (m.c.id, m.c.digest, m.c.media_type, m.c.payload, m.c.subject)
-        joined = m.join(t.repositories, t.repositories.c.id == m.c.repository_id)
-        if by_digest:
-            query = sa.select(*cols).select_from(joined).where(m.c.digest == reference)
-        else:
-            joined = joined.join(t.tags, t.tags.c.manifest_id == m.c.id)
-            query = sa.select(*cols).select_from(joined).where(t.tags.c.name == reference)
-        query = query.where(t.repositories.c.name == name)
+        statement = self._hot["manifest_by_digest" if by_digest else "manifest_by_tag"]
         with self.read() as conn:
-            row = conn.execute(query).first()
+            row = statement.run(conn, name=name, ref=reference).first()
         return ManifestRow(*row) if row else None
 
     def manifest_id(self, conn: Connection, repo_id: int, digest: str) -> int | None:
