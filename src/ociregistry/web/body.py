@@ -18,8 +18,14 @@ from werkzeug.exceptions import ClientDisconnected
 BUFFER = 1 << 20
 
 
-def body_chunks(environ: dict[str, Any], stream: Any) -> Iterator[bytes | memoryview]:
-    """The request body in chunks; each chunk is valid until the next is asked for."""
+def body_chunks(
+    environ: dict[str, Any], stream: Any, idle_timeout: float = 300
+) -> Iterator[bytes | memoryview]:
+    """The request body in chunks; each chunk is valid until the next is asked for.
+
+    A client that stops sending for ``idle_timeout`` seconds fails the request
+    (and the chunk is rolled back) instead of holding a thread forever.
+    """
     fast = _gunicorn_length_body(environ)
     if fast is None:
         while chunk := stream.read(BUFFER):
@@ -39,6 +45,8 @@ def body_chunks(environ: dict[str, Any], stream: Any) -> Iterator[bytes | memory
     reader.length = remaining
     if pending:
         yield pending
+    if sock.gettimeout() is None:
+        sock.settimeout(idle_timeout)
     buffer = bytearray(BUFFER)
     view = memoryview(buffer)
     while remaining:

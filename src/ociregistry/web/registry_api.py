@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, current_app, request, send_file
+from werkzeug.exceptions import ClientDisconnected
 
 from ociregistry.core import media_types as mt
 from ociregistry.core.errors import (
@@ -51,7 +54,25 @@ def _registry() -> Registry:
 
 
 def _body_chunks() -> Iterator[bytes | memoryview]:
-    return body_chunks(request.environ, request.stream)
+    return body_chunks(request.environ, request.stream, _runtime().settings.http.timeout)
+
+
+@contextmanager
+def _receiving_body() -> Iterator[None]:
+    """Turn I/O failures while taking a body in into spec errors.
+
+    The core has already rolled the upload back to its previous offset.
+    """
+    try:
+        yield
+    except ClientDisconnected as exc:
+        raise BlobUploadInvalid("the request body ended early") from exc
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BlobUploadInvalid("the registry's storage is full", status=507) from exc
+        if isinstance(exc, TimeoutError):
+            raise BlobUploadInvalid("the client stopped sending", status=408) from exc
+        raise
 
 
 def _page_args() -> tuple[int | None, str | None]:
@@ -81,7 +102,8 @@ def catalog() -> Response:
     response = Response(mimetype="application/json")
     if n is not None and len(names) > n:
         names = names[:n]
-        response.headers["Link"] = _next_link("/v2/_catalog", n, names[-1])
+        if names:  # n=0 asks for nothing: no next page either (spec: no Link)
+            response.headers["Link"] = _next_link("/v2/_catalog", n, names[-1])
     response.set_data(json.dumps({"repositories": names}))
     return response
 
@@ -217,7 +239,8 @@ def start_upload(name: str, upload: str) -> Response:
             return _blob_created(name, mount)
     digest = request.args.get("digest")
     if digest:
-        digest, _ = registry.uploads.monolithic(name, digest, _body_chunks())
+        with _receiving_body():
+            digest, _ = registry.uploads.monolithic(name, digest, _body_chunks())
         return _blob_created(name, digest)
     algorithm = request.args.get("digest-algorithm", "sha256")
     state = registry.uploads.start(name, algorithm)
@@ -244,15 +267,14 @@ def patch_upload(name: str, upload: str) -> Response:
     uploads = _registry().uploads
     try:
         start = _chunk_start()
-        state = uploads.append(name, upload, _body_chunks(), start)
+        with _receiving_body():
+            state = uploads.append(name, upload, _body_chunks(), start)
     except RangeInvalid as exc:
         state = uploads.status(name, upload)
         exc.headers.update(
             {"Location": _upload_location(name, upload), "Range": f"0-{max(state.offset - 1, 0)}"}
         )
         raise
-    except OSError as exc:  # the client went away mid-chunk
-        raise BlobUploadInvalid("chunk not received completely") from exc
     return _upload_response(name, state, 202)
 
 
@@ -263,7 +285,8 @@ def put_upload(name: str, upload: str) -> Response:
     uploads = _registry().uploads
     try:
         start = _chunk_start()
-        digest, _ = uploads.finish(name, upload, digest, _body_chunks(), start)
+        with _receiving_body():
+            digest, _ = uploads.finish(name, upload, digest, _body_chunks(), start)
     except RangeInvalid as exc:
         state = uploads.status(name, upload)
         exc.headers.update(
@@ -290,7 +313,8 @@ def list_tags(name: str) -> Response:
     response = Response(mimetype="application/json")
     if n is not None and len(tags) > n:
         tags = tags[:n]
-        response.headers["Link"] = _next_link(f"/v2/{name}/tags/list", n, tags[-1])
+        if tags:  # n=0 asks for nothing: no next page either (spec: no Link)
+            response.headers["Link"] = _next_link(f"/v2/{name}/tags/list", n, tags[-1])
     response.set_data(json.dumps({"name": name, "tags": tags}))
     return response
 
