@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Real clients and tools the tests drive (Debian packages).
-DEBIAN_PACKAGES=(skopeo podman golang-go sqlite3 curl)
+DEBIAN_PACKAGES=(skopeo podman sqlite3 curl apache2-utils)
 missing=()
+# Debian's python3 needs python3-venv for "python3 -m venv".
+"${PYTHON:-python3}" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done

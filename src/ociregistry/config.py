@@ -93,13 +93,15 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         # Scalars stay strings (the settings model converts them by type, and
-        # "::" or "2024" must not turn into a mapping or a number); YAML only
-        # gives lists and mappings.
-        try:
-            parsed = yaml.safe_load(value) if value else value
-        except yaml.YAMLError:
-            parsed = value
-        node[path[-1]] = parsed if isinstance(parsed, (list, dict)) else value
+        # "::" or "2024" must not become a mapping or a number); YAML flow
+        # syntax gives lists and mappings.
+        parsed: Any = value
+        if value.lstrip().startswith(("[", "{")):
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                pass  # left as a string: validation names the key
+        node[path[-1]] = parsed
     return result
 
 

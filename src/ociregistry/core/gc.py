@@ -71,9 +71,10 @@ class GarbageCollector:
         cutoff = started - self.grace
         result = GCResult(dry_run=dry_run)
         self._expire_uploads(started, dry_run, result, progress)
+        gone: set[int] = set()  # manifests a dry run counts as deleted
         if delete_untagged:
-            self._sweep_manifests(cutoff, dry_run, result, progress)
-        self._sweep_blobs(cutoff, dry_run, result, progress)
+            gone = self._sweep_manifests(cutoff, dry_run, result, progress)
+        self._sweep_blobs(cutoff, dry_run, result, progress, gone)
         self._sweep_orphan_files(cutoff, dry_run, result, progress)
         result.duration_seconds = round(time.time() - started, 3)
         if not dry_run:
@@ -108,12 +109,16 @@ class GarbageCollector:
 
     def _sweep_manifests(
         self, cutoff: float, dry_run: bool, result: GCResult, progress: Progress
-    ) -> None:
+    ) -> set[int]:
         if dry_run:
-            found = q.untagged_manifests(self.db, cutoff)
-            result.manifests_deleted = len(found)
-            progress("manifests", len(found), len(found))
-            return
+            # Count what the real run would delete, rounds included, by treating
+            # the manifests found so far as gone.
+            gone: set[int] = set()
+            while found := q.untagged_manifests(self.db, cutoff, gone):
+                gone.update(manifest_id for manifest_id, _repo, _digest in found)
+                progress("manifests", len(gone), len(gone))
+            result.manifests_deleted = len(gone)
+            return gone
         # Deleting an index frees its children, a subject frees its referrers:
         # repeat until nothing more goes.
         while True:
@@ -125,12 +130,17 @@ class GarbageCollector:
                 progress("manifests", i, len(found))
             result.manifests_deleted += deleted
             if not deleted:
-                return
+                return set()
 
     def _sweep_blobs(
-        self, cutoff: float, dry_run: bool, result: GCResult, progress: Progress
+        self,
+        cutoff: float,
+        dry_run: bool,
+        result: GCResult,
+        progress: Progress,
+        gone: set[int] | None = None,
     ) -> None:
-        found = q.unreferenced_blobs(self.db, cutoff)
+        found = q.unreferenced_blobs(self.db, cutoff, gone or set())
         for i, (digest, size) in enumerate(found, 1):
             if dry_run or q.delete_blob_if_unreferenced(
                 self.db, digest, cutoff, self.storage.delete_blob

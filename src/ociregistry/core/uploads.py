@@ -7,6 +7,7 @@ from the partial file once; the common case never re-reads anything.
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -96,6 +97,8 @@ class UploadService:
         cached = self.hashes.take(row.id)
         if cached is not None and cached[0] == offset:
             return cached[1]
+        if offset == 0:
+            return new_hasher(row.algorithm)  # nothing received yet: nothing to re-read
         # Another process wrote the last chunk: rebuild the hash from the bytes.
         self.rehashes += 1
         hasher = new_hasher(row.algorithm)
@@ -118,6 +121,7 @@ class UploadService:
             )
         hasher = self._hasher_at(row, writer.offset)
         base = writer.offset
+        saved = hasher.copy()  # the hash at ``base``, kept if this chunk fails
         try:
             for chunk in chunks:
                 if self.max_blob_size and writer.offset + len(chunk) > self.max_blob_size:
@@ -131,9 +135,7 @@ class UploadService:
         except BaseException:
             # A failed or truncated chunk leaves the session where it was.
             writer.rollback(base)
-            self.hashes.drop(row.id)
-            if base:
-                self.hashes.put(row.id, base, self._hasher_at(row, base))
+            self.hashes.put(row.id, base, saved)
             raise
         return hasher
 
@@ -216,11 +218,18 @@ class UploadService:
         with self.db.write() as conn:
             self.db.lock_digest(conn, digest)
             size = self.db.blob_size(conn, digest)
-            if size is None or not self.storage.blob_exists(digest):
+            # Without "from", the blob must still be readable in some repository:
+            # one deleted everywhere (awaiting GC) can't be mounted back.
+            if size is None or not self.db.blob_linked(conn, digest):
+                return None
+            if not self.storage.blob_exists(digest):
                 return None
             repo_id = self.db.ensure_repository(conn, name)
             self.db.record_blob(conn, repo_id, digest, size)
         return size
+
+
+_RANGE_RE = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
 
 
 def parse_content_range(content_range: str | None) -> tuple[int, int] | None:
@@ -230,10 +239,11 @@ def parse_content_range(content_range: str | None) -> tuple[int, int] | None:
     value = content_range.strip()
     if value.startswith("bytes "):  # some clients send the RFC form
         value = value[6:].split("/", 1)[0]
-    start, sep, end = value.partition("-")
-    if not sep or not start.isdigit() or not end.isdigit() or int(end) < int(start):
+    # ASCII digits only (str.isdigit() also takes "²"), and a bounded length.
+    match = _RANGE_RE.fullmatch(value)
+    if not match or int(match[2]) < int(match[1]):
         raise RangeInvalid("invalid Content-Range", {"Content-Range": content_range[:100]})
-    return int(start), int(end)
+    return int(match[1]), int(match[2])
 
 
 __all__ = ["UploadService", "UploadState", "parse_content_range", "BlobUploadInvalid"]

@@ -5,7 +5,7 @@ fails cleanly: it never ends up referencing something the sweep removed."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import sqlalchemy as sa
 
@@ -13,30 +13,47 @@ from ociregistry.metadata import schema as t
 from ociregistry.metadata.store import MetadataStore
 
 
-def _untagged_condition(m: sa.Table, cutoff: float) -> list[sa.ColumnElement[bool]]:
+def _not_in(column: sa.ColumnElement, ids: Collection[int]) -> list[sa.ColumnElement[bool]]:
+    """``column NOT IN ids``, the ids inlined (no bound-parameter limit); nothing if empty."""
+    if not ids:
+        return []
+    return [column.not_in(sa.bindparam(None, sorted(ids), expanding=True, literal_execute=True))]
+
+
+def _untagged_condition(
+    m: sa.Table, cutoff: float, gone: Collection[int] = ()
+) -> list[sa.ColumnElement[bool]]:
+    """``gone``: manifests to treat as already deleted (a dry run's earlier rounds)."""
     parent = t.manifest_children.alias("parent")
     subject = t.manifests.alias("subject_manifest")
     return [
         m.c.created_at < cutoff,
+        *_not_in(m.c.id, gone),
         ~sa.exists().where(t.tags.c.manifest_id == m.c.id),
         # never the children of an index that is still there...
         ~sa.exists().where(
-            parent.c.repository_id == m.c.repository_id, parent.c.child_digest == m.c.digest
+            parent.c.repository_id == m.c.repository_id,
+            parent.c.child_digest == m.c.digest,
+            *_not_in(parent.c.manifest_id, gone),
         ),
         # ...nor the referrers of a manifest that is still there
         ~sa.exists().where(
-            subject.c.repository_id == m.c.repository_id, subject.c.digest == m.c.subject
+            subject.c.repository_id == m.c.repository_id,
+            subject.c.digest == m.c.subject,
+            *_not_in(subject.c.id, gone),
         ),
     ]
 
 
-def untagged_manifests(store: MetadataStore, cutoff: float) -> list[tuple[int, str, str]]:
+def untagged_manifests(
+    store: MetadataStore, cutoff: float, gone: Collection[int] = ()
+) -> list[tuple[int, str, str]]:
     """(id, repository, digest) of manifests nothing keeps alive."""
     m = t.manifests
     query = (
         sa.select(m.c.id, t.repositories.c.name, m.c.digest)
         .select_from(m.join(t.repositories, t.repositories.c.id == m.c.repository_id))
-        .where(*_untagged_condition(m, cutoff))
+        .where(*_untagged_condition(m, cutoff, gone))
         .order_by(m.c.id)
     )
     with store.read() as conn:
@@ -55,16 +72,23 @@ def delete_untagged_manifest(store: MetadataStore, manifest_id: int, cutoff: flo
         return True
 
 
-def _unreferenced(b: sa.Table, cutoff: float) -> list[sa.ColumnElement[bool]]:
+def _unreferenced(
+    b: sa.Table, cutoff: float, gone: Collection[int] = ()
+) -> list[sa.ColumnElement[bool]]:
+    mb = t.manifest_blobs
     return [
         b.c.touched_at < cutoff,
-        ~sa.exists().where(t.manifest_blobs.c.digest == b.c.digest),
+        ~sa.exists().where(mb.c.digest == b.c.digest, *_not_in(mb.c.manifest_id, gone)),
     ]
 
 
-def unreferenced_blobs(store: MetadataStore, cutoff: float) -> list[tuple[str, int]]:
+def unreferenced_blobs(
+    store: MetadataStore, cutoff: float, gone: Collection[int] = ()
+) -> list[tuple[str, int]]:
     b = t.blobs
-    query = sa.select(b.c.digest, b.c.size).where(*_unreferenced(b, cutoff)).order_by(b.c.digest)
+    query = (
+        sa.select(b.c.digest, b.c.size).where(*_unreferenced(b, cutoff, gone)).order_by(b.c.digest)
+    )
     with store.read() as conn:
         return [tuple(row) for row in conn.execute(query)]
 

@@ -184,6 +184,13 @@ class MetadataStore:
             .on_conflict_do_nothing()
         )
 
+    def blob_linked(self, conn: Connection, digest: str) -> bool:
+        """True when at least one repository links the blob."""
+        query = sa.select(t.repository_blobs.c.digest).where(
+            t.repository_blobs.c.digest == digest
+        )
+        return conn.execute(query.limit(1)).first() is not None
+
     def unlink_blob(self, name: str, digest: str) -> bool:
         with self.write() as conn:
             repo_id = self.repository_id(conn, name)

@@ -101,7 +101,11 @@ class FilesystemStorage(BlobStorage):
         with os.scandir(self._uploads) as entries:
             for entry in entries:
                 if entry.is_file() and _UPLOAD_ID_RE.match(entry.name):
-                    yield entry.name, entry.stat().st_mtime
+                    try:
+                        modified = entry.stat().st_mtime
+                    except FileNotFoundError:
+                        continue  # finished or cancelled meanwhile
+                    yield entry.name, modified
 
     def blob_exists(self, digest: str) -> bool:
         return os.path.isfile(self._blob_file(digest))

@@ -79,9 +79,9 @@ def _page_args() -> tuple[int | None, str | None]:
     raw = request.args.get("n")
     n = None
     if raw is not None and raw != "":
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):  # isdigit() alone takes "²"
             raise PaginationNumberInvalid(detail={"n": raw[:50]})
-        n = min(int(raw), MAX_PAGE)
+        n = min(int(raw), MAX_PAGE) if len(raw) < 19 else MAX_PAGE
     return n, request.args.get("last") or None
 
 
@@ -158,6 +158,12 @@ def put_manifest(name: str, ref: str) -> Response:
     if request.content_length is not None and request.content_length > limit:
         raise ManifestInvalid("manifest too large", {"max": limit}, status=413)
     payload = request.stream.read(limit + 1)
+    if request.content_length is not None and len(payload) < request.content_length:
+        # The client hung up mid-body (gunicorn then ends the stream silently).
+        raise ManifestInvalid(
+            "request body ended early",
+            {"expected": request.content_length, "received": len(payload)},
+        )
     pushed = _registry().put_manifest(
         name, ref, payload, request.headers.get("Content-Type"), request.args.getlist("tag")
     )

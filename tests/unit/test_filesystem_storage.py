@@ -1,0 +1,169 @@
+"""Filesystem blob storage: appends and rollback, atomic commit, listing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ociregistry.storage.filesystem import FilesystemStorage
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> FilesystemStorage:
+    return FilesystemStorage(str(tmp_path / "root"), fsync=True)
+
+
+def new_upload(storage: FilesystemStorage, data: bytes = b"") -> str:
+    upload_id = str(uuid.uuid4())
+    storage.create_upload(upload_id)
+    if data:
+        with storage.append_upload(upload_id) as writer:
+            writer.write(data)
+    return upload_id
+
+
+def blob_file(storage: FilesystemStorage, dig: str) -> Path:
+    algorithm, encoded = dig.split(":")
+    return Path(storage.root) / "blobs" / algorithm / encoded[:2] / encoded
+
+
+def test_layout_is_created(tmp_path):
+    FilesystemStorage(str(tmp_path / "new" / "root"))
+    assert (tmp_path / "new" / "root" / "blobs").is_dir()
+    assert (tmp_path / "new" / "root" / "uploads").is_dir()
+
+
+def test_appends_accumulate(storage):
+    upload_id = new_upload(storage)
+    assert storage.upload_size(upload_id) == 0
+    with storage.append_upload(upload_id) as writer:
+        assert writer.offset == 0
+        writer.write(b"hello ")
+        writer.write(memoryview(b"world"))
+        assert writer.offset == 11
+    with storage.append_upload(upload_id) as writer:
+        assert writer.offset == 11  # a later writer starts where the file ends
+        writer.write(b"!")
+    assert storage.upload_size(upload_id) == 12
+    assert b"".join(storage.read_upload(upload_id, chunk_size=4)) == b"hello world!"
+
+
+def test_rollback_drops_a_partial_chunk(storage):
+    upload_id = new_upload(storage, b"first chunk|")
+    with storage.append_upload(upload_id) as writer:
+        writer.write(b"half of the sec")
+        writer.rollback(12)
+        assert writer.offset == 12
+        writer.write(b"second chunk")  # writing again continues at the rollback point
+    assert b"".join(storage.read_upload(upload_id)) == b"first chunk|second chunk"
+    with storage.append_upload(upload_id) as writer:
+        writer.write(b"tail")
+        writer.rollback(0)
+    assert storage.upload_size(upload_id) == 0
+
+
+def test_unknown_upload(storage):
+    missing = str(uuid.uuid4())
+    assert storage.upload_size(missing) is None
+    with pytest.raises(FileNotFoundError):
+        with storage.append_upload(missing):
+            pass
+    storage.delete_upload(missing)  # no error
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "..", "a/b", "", "UPPER-CASE-ID", "x" * 100])
+def test_upload_ids_cannot_escape_the_uploads_directory(storage, bad):
+    with pytest.raises(ValueError):
+        storage.create_upload(bad)
+    with pytest.raises(ValueError):
+        storage.upload_size(bad)
+
+
+def test_commit_is_an_atomic_rename(storage):
+    data = b"layer bytes" * 1000
+    dig = digest(data)
+    upload_id = new_upload(storage, data)
+    upload_path = Path(storage.root) / "uploads" / upload_id
+    inode = upload_path.stat().st_ino
+    assert not storage.blob_exists(dig)
+    storage.commit_upload(upload_id, dig)
+    target = blob_file(storage, dig)
+    # the very same file moved into place: never a copy, never half-written
+    assert target.stat().st_ino == inode
+    assert not upload_path.exists()
+    assert storage.upload_size(upload_id) is None
+    assert storage.blob_exists(dig)
+    assert storage.blob_path(dig) == str(target)
+    assert b"".join(storage.open_blob(dig, chunk_size=7)) == data
+
+
+def test_commit_of_an_existing_digest_keeps_the_stored_blob(storage):
+    data = b"same content"
+    dig = digest(data)
+    first = new_upload(storage, data)
+    storage.commit_upload(first, dig)
+    inode = blob_file(storage, dig).stat().st_ino
+    second = new_upload(storage, data)
+    storage.commit_upload(second, dig)
+    assert blob_file(storage, dig).stat().st_ino == inode  # untouched
+    assert storage.upload_size(second) is None  # the duplicate upload is gone
+    assert b"".join(storage.open_blob(dig)) == data
+    assert [u for u, _ in storage.list_uploads()] == []
+
+
+def test_delete_blob(storage):
+    dig = digest(b"x")
+    storage.commit_upload(new_upload(storage, b"x"), dig)
+    storage.delete_blob(dig)
+    assert not storage.blob_exists(dig)
+    storage.delete_blob(dig)  # idempotent
+
+
+def test_iter_blobs_lists_every_blob_with_size_and_mtime(storage):
+    contents = [b"a", b"bb" * 10, b"ccc" * 100]
+    expected = {}
+    for data in contents:
+        dig = digest(data)
+        storage.commit_upload(new_upload(storage, data), dig)
+        expected[dig] = len(data)
+    sha512 = "sha512:" + hashlib.sha512(b"d").hexdigest()
+    storage.commit_upload(new_upload(storage, b"d"), sha512)
+    expected[sha512] = 1
+    found = list(storage.iter_blobs())
+    assert {b.digest: b.size for b in found} == expected
+    for blob in found:
+        assert blob.modified == pytest.approx(os.stat(storage.blob_path(blob.digest)).st_mtime)
+
+
+def test_iter_blobs_on_empty_storage(storage):
+    assert list(storage.iter_blobs()) == []
+
+
+def test_list_uploads(storage):
+    a = new_upload(storage, b"1")
+    b = new_upload(storage)
+    (Path(storage.root) / "uploads" / "not-an-upload.tmp").write_text("x")
+    listed = dict(storage.list_uploads())
+    assert set(listed) == {a, b}
+    storage.delete_upload(a)
+    assert set(dict(storage.list_uploads())) == {b}
+
+
+def test_check_fails_when_not_writable(storage, tmp_path):
+    storage.check()
+    os.chmod(Path(storage.root) / "blobs", 0o500)
+    try:
+        if os.access(Path(storage.root) / "blobs", os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        with pytest.raises(OSError):
+            storage.check()
+    finally:
+        os.chmod(Path(storage.root) / "blobs", 0o755)
