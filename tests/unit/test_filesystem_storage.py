@@ -157,13 +157,14 @@ def test_list_uploads(storage):
     assert set(dict(storage.list_uploads())) == {b}
 
 
-def test_check_fails_when_not_writable(storage, tmp_path):
+def test_check_fails_when_storage_is_unusable(storage):
     storage.check()
-    os.chmod(Path(storage.root) / "blobs", 0o500)
-    try:
-        if os.access(Path(storage.root) / "blobs", os.W_OK):
-            pytest.skip("running as root: permissions are not enforced")
-        with pytest.raises(OSError):
-            storage.check()
-    finally:
-        os.chmod(Path(storage.root) / "blobs", 0o755)
+    uploads = Path(storage.root) / "uploads"
+    uploads.rename(Path(storage.root) / "uploads.moved")
+    uploads.write_text("a file where the upload directory should be")
+    with pytest.raises(OSError):
+        storage.check()
+    blobs = Path(storage.root) / "blobs"
+    blobs.rename(Path(storage.root) / "blobs.moved")
+    with pytest.raises(OSError, match="missing"):
+        storage.check()
