@@ -8,8 +8,10 @@ import logging
 import sys
 from typing import Any
 
-from ociregistry import __version__
+from ociregistry import __version__, cli_ops, cli_users
+from ociregistry.cli_ops import ProgressPrinter
 from ociregistry.config import ConfigError, Settings, load_settings
+from ociregistry.logs import setup_logging
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -25,14 +27,21 @@ def _settings(args: argparse.Namespace) -> Settings:
     http = {k: v for k, v in http.items() if v is not None}
     if http:
         overrides["http"] = http
+    tls = {k: getattr(args, f"tls_{k}", None) for k in ("cert", "key")}
+    if any(tls.values()):
+        overrides["tls"] = {"certificate": tls["cert"], "key": tls["key"]}
+        overrides["tls"] = {k: v for k, v in overrides["tls"].items() if v}
     return load_settings(args.config, overrides)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ociregistry.runtime import build_runtime
-    from ociregistry.server import serve
+    from ociregistry.server import prepare_metrics_dir, serve
 
     settings = _settings(args)
+    setup_logging(settings.log.format, settings.log.level)
+    prepare_metrics_dir(settings)  # before anything imports prometheus_client
+    from ociregistry.runtime import build_runtime
+
     # Create the data directory and bring the schema up to date once, before
     # any worker starts.
     runtime = build_runtime(settings, migrate=True)
@@ -45,21 +54,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from ociregistry.runtime import build_runtime
 
     runtime = build_runtime(_settings(args), migrate=True)
-    tty = sys.stderr.isatty()
-    last_phase: list[str] = [""]
-
-    def progress(phase: str, done: int, total: int) -> None:
-        if tty:
-            print(f"\r{phase}: {done}/{total}", end="", file=sys.stderr, flush=True)
-            if done == total:
-                print(file=sys.stderr)
-        elif phase != last_phase[0] or done == total:
-            print(f"{phase}: {done}/{total}", file=sys.stderr, flush=True)
-        last_phase[0] = phase
-
     try:
         result = runtime.gc.run(
-            dry_run=args.dry_run, delete_untagged=args.delete_untagged, progress=progress
+            dry_run=args.dry_run,
+            delete_untagged=args.delete_untagged,
+            progress=ProgressPrinter(),
         )
     except GCAlreadyRunning as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -99,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 5000)")
     serve.add_argument("--workers", type=int, help="worker processes (default 2 per core)")
     serve.add_argument("--threads", type=int, help="threads per worker (default 8)")
+    serve.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
+    serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     serve.set_defaults(func=cmd_serve)
 
     gc = sub.add_parser("gc", help="garbage-collect unreferenced blobs and manifests")
@@ -116,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(upgrade)
     upgrade.set_defaults(func=cmd_db_upgrade)
 
+    cli_ops.register(sub, _common, _settings)
+
+    cli_users.register(sub)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     return parser

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,6 +26,8 @@ class HTTPSettings(_Section):
     workers: int = Field(0, ge=0, description="0: two per CPU core")
     threads: int = Field(8, ge=1)
     timeout: int = Field(300, ge=1, description="seconds a request may stay silent")
+    # Addresses or networks of reverse proxies whose X-Forwarded-* headers are believed.
+    trusted_proxies: list[str] = []
 
 
 class StorageSettings(_Section):
@@ -42,11 +44,88 @@ class DatabaseSettings(_Section):
 class GCSettings(_Section):
     grace_period_seconds: float = Field(3600, ge=0)
     upload_ttl_seconds: float = Field(86400, ge=0)
+    interval_seconds: float = Field(0, ge=0, description="run GC every N seconds; 0: never")
+    delete_untagged: bool = False  # for scheduled runs and POST /v2/gc without the parameter
+
+
+class MetricsSettings(_Section):
+    enabled: bool = True
+    address: str = ""  # "host:port": serve /metrics on its own listener too
+    username: str = ""  # basic auth on /metrics when both are set
+    password: str = ""
+
+
+class LogSettings(_Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
 
 
 class LimitsSettings(_Section):
     max_manifest_size: int = Field(4 * 1024 * 1024, ge=1024)
     max_blob_size: int = Field(0, ge=0, description="0: no limit")
+    max_header_size: int = Field(16384, ge=1024, le=65536, description="bytes per header")
+    upload_session_lifetime_seconds: float = Field(0, ge=0, description="0: until GC expires it")
+    max_uploads_per_user: int = Field(0, ge=0, description="open upload sessions; 0: no limit")
+
+
+class TLSSettings(_Section):
+    certificate: str = ""  # PEM certificate (chain): with key, the server speaks HTTPS
+    key: str = ""  # PEM private key
+    client_ca: str = ""  # PEM CA bundle: clients must present a certificate it signed (mTLS)
+
+
+class TokenSettings(_Section):
+    """Docker token authentication: the built-in service, or an external issuer."""
+
+    enabled: bool = False  # the built-in token service on /auth/token
+    realm: str = ""  # where clients get tokens; default: this registry's /auth/token
+    service: str = "ociregistry"  # the audience of tokens
+    issuer: str = "ociregistry"
+    key: str = ""  # PEM private key; default <data_dir>/auth/token-signing-key.pem, generated
+    algorithm: Literal["RS256", "ES256"] = "ES256"
+    expiration_seconds: int = Field(300, ge=60)
+    refresh_expiration_seconds: int = Field(7 * 86400, ge=60)
+    # Trust an external token service instead (realm, issuer and service are then its own):
+    rootcertbundle: str = ""  # PEM certificates whose keys sign tokens
+    jwks: str = ""  # a JWKS file with the keys that sign tokens
+    signing_algorithms: list[str] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                                     "ES256", "ES384", "ES512", "EdDSA"]
+    leeway_seconds: float = Field(30, ge=0, le=300)
+
+
+class AccessRuleSettings(_Section):
+    repositories: list[str] = ["**"]  # globs: * within a path component, ** across
+    users: list[str] = []  # user names; "*" is every signed-in user
+    groups: list[str] = []
+    anonymous: bool = False  # also callers without credentials
+    actions: list[Literal["pull", "push", "delete", "*", "admin"]] = []
+
+
+class AuthSettings(_Section):
+    htpasswd: str = ""  # bcrypt htpasswd file (htpasswd -B, or ociregistry user add)
+    realm: str = "ociregistry"  # Basic realm
+    bcrypt_cost: int = Field(12, ge=4, le=31)
+    groups: dict[str, list[str]] = {}
+    rules: list[AccessRuleSettings] = []
+    token: TokenSettings = TokenSettings()
+
+    @property
+    def mode(self) -> str:
+        """"token", "basic" or "none" (no authentication: everyone may do everything)."""
+        if self.token.enabled or self.token.rootcertbundle or self.token.jwks:
+            return "token"
+        if self.htpasswd or self.rules:
+            return "basic"
+        return "none"
+
+
+class RateLimitSettings(_Section):
+    """Token buckets per client address and per user, in each worker process."""
+
+    per_address: float = Field(0, ge=0, description="requests per second; 0: no limit")
+    per_user: float = Field(0, ge=0, description="requests per second; 0: no limit")
+    burst: int = Field(100, ge=1)
 
 
 class Settings(_Section):
@@ -57,6 +136,11 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     gc: GCSettings = GCSettings()
     limits: LimitsSettings = LimitsSettings()
+    tls: TLSSettings = TLSSettings()
+    auth: AuthSettings = AuthSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
 
     @property
     def storage_root(self) -> str:

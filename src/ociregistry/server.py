@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from typing import Any
 
-from ociregistry.config import Settings
+from ociregistry.config import ConfigError, Settings
 
 log = logging.getLogger("ociregistry")
 
@@ -16,11 +17,41 @@ def default_workers() -> int:
     return max(2, 2 * (os.cpu_count() or 1))
 
 
+def prepare_metrics_dir(settings: Settings) -> None:
+    """Give every worker process its own metrics files (prometheus multiprocess mode).
+
+    Must run before prometheus_client is first imported in this process.
+    """
+    if not settings.metrics.enabled or sys.platform == "win32":
+        return
+    path = os.path.join(os.path.abspath(settings.data_dir), ".metrics")
+    shutil.rmtree(path, ignore_errors=True)  # counters restart with the server
+    os.makedirs(path, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+
+
 def _app_factory(settings: Settings) -> Any:
     from ociregistry.runtime import build_runtime
+    from ociregistry.scheduler import start_gc_scheduler
     from ociregistry.web.app import create_app
 
-    return create_app(runtime=build_runtime(settings))
+    runtime = build_runtime(settings)
+    start_gc_scheduler(runtime)
+    return create_app(runtime=runtime)
+
+
+def _on_ready(settings: Settings) -> None:
+    if settings.metrics.enabled and settings.metrics.address:
+        from ociregistry.metrics_listener import start_metrics_listener
+
+        start_metrics_listener(settings)
+
+
+def _on_child_exit(worker_pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker_pid)
 
 
 def serve(settings: Settings) -> int:
@@ -40,18 +71,25 @@ def _serve_gunicorn(settings: Settings, workers: int) -> int:
                 "workers": workers,
                 # Threads let one worker stream many large bodies at once while
                 # other threads answer manifest and HEAD requests.
-                "worker_class": "gthread",
+                "worker_class": "ociregistry.server_worker.RegistryThreadWorker",
                 "threads": settings.http.threads,
                 "timeout": settings.http.timeout,
                 "graceful_timeout": 30,
                 "keepalive": 75,
                 "limit_request_line": 8190,
-                "limit_request_field_size": 16384,
+                "limit_request_field_size": settings.limits.max_header_size,
+                # X-Forwarded-* are believed only from http.trusted_proxies (the
+                # app's middleware applies them); gunicorn itself trusts no one.
+                "forwarded_allow_ips": "",
                 "proc_name": "ociregistry",
                 "accesslog": None,
                 "errorlog": "-",
-                "loglevel": "info",
+                "loglevel": settings.log.level,
+                "when_ready": lambda _arbiter: _on_ready(settings),
+                "child_exit": lambda _arbiter, worker: _on_child_exit(worker.pid),
             }
+            options.update(tls_options(settings))
+            check_auth(settings)
             for key, value in options.items():
                 self.cfg.set(key, value)
 
@@ -62,8 +100,52 @@ def _serve_gunicorn(settings: Settings, workers: int) -> int:
     return 0
 
 
+def check_auth(settings: Settings) -> None:
+    """Load the authentication settings once, before any worker starts.
+
+    This also generates the token signing key on first start.
+    """
+    if settings.auth.mode == "none":
+        return
+    from ociregistry.auth.service import AuthService
+
+    try:
+        AuthService(settings)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"authentication: {exc}") from exc
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """gunicorn's TLS settings: HTTPS with tls.certificate and tls.key, mTLS with client_ca."""
+    tls = settings.tls
+    if not (tls.certificate or tls.key or tls.client_ca):
+        return {}
+    if not (tls.certificate and tls.key):
+        raise ConfigError("tls.certificate and tls.key must be given together")
+    import ssl
+
+    for path in (tls.certificate, tls.key, tls.client_ca):
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"TLS file not found: {path}")
+    # Fail here, with a clear message, rather than in every worker.
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(tls.certificate, tls.key)
+        if tls.client_ca:
+            context.load_verify_locations(tls.client_ca)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+    options: dict[str, Any] = {"certfile": tls.certificate, "keyfile": tls.key}
+    if tls.client_ca:
+        options.update({"ca_certs": tls.client_ca, "cert_reqs": ssl.CERT_REQUIRED})
+    return options
+
+
 def _serve_waitress(settings: Settings, workers: int) -> int:
     import waitress
+
+    if settings.tls.certificate:
+        raise ConfigError("HTTPS needs gunicorn; on Windows, put a TLS proxy in front")
 
     waitress.serve(
         _app_factory(settings),

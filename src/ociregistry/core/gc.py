@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from ociregistry import metrics
 from ociregistry.metadata import gc_queries as q
 from ociregistry.metadata.store import MetadataStore
 from ociregistry.storage.base import BlobStorage
@@ -58,13 +59,42 @@ class GarbageCollector:
         delete_untagged: bool = False,
         progress: Progress | None = None,
     ) -> GCResult:
+        result = self._locked(dry_run, delete_untagged, progress, None)
+        assert result is not None
+        return result
+
+    def run_if_due(self, interval: float, delete_untagged: bool = False) -> GCResult | None:
+        """Run unless a run finished less than ``interval`` seconds ago.
+
+        Decided while holding the cluster-wide lock, so one run per interval
+        whatever number of workers and instances ask.
+        """
+        return self._locked(False, delete_untagged, None, interval)
+
+    def _locked(
+        self,
+        dry_run: bool,
+        delete_untagged: bool,
+        progress: Progress | None,
+        due_interval: float | None,
+    ) -> GCResult | None:
         holder = f"{os.uname().nodename}:{os.getpid()}:{time.time()}"
         if not self.db.try_lock("gc", holder, ttl=6 * 3600):
             raise GCAlreadyRunning("a garbage collection is already running")
+        started = time.monotonic()
         try:
-            return self._run(dry_run, delete_untagged, progress or (lambda *_: None))
+            if due_interval is not None:
+                last = q.last_finished_run(self.db)
+                if last is not None and last > time.time() - due_interval:
+                    return None
+            result = self._run(dry_run, delete_untagged, progress or (lambda *_: None))
+        except Exception:
+            metrics.record_gc(None, time.monotonic() - started, "error")
+            raise
         finally:
             self.db.unlock("gc", holder)
+        metrics.record_gc(result, time.monotonic() - started)
+        return result
 
     def _run(self, dry_run: bool, delete_untagged: bool, progress: Progress) -> GCResult:
         started = time.time()

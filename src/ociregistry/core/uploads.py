@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from ociregistry.core.errors import (
     DigestInvalid,
     RangeInvalid,
     SizeInvalid,
+    TooManyRequests,
     Unsupported,
 )
 from ociregistry.metadata.store import MetadataStore, UploadRow
@@ -67,27 +69,54 @@ class UploadService:
         self.hashes = _HashCache()
         # How many times a hash had to be rebuilt from stored bytes (tests, metrics).
         self.rehashes = 0
+        # Limits (0: none), set from settings.limits by the web layer.
+        self.session_lifetime = 0.0  # seconds from a session's start
+        self.max_sessions_per_owner = 0
 
-    def start(self, name: str, algorithm: str = "sha256") -> UploadState:
+    # ``owner`` is who may use a session: None when authentication is off (no
+    # check), else the user name ("" for anonymous). A session belongs to the
+    # repository and the owner that opened it; anyone else is told it does not
+    # exist.
+    def start(
+        self, name: str, algorithm: str = "sha256", owner: str | None = None
+    ) -> UploadState:
         if algorithm not in ALGORITHMS:
             raise Unsupported(
                 "unsupported digest algorithm", {"algorithm": algorithm}, status=400
             )
         upload_id = str(uuid.uuid4())
         self.storage.create_upload(upload_id)
-        with self.db.write() as conn:
-            repo_id = self.db.ensure_repository(conn, name)
-            self.db.create_upload(conn, upload_id, repo_id, algorithm)
+        try:
+            with self.db.write() as conn:
+                if owner is not None and self.max_sessions_per_owner:
+                    if self.db.count_uploads(conn, owner) >= self.max_sessions_per_owner:
+                        raise TooManyRequests(
+                            "too many open upload sessions",
+                            {"max": self.max_sessions_per_owner},
+                            headers={"Retry-After": "60"},
+                        )
+                repo_id = self.db.ensure_repository(conn, name)
+                self.db.create_upload(conn, upload_id, repo_id, algorithm, owner)
+        except BaseException:
+            self.storage.delete_upload(upload_id)
+            raise
         return UploadState(upload_id, 0)
 
-    def _session(self, name: str, upload_id: str) -> UploadRow:
+    def _session(self, name: str, upload_id: str, owner: str | None = None) -> UploadRow:
         row = self.db.get_upload(name, upload_id)
         if row is None or self.storage.upload_size(upload_id) is None:
             raise BlobUploadUnknown(detail={"upload": upload_id})
+        if owner is not None and row.owner != owner:
+            raise BlobUploadUnknown(detail={"upload": upload_id})
+        if self.session_lifetime and time.time() - row.created_at > self.session_lifetime:
+            self._discard(upload_id)
+            raise BlobUploadUnknown(
+                "upload session expired", {"upload": upload_id, "max_age": self.session_lifetime}
+            )
         return row
 
-    def status(self, name: str, upload_id: str) -> UploadState:
-        self._session(name, upload_id)
+    def status(self, name: str, upload_id: str, owner: str | None = None) -> UploadState:
+        self._session(name, upload_id, owner)
         size = self.storage.upload_size(upload_id)
         if size is None:
             raise BlobUploadUnknown(detail={"upload": upload_id})
@@ -140,9 +169,14 @@ class UploadService:
         return hasher
 
     def append(
-        self, name: str, upload_id: str, chunks: Iterable[bytes], start: int | None = None
+        self,
+        name: str,
+        upload_id: str,
+        chunks: Iterable[bytes],
+        start: int | None = None,
+        owner: str | None = None,
     ) -> UploadState:
-        row = self._session(name, upload_id)
+        row = self._session(name, upload_id, owner)
         try:
             with self.storage.append_upload(upload_id) as writer:
                 hasher = self._append(row, writer, chunks, start)
@@ -160,10 +194,11 @@ class UploadService:
         digest: str,
         chunks: Iterable[bytes],
         start: int | None = None,
+        owner: str | None = None,
     ) -> tuple[str, int]:
         """Append the last chunk (if any), check the digest, and publish the blob."""
         algorithm, _ = parse_digest(digest)
-        row = self._session(name, upload_id)
+        row = self._session(name, upload_id, owner)
         try:
             with self.storage.append_upload(upload_id) as writer:
                 hasher = self._append(row, writer, chunks, start)
@@ -197,15 +232,17 @@ class UploadService:
         with self.db.write() as conn:
             self.db.delete_upload(conn, upload_id)
 
-    def cancel(self, name: str, upload_id: str) -> None:
-        self._session(name, upload_id)
+    def cancel(self, name: str, upload_id: str, owner: str | None = None) -> None:
+        self._session(name, upload_id, owner)
         self._discard(upload_id)
 
-    def monolithic(self, name: str, digest: str, chunks: Iterable[bytes]) -> tuple[str, int]:
+    def monolithic(
+        self, name: str, digest: str, chunks: Iterable[bytes], owner: str | None = None
+    ) -> tuple[str, int]:
         algorithm, _ = parse_digest(digest)
-        state = self.start(name, algorithm)
+        state = self.start(name, algorithm, owner)
         try:
-            return self.finish(name, state.id, digest, chunks)
+            return self.finish(name, state.id, digest, chunks, owner=owner)
         except BaseException:
             self._discard(state.id)
             raise

@@ -122,3 +122,10 @@ def record_run(store: MetadataStore, started: float, dry_run: bool, stats: dict[
                 started_at=started, finished_at=time.time(), dry_run=dry_run, **stats
             )
         )
+
+
+def last_finished_run(store: MetadataStore) -> float | None:
+    """When the last real (not dry) GC run finished."""
+    query = sa.select(sa.func.max(t.gc_runs.c.finished_at)).where(t.gc_runs.c.dry_run.is_(False))
+    with store.read() as conn:
+        return conn.execute(query).scalar()

@@ -131,6 +131,9 @@ uploads = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Who opened it, when authentication is on ("" anonymous); NULL without auth.
+    sa.Column("owner", sa.String(255), nullable=True),
+    sa.Index("ix_uploads_owner", "owner"),
 )
 
 # Cluster-wide named locks with an expiry (one GC at a time).

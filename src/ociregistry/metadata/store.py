@@ -33,6 +33,7 @@ class UploadRow:
     size: int
     created_at: float
     updated_at: float
+    owner: str | None = None
 
 
 class _Prepared:
@@ -159,6 +160,22 @@ class MetadataStore:
         with self.read() as conn:
             return list(conn.execute(query).scalars())
 
+    def stored_counts(self) -> dict[str, int]:
+        """Totals for metrics and the overview (indexed COUNTs)."""
+        count = sa.func.count()
+        with self.read() as conn:
+            blobs, blob_bytes = conn.execute(
+                sa.select(count, sa.func.coalesce(sa.func.sum(t.blobs.c.size), 0))
+            ).one()
+            return {
+                "repositories": conn.execute(sa.select(count).select_from(t.repositories)).scalar(),
+                "manifests": conn.execute(sa.select(count).select_from(t.manifests)).scalar(),
+                "tags": conn.execute(sa.select(count).select_from(t.tags)).scalar(),
+                "upload_sessions": conn.execute(sa.select(count).select_from(t.uploads)).scalar(),
+                "blobs": blobs,
+                "blob_bytes": int(blob_bytes),
+            }
+
     # -- blobs ------------------------------------------------------------
     def blob_size(self, conn: Connection, digest: str) -> int | None:
         return conn.execute(
@@ -216,7 +233,10 @@ class MetadataStore:
         return set(rows.scalars())
 
     # -- uploads ----------------------------------------------------------
-    def create_upload(self, conn: Connection, upload_id: str, repo_id: int, algorithm: str) -> None:
+    def create_upload(
+        self, conn: Connection, upload_id: str, repo_id: int, algorithm: str,
+        owner: str | None = None,
+    ) -> None:
         now = time.time()
         conn.execute(
             t.uploads.insert().values(
@@ -226,8 +246,14 @@ class MetadataStore:
                 size=0,
                 created_at=now,
                 updated_at=now,
+                owner=owner,
             )
         )
+
+    def count_uploads(self, conn: Connection, owner: str) -> int:
+        """Open upload sessions of one owner (indexed)."""
+        query = sa.select(sa.func.count()).select_from(t.uploads).where(t.uploads.c.owner == owner)
+        return int(conn.execute(query).scalar() or 0)
 
     def get_upload(self, name: str, upload_id: str) -> UploadRow | None:
         """An upload session, only if it belongs to the named repository."""

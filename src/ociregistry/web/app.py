@@ -6,8 +6,11 @@ from flask import Flask, Response, redirect
 
 from ociregistry.config import Settings
 from ociregistry.runtime import Runtime, build_runtime
+from ociregistry.web.auth import init_app as init_auth
 from ociregistry.web.errors import register_error_handlers
+from ociregistry.web.observability import register_observability
 from ociregistry.web.registry_api import bp as registry_bp
+from ociregistry.web.ui import register_ui
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
@@ -20,7 +23,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # Manifest bodies are read with an explicit limit; blobs stream.
     app.config["MAX_CONTENT_LENGTH"] = None
     register_error_handlers(app)
+    init_auth(app, runtime.settings)
+    register_observability(app, runtime)
     app.register_blueprint(registry_bp)
+    register_ui(app, runtime)
 
     @app.after_request
     def _api_version(response: Response) -> Response:
@@ -29,10 +35,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.get("/")
     def _root() -> Response:
-        return redirect("/v2/")
-
-    @app.get("/healthz")
-    def _healthz() -> Response:
-        return Response('{"status":"ok"}', mimetype="application/json")
+        return redirect("/ui/")
 
     return app

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, urlencode
 
-from flask import Blueprint, Response, current_app, request, send_file
+from flask import Blueprint, Response, current_app, g, request, send_file
 from werkzeug.exceptions import ClientDisconnected
 
+from ociregistry import metrics
 from ociregistry.core import media_types as mt
 from ociregistry.core.errors import (
     BlobUnknown,
     BlobUploadInvalid,
-    Denied,
     DigestInvalid,
     ManifestInvalid,
     PaginationNumberInvalid,
@@ -30,6 +30,7 @@ from ociregistry.core.names import validate_name
 from ociregistry.core.registry import Registry
 from ociregistry.core.uploads import UploadState, parse_content_range
 from ociregistry.runtime import Runtime
+from ociregistry.web import auth as access
 from ociregistry.web.body import body_chunks
 
 bp = Blueprint("registry_api", __name__)
@@ -45,6 +46,16 @@ _ROUTES = [
 ]
 
 
+# Route templates for metrics labels (the names themselves would be unbounded).
+_ROUTE_LABELS = {
+    "manifest": "/v2/{name}/manifests/{reference}",
+    "upload": "/v2/{name}/blobs/uploads/{id}",
+    "blob": "/v2/{name}/blobs/{digest}",
+    "tags": "/v2/{name}/tags/list",
+    "referrers": "/v2/{name}/referrers/{digest}",
+}
+
+
 def _runtime() -> Runtime:
     return current_app.extensions["ociregistry"]
 
@@ -54,7 +65,10 @@ def _registry() -> Registry:
 
 
 def _body_chunks() -> Iterator[bytes | memoryview]:
-    return body_chunks(request.environ, request.stream, _runtime().settings.http.timeout)
+    g.bytes_in = 0
+    for chunk in body_chunks(request.environ, request.stream, _runtime().settings.http.timeout):
+        g.bytes_in += len(chunk)
+        yield chunk
 
 
 @contextmanager
@@ -63,6 +77,7 @@ def _receiving_body() -> Iterator[None]:
 
     The core has already rolled the upload back to its previous offset.
     """
+    metrics.UPLOADS_IN_PROGRESS.inc()
     try:
         yield
     except ClientDisconnected as exc:
@@ -73,6 +88,8 @@ def _receiving_body() -> Iterator[None]:
         if isinstance(exc, TimeoutError):
             raise BlobUploadInvalid("the client stopped sending", status=408) from exc
         raise
+    finally:
+        metrics.UPLOADS_IN_PROGRESS.dec()
 
 
 def _page_args() -> tuple[int | None, str | None]:
@@ -98,7 +115,11 @@ def base() -> Response:
 @bp.route("/v2/_catalog", methods=["GET"])
 def catalog() -> Response:
     n, last = _page_args()
-    names = _registry().catalog(None if n is None else n + 1, last)
+    allowed = access.catalog_filter()
+    if allowed is None:
+        names = _registry().catalog(None if n is None else n + 1, last)
+    else:
+        names = access.filtered_catalog(_registry(), allowed, n, last)
     response = Response(mimetype="application/json")
     if n is not None and len(names) > n:
         names = names[:n]
@@ -110,11 +131,14 @@ def catalog() -> Response:
 
 @bp.route("/v2/gc", methods=["POST"])
 def run_gc() -> Response:
-    # Until authentication lands, only the local machine may start a GC.
-    if request.remote_addr not in ("127.0.0.1", "::1"):
-        raise Denied("garbage collection may only be started from the registry host")
+    # An admin; without authentication, only the registry host itself.
+    access.require_admin()
     dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
-    delete_untagged = request.args.get("delete_untagged", "").lower() in ("1", "true", "yes")
+    raw = request.args.get("delete_untagged")
+    if raw is None:
+        delete_untagged = _runtime().settings.gc.delete_untagged
+    else:
+        delete_untagged = raw.lower() in ("1", "true", "yes")
     try:
         result = _runtime().gc.run(dry_run=dry_run, delete_untagged=delete_untagged)
     except GCAlreadyRunning as exc:
@@ -127,11 +151,13 @@ def dispatch(rest: str) -> Response:
     for kind, pattern in _ROUTES:
         match = pattern.match(rest)
         if match:
+            g.route = _ROUTE_LABELS[kind]
             params = match.groupdict()
             validate_name(params["name"])
             handler = _HANDLERS.get((kind, request.method))
             if handler is None:
                 raise Unsupported(f"{request.method} is not supported here")
+            access.authorize(kind, request.method, params["name"])
             return handler(**params)
     raise Unsupported("no such endpoint", status=404)
 
@@ -241,15 +267,19 @@ def start_upload(name: str, upload: str) -> Response:
         source = request.args.get("from")
         if source is not None:
             validate_name(source)
-        if registry.uploads.mount(name, mount, source) is not None:
+        if access.may_mount_from(source) and (
+            registry.uploads.mount(name, mount, source) is not None
+        ):
             return _blob_created(name, mount)
     digest = request.args.get("digest")
     if digest:
         with _receiving_body():
-            digest, _ = registry.uploads.monolithic(name, digest, _body_chunks())
+            digest, _ = registry.uploads.monolithic(
+                name, digest, _body_chunks(), owner=access.upload_owner()
+            )
         return _blob_created(name, digest)
     algorithm = request.args.get("digest-algorithm", "sha256")
-    state = registry.uploads.start(name, algorithm)
+    state = registry.uploads.start(name, algorithm, owner=access.upload_owner())
     response = _upload_response(name, state, 202)
     return response
 
@@ -274,9 +304,11 @@ def patch_upload(name: str, upload: str) -> Response:
     try:
         start = _chunk_start()
         with _receiving_body():
-            state = uploads.append(name, upload, _body_chunks(), start)
+            state = uploads.append(
+                name, upload, _body_chunks(), start, owner=access.upload_owner()
+            )
     except RangeInvalid as exc:
-        state = uploads.status(name, upload)
+        state = uploads.status(name, upload, owner=access.upload_owner())
         exc.headers.update(
             {"Location": _upload_location(name, upload), "Range": f"0-{max(state.offset - 1, 0)}"}
         )
@@ -292,9 +324,11 @@ def put_upload(name: str, upload: str) -> Response:
     try:
         start = _chunk_start()
         with _receiving_body():
-            digest, _ = uploads.finish(name, upload, digest, _body_chunks(), start)
+            digest, _ = uploads.finish(
+                name, upload, digest, _body_chunks(), start, owner=access.upload_owner()
+            )
     except RangeInvalid as exc:
-        state = uploads.status(name, upload)
+        state = uploads.status(name, upload, owner=access.upload_owner())
         exc.headers.update(
             {"Location": _upload_location(name, upload), "Range": f"0-{max(state.offset - 1, 0)}"}
         )
@@ -303,12 +337,12 @@ def put_upload(name: str, upload: str) -> Response:
 
 
 def upload_status(name: str, upload: str) -> Response:
-    state = _registry().uploads.status(name, upload)
+    state = _registry().uploads.status(name, upload, owner=access.upload_owner())
     return _upload_response(name, state, 204)
 
 
 def cancel_upload(name: str, upload: str) -> Response:
-    _registry().uploads.cancel(name, upload)
+    _registry().uploads.cancel(name, upload, owner=access.upload_owner())
     return Response(status=204)
 
 

@@ -1,0 +1,67 @@
+"""Keep secrets out of logs: credentials, tokens, passwords and password hashes.
+
+``install()`` wraps the logging record factory, so every record, whichever
+logger or handler it goes through, has its message redacted when it holds
+something that looks like a secret. Records without one are left untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+MASK = "[REDACTED]"
+
+_PATTERNS = [
+    # Authorization headers in any rendering (raw, dict repr, WSGI environ).
+    (re.compile(r"(?i)((?:http_)?(?:proxy[-_])?authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n,}]+"),
+     r"\1" + MASK),
+    (re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + MASK),
+    # JSON Web Tokens wherever they appear.
+    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), MASK),
+    # password=..., refresh_token=..., "password": "..." (query strings, forms, JSON).
+    (re.compile(r"(?i)((?:password|passwd|refresh_token|access_token|token|secret)"
+                r"['\"]?\s*[:=]\s*['\"]?)[^&'\"\s,}]+"), r"\1" + MASK),
+    # bcrypt hashes.
+    (re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}"), MASK),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+_installed = False
+
+
+def install() -> None:
+    """Redact every log record created from now on, in this process."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs):  # type: ignore[no-untyped-def]
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it to the handler to report
+            return record
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = str(record.exc_info[1])
+            if redact(text) != text:
+                # The traceback would print the exception's message: replace it.
+                exc = record.exc_info[1]
+                try:
+                    exc.args = (redact(text),)
+                except Exception:
+                    record.exc_info = None
+        return record
+
+    logging.setLogRecordFactory(factory)

@@ -1,0 +1,555 @@
+"""What the web UI shows, as plain data: repositories, tags, manifests, overview.
+
+No Flask here. Every page is a bounded number of indexed queries (see
+metadata/browse_queries.py); what a manifest says is read from its stored
+payload, and an image's config from its blob, once per manifest page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from ociregistry.core import media_types as mt
+from ociregistry.core.digests import is_digest, parse_digest
+from ociregistry.core.errors import ManifestUnknown, NameUnknown, RegistryError
+from ociregistry.core.gc import GarbageCollector, GCAlreadyRunning
+from ociregistry.core.names import validate_name, validate_tag
+from ociregistry.core.registry import Registry
+from ociregistry.metadata import browse_queries as q
+from ociregistry.storage.base import BlobStorage
+
+log = logging.getLogger("ociregistry.ui")
+T = TypeVar("T")
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_PAGE_SIZE = 200
+CREATED_ANNOTATION = "org.opencontainers.image.created"
+REFERENCE_TYPE = "vnd.docker.reference.type"  # buildx marks attestation manifests so
+IMAGE_CONFIGS = frozenset({
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+})
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+@dataclass
+class TagView:
+    name: str
+    digest: str
+    media_type: str
+    kind: str  # "image", "index", "artifact", "schema1"
+    size: int  # bytes of the content (layers and config; all children's for an index)
+    platforms: list[str]
+    created: str | None  # the image's own creation time, when the manifest says it
+    pushed_at: float
+
+
+@dataclass
+class Layer:
+    digest: str
+    media_type: str
+    size: int | None
+    urls: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HistoryEntry:
+    created: str
+    created_by: str
+    comment: str
+    empty_layer: bool
+
+
+@dataclass
+class ImageConfig:
+    created: str | None = None
+    author: str | None = None
+    platform: str = ""
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    exposed_ports: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    working_dir: str | None = None
+    user: str | None = None
+    stop_signal: str | None = None
+    history: list[HistoryEntry] = field(default_factory=list)
+
+
+@dataclass
+class Child:
+    digest: str
+    media_type: str
+    size: int
+    platform: str
+    present: bool
+    attestation: bool
+
+
+@dataclass
+class ReferrerGroup:
+    artifact_type: str
+    referrers: list[q.ReferrerRow]
+
+
+@dataclass
+class ManifestView:
+    repository: str
+    digest: str
+    media_type: str
+    kind: str
+    size: int
+    content_size: int
+    pushed_at: float
+    tags: list[str]
+    subject: str | None
+    artifact_type: str | None
+    annotations: dict[str, str]
+    config_descriptor: Layer | None
+    config: ImageConfig | None
+    config_note: str | None  # why no config is shown, when there is a descriptor
+    layers: list[Layer]
+    children: list[Child]
+    parents: list[str]
+    referrer_groups: list[ReferrerGroup]
+    raw: str  # the manifest as pushed, pretty-printed when it is JSON
+
+
+@dataclass
+class Overview:
+    totals: q.Totals
+    recent: list[q.RecentPush]
+    gc_runs: list[q.GCRunRow]
+
+
+def manifest_kind(media_type: str, artifact_type: str | None = None) -> str:
+    if media_type in mt.INDEXES:
+        return "index"
+    if media_type in mt.SCHEMA1:
+        return "schema1"
+    if artifact_type and artifact_type not in IMAGE_CONFIGS:
+        return "artifact"
+    return "image"
+
+
+def platform_name(platform: Any) -> str:
+    if not isinstance(platform, dict):
+        return ""
+    parts = [str(platform.get("os") or ""), str(platform.get("architecture") or "")]
+    if platform.get("variant"):
+        parts.append(str(platform["variant"]))
+    name = "/".join(p for p in parts if p)
+    if platform.get("os.version"):
+        name += f" ({platform['os.version']})"
+    return name
+
+
+def _json(payload: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _is_attestation(entry: dict[str, Any]) -> bool:
+    annotations = entry.get("annotations") or {}
+    return isinstance(annotations, dict) and REFERENCE_TYPE in annotations
+
+
+def _descriptors(value: Any) -> list[dict[str, Any]]:
+    return [d for d in value if isinstance(d, dict)] if isinstance(value, list) else []
+
+
+def _size(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _strings(value: Any) -> list[str] | None:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    if isinstance(value, str):
+        return [value]
+    return None
+
+
+def parse_image_config(data: bytes) -> ImageConfig:
+    doc = _json(data)
+    inner = doc.get("config") or doc.get("container_config") or {}
+    if not isinstance(inner, dict):
+        inner = {}
+    labels = inner.get("Labels") or {}
+    history = []
+    for entry in _descriptors(doc.get("history")):
+        history.append(HistoryEntry(
+            created=str(entry.get("created") or ""),
+            created_by=str(entry.get("created_by") or ""),
+            comment=str(entry.get("comment") or ""),
+            empty_layer=bool(entry.get("empty_layer")),
+        ))
+    return ImageConfig(
+        created=str(doc["created"]) if doc.get("created") else None,
+        author=str(doc["author"]) if doc.get("author") else None,
+        platform=platform_name(doc),
+        entrypoint=_strings(inner.get("Entrypoint")),
+        cmd=_strings(inner.get("Cmd")),
+        env=[str(e) for e in inner.get("Env") or [] if isinstance(e, str)],
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+        exposed_ports=sorted(str(p) for p in (inner.get("ExposedPorts") or {})),
+        volumes=sorted(str(v) for v in (inner.get("Volumes") or {})),
+        working_dir=inner.get("WorkingDir") or None,
+        user=inner.get("User") or None,
+        stop_signal=inner.get("StopSignal") or None,
+        history=history,
+    )
+
+
+class BrowseService:
+    """Read services for the UI, plus the two deletes it offers (through the core)."""
+
+    def __init__(self, registry: Registry, storage: BlobStorage) -> None:
+        self.registry = registry
+        self.db = registry.db
+        self.storage = storage
+
+    # -- repositories -----------------------------------------------------
+    def repositories(
+        self,
+        search: str = "",
+        sort: str = "name",
+        descending: bool = False,
+        page: int = 1,
+        per_page: int = 50,
+        visible: Callable[[str], bool] | None = None,
+    ) -> Page[q.RepositorySummary]:
+        """``visible`` None: every repository; otherwise those it accepts."""
+        page, per_page = max(page, 1), min(max(per_page, 1), MAX_PAGE_SIZE)
+        names = None
+        if visible is not None:
+            names = [n for n in q.repository_names(self.db, search.strip().lower()) if visible(n)]
+        items, total = q.repository_page(
+            self.db, search.strip().lower(), sort, descending, (page - 1) * per_page, per_page,
+            names=names,
+        )
+        return Page(items, total, page, per_page)
+
+    def repository(self, name: str) -> q.RepositorySummary:
+        validate_name(name)
+        summary = q.repository_summary(self.db, name)
+        if summary is None or not summary.manifests:
+            raise NameUnknown(detail={"name": name})
+        return summary
+
+    def tags(
+        self, name: str, search: str = "", sort: str = "name", page: int = 1, per_page: int = 50
+    ) -> Page[TagView]:
+        validate_name(name)
+        page, per_page = max(page, 1), min(max(per_page, 1), MAX_PAGE_SIZE)
+        found = q.tag_page(self.db, name, search.strip(), sort, (page - 1) * per_page, per_page)
+        if found is None:
+            raise NameUnknown(detail={"name": name})
+        rows, total = found
+        sizes = q.content_sizes(self.db, [row.manifest_id for row in rows])
+        return Page([self._tag_view(row, sizes) for row in rows], total, page, per_page)
+
+    def _tag_view(self, row: q.TagRow, sizes: dict[int, int]) -> TagView:
+        doc = _json(row.payload)
+        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        artifact = doc.get("artifactType") or config.get("mediaType")
+        platforms = []
+        if row.media_type in mt.INDEXES:
+            platforms = [
+                platform_name(entry.get("platform"))
+                for entry in _descriptors(doc.get("manifests"))
+                if not _is_attestation(entry) and platform_name(entry.get("platform"))
+            ]
+        annotations = doc.get("annotations") if isinstance(doc.get("annotations"), dict) else {}
+        return TagView(
+            name=row.name,
+            digest=row.digest,
+            media_type=row.media_type,
+            kind=manifest_kind(row.media_type, artifact),
+            size=sizes.get(row.manifest_id, 0),
+            platforms=platforms,
+            created=annotations.get(CREATED_ANNOTATION),
+            pushed_at=row.pushed_at,
+        )
+
+    # -- one manifest ---------------------------------------------------------
+    def manifest(self, name: str, reference: str) -> ManifestView:
+        validate_name(name)
+        by_digest = is_digest(reference)
+        if by_digest:
+            parse_digest(reference)
+        else:
+            validate_tag(reference)
+        record = q.manifest_record(self.db, name, reference, by_digest)
+        if record is None:
+            raise ManifestUnknown(detail={"name": name, "reference": reference})
+        doc = _json(record.payload)
+        layers, config_desc = self._layers(record, doc)
+        config, note = self._config(name, config_desc)
+        children = self._children(name, doc) if record.media_type in mt.INDEXES else []
+        groups: dict[str, list[q.ReferrerRow]] = {}
+        for ref in q.referrers(self.db, name, record.digest):
+            groups.setdefault(ref.artifact_type or ref.media_type, []).append(ref)
+        annotations = doc.get("annotations") if isinstance(doc.get("annotations"), dict) else {}
+        return ManifestView(
+            repository=name,
+            digest=record.digest,
+            media_type=record.media_type,
+            kind=manifest_kind(record.media_type, record.artifact_type),
+            size=record.size,
+            content_size=q.content_sizes(self.db, [record.id]).get(record.id, 0),
+            pushed_at=record.created_at,
+            tags=q.tags_of_manifest(self.db, record.id),
+            subject=record.subject,
+            artifact_type=record.artifact_type,
+            annotations={str(k): str(v) for k, v in annotations.items()},
+            config_descriptor=config_desc,
+            config=config,
+            config_note=note,
+            layers=layers,
+            children=children,
+            parents=q.parent_indexes(self.db, name, record.digest),
+            referrer_groups=[ReferrerGroup(k, v) for k, v in sorted(groups.items())],
+            raw=_pretty(record.payload),
+        )
+
+    def _layers(self, record: q.ManifestRecord,
+                doc: dict[str, Any]) -> tuple[list[Layer], Layer | None]:
+        if record.media_type in mt.SCHEMA1:
+            digests = [str(d.get("blobSum")) for d in _descriptors(doc.get("fsLayers"))]
+            digests.reverse()  # schema 1 lists the top layer first
+            sizes = q.blob_sizes(self.db, digests)
+            return [Layer(d, "application/vnd.docker.container.image.rootfs.diff+x-gtar",
+                          sizes.get(d)) for d in digests], None
+        layers = [
+            Layer(str(d.get("digest")), str(d.get("mediaType")), _size(d.get("size")),
+                  [str(u) for u in d.get("urls") or []])
+            for d in _descriptors(doc.get("layers"))
+        ]
+        raw_config = doc.get("config")
+        config = None
+        if isinstance(raw_config, dict):
+            config = Layer(str(raw_config.get("digest")), str(raw_config.get("mediaType")),
+                           _size(raw_config.get("size")))
+        return layers, config
+
+    def _config(self, name: str, desc: Layer | None) -> tuple[ImageConfig | None, str | None]:
+        if desc is None:
+            return None, None
+        if desc.media_type not in IMAGE_CONFIGS:
+            return None, "This artifact's config is not an image configuration."
+        if (desc.size or 0) > MAX_CONFIG_BYTES:
+            return None, "The image configuration is too large to show here."
+        try:
+            self.registry.blob(name, desc.digest)  # linked into this repository?
+            data = b"".join(self.storage.open_blob(desc.digest))
+        except (RegistryError, OSError) as exc:
+            return None, f"The image configuration could not be read ({type(exc).__name__})."
+        return parse_image_config(data[:MAX_CONFIG_BYTES]), None
+
+    def _children(self, name: str, doc: dict[str, Any]) -> list[Child]:
+        entries = _descriptors(doc.get("manifests"))
+        present = q.present_manifests(self.db, name, [str(e.get("digest")) for e in entries])
+        return [
+            Child(
+                digest=str(e.get("digest")),
+                media_type=str(e.get("mediaType")),
+                size=_size(e.get("size")),
+                platform=platform_name(e.get("platform")),
+                present=str(e.get("digest")) in present,
+                attestation=_is_attestation(e),
+            )
+            for e in entries
+        ]
+
+    # -- overview -------------------------------------------------------------
+    def overview(self, visible: Callable[[str], bool] | None = None, recent: int = 10) -> Overview:
+        """``visible``: the repositories the caller may see (None: all)."""
+        pushes = q.recent_pushes(self.db, recent if visible is None else recent * 10)
+        if visible is not None:
+            pushes = [p for p in pushes if visible(p.repository)][:recent]
+        return Overview(totals=q.totals(self.db), recent=pushes, gc_runs=q.gc_runs(self.db, 10))
+
+    def gc_history(self, limit: int = 20) -> list[q.GCRunRow]:
+        return q.gc_runs(self.db, limit)
+
+    def gc_running(self) -> bool:
+        return q.gc_lock_held(self.db)
+
+    # -- deletes (through the core's rules: delete_enabled, validation) -----
+    def delete_tag(self, name: str, tag: str) -> None:
+        self.registry.delete_manifest(name, validate_tag(tag))
+
+    def delete_manifest(self, name: str, digest: str) -> None:
+        if not is_digest(digest):
+            raise ManifestUnknown(detail={"name": name, "reference": digest})
+        self.registry.delete_manifest(name, digest)
+
+    @property
+    def delete_enabled(self) -> bool:
+        return self.registry.options.delete_enabled
+
+
+def _pretty(payload: bytes) -> str:
+    try:
+        return json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return payload.decode("utf-8", "replace")
+
+
+# -- garbage collections started from the UI -------------------------------------
+ACTIVE_STATES = ("starting", "running")
+
+
+class GCJobs:
+    """Runs a garbage collection in a background thread and reports its progress.
+
+    The progress goes to a small JSON file in the data directory, replaced
+    atomically, so whichever worker process answers the next poll can show it.
+    Whether any collection is running (started here, by the CLI, the API or
+    the schedule, on any instance) comes from the collector's lock row.
+    """
+
+    STALE_SECONDS = 60.0  # a "running" file nobody updated while no lock is held
+
+    def __init__(self, gc: GarbageCollector, registry: Registry, state_dir: str) -> None:
+        self.gc = gc
+        self.db = registry.db
+        self.path = os.path.join(state_dir, "ui-gc-progress.json")
+        self._lock = threading.Lock()
+
+    def start(self, dry_run: bool, delete_untagged: bool, started_by: str | None) -> str | None:
+        """Start a run; its job id, or None when a collection is already running."""
+        with self._lock:
+            if self.status()["running"]:
+                return None
+            job = secrets.token_hex(8)
+            state = {
+                "job": job, "state": "starting", "dry_run": dry_run,
+                "delete_untagged": delete_untagged, "started_by": started_by,
+                "started_at": time.time(), "phase": "", "done": 0, "total": 0,
+            }
+            self._write(state)
+        thread = threading.Thread(target=self._run, args=(state,), daemon=True,
+                                  name=f"ui-gc-{job}")
+        thread.start()
+        return job
+
+    def _run(self, state: dict[str, Any]) -> None:
+        last = [0.0, ""]
+
+        def progress(phase: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if phase != last[1] or done >= total or now - last[0] >= 0.2:
+                last[0], last[1] = now, phase
+                self._write({**state, "state": "running", "phase": phase, "done": done,
+                             "total": total, "updated_at": time.time()})
+
+        self._write({**state, "state": "running", "updated_at": time.time()})
+        try:
+            result = self.gc.run(dry_run=state["dry_run"],
+                                 delete_untagged=state["delete_untagged"], progress=progress)
+        except GCAlreadyRunning as exc:
+            self._write({**state, "state": "refused", "error": str(exc),
+                         "finished_at": time.time()})
+        except Exception as exc:  # reported to the page; the collector logs nothing itself
+            log.exception("garbage collection started from the UI failed")
+            self._write({**state, "state": "failed", "error": f"{type(exc).__name__}: {exc}",
+                         "finished_at": time.time()})
+        else:
+            self._write({**state, "state": "finished", "result": result.as_dict(),
+                         "finished_at": time.time()})
+
+    def status(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"state": "idle"}
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                loaded = json.load(handle)
+            if isinstance(loaded, dict):
+                state = loaded
+        except (OSError, ValueError):
+            pass
+        locked = q.gc_lock_held(self.db)
+        active = state.get("state") in ACTIVE_STATES
+        if active and not locked:
+            touched = state.get("updated_at") or state.get("started_at") or 0
+            if time.time() - touched > self.STALE_SECONDS:
+                state = {**state, "state": "interrupted"}
+                active = False
+        state["running"] = active or locked
+        state["elsewhere"] = locked and not active
+        return state
+
+    def _write(self, state: dict[str, Any]) -> None:
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".ui-gc.", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(state, handle)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def ui_secret_key(state_dir: str) -> bytes:
+    """The key that signs the UI's session cookies: made once, kept in the data directory.
+
+    Every worker process reads the same key; the first to need it creates it
+    (written aside, then linked into place, so no process reads half a key).
+    """
+    path = os.path.join(state_dir, "ui-secret.key")
+    for _ in range(2):
+        try:
+            with open(path, "rb") as handle:
+                key = handle.read().strip()
+            if len(key) >= 32:
+                return key
+        except FileNotFoundError:
+            pass
+        os.makedirs(state_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".ui-secret.", dir=state_dir)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_hex(32).encode())
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    raise RuntimeError(f"{path} holds no usable key; delete it to make a new one")

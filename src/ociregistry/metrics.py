@@ -1,0 +1,123 @@
+"""Prometheus metrics. Correct under several gunicorn workers: when
+PROMETHEUS_MULTIPROC_DIR is set (``ociregistry serve`` sets it before the
+workers fork) every process writes its own files and a scrape sums them.
+Counts of stored objects are read from the index at scrape time."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from ociregistry.metadata.store import MetadataStore
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+HTTP_REQUESTS = Counter(
+    "registry_http_requests_total", "HTTP requests", ["route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "registry_http_request_duration_seconds",
+    "Time to answer a request, body included",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+BYTES_RECEIVED = Counter("registry_http_received_bytes_total", "Request body bytes received")
+BYTES_SENT = Counter("registry_http_sent_bytes_total", "Response body bytes sent")
+UPLOADS_IN_PROGRESS = Gauge(
+    "registry_uploads_in_progress",
+    "Requests streaming blob bytes in right now",
+    multiprocess_mode="livesum",
+)
+GC_RUNS = Counter("registry_gc_runs_total", "Garbage collections", ["outcome"])
+GC_DURATION = Histogram(
+    "registry_gc_duration_seconds",
+    "Duration of garbage collections",
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+)
+GC_DELETED = Counter("registry_gc_deleted_total", "Objects deleted by GC", ["kind"])
+GC_FREED_BYTES = Counter("registry_gc_freed_bytes_total", "Bytes freed by GC")
+AUTH_FAILURES = Counter("registry_auth_failures_total", "Failed authentications", ["reason"])
+
+
+def record_gc(result: object, duration: float, outcome: str = "success") -> None:
+    GC_RUNS.labels(outcome).inc()
+    GC_DURATION.observe(duration)
+    if outcome != "success" or getattr(result, "dry_run", True):
+        return
+    GC_DELETED.labels("blob").inc(getattr(result, "blobs_deleted", 0))
+    GC_DELETED.labels("manifest").inc(getattr(result, "manifests_deleted", 0))
+    GC_DELETED.labels("upload").inc(getattr(result, "uploads_expired", 0))
+    GC_FREED_BYTES.inc(getattr(result, "bytes_freed", 0))
+
+
+class StoredObjectsCollector(Collector):
+    """Repositories, manifests, tags, blobs and bytes stored, from the index."""
+
+    def __init__(self, metadata: MetadataStore, max_age: float = 10.0) -> None:
+        self.metadata = metadata
+        self.max_age = max_age
+        self._cache: tuple[float, dict[str, int]] | None = None
+        self._lock = threading.Lock()
+
+    def _counts(self) -> dict[str, int]:
+        with self._lock:
+            if self._cache and time.monotonic() - self._cache[0] < self.max_age:
+                return self._cache[1]
+            counts = self.metadata.stored_counts()
+            self._cache = (time.monotonic(), counts)
+            return counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = self._counts()
+        stored = GaugeMetricFamily(
+            "registry_stored_objects", "Objects in the index", labels=["kind"]
+        )
+        for kind in ("repositories", "manifests", "tags", "blobs", "upload_sessions"):
+            stored.add_metric([kind], counts[kind])
+        yield stored
+        yield GaugeMetricFamily(
+            "registry_storage_bytes", "Bytes of all blobs stored", value=counts["blob_bytes"]
+        )
+
+
+def exposition(metadata: MetadataStore | None) -> tuple[bytes, str]:
+    """The metrics text of every process, plus stored-object counts."""
+    from prometheus_client import REGISTRY
+
+    registry: CollectorRegistry
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = CollectorRegistry()
+        registry.register(_Forward(REGISTRY))
+    if metadata is not None:
+        registry.register(StoredObjectsCollector(metadata))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _Forward(Collector):
+    """Exposes the default registry's metrics inside another registry."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator:
+        yield from self.source.collect()

@@ -1,0 +1,419 @@
+"""Request authentication and authorization, and the built-in token endpoint.
+
+A ``before_request`` hook works out who is calling (``g.principal``): Basic
+credentials checked against the htpasswd file, or a Bearer token checked
+against the trusted keys. Wrong credentials answer 401 at once; none at all
+make the caller anonymous. The /v2/ handlers then ask for what they need
+(``require``, ``catalog_filter``, ``require_admin``, ...); the decisions
+themselves live in ``ociregistry.auth``.
+
+With no authentication configured every helper here lets everything through,
+as the registry always did (except ``POST /v2/gc``: loopback only).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ociregistry.auth import redact
+from ociregistry.auth.ratelimit import RateLimiter, retry_after
+from ociregistry.auth.rules import DELETE, PULL, PUSH
+from ociregistry.auth.service import (
+    ADMIN_RESOURCE,
+    ANONYMOUS,
+    CATALOG,
+    AuthService,
+    BadCredentials,
+    InvalidToken,
+    Principal,
+)
+from ociregistry.auth.tokens import Scope, parse_scopes
+from ociregistry.config import Settings
+from ociregistry.core.errors import Denied, RegistryError, TooManyRequests, Unauthorized
+
+log = logging.getLogger("ociregistry.auth")
+bp = Blueprint("auth", __name__)
+
+EXTENSION = "ociregistry.auth"
+NO_AUTH = Principal(None, "none")
+
+# What each /v2/<name>/... endpoint needs, by (kind, method).
+ACTIONS = {
+    ("manifest", "GET"): PULL,
+    ("manifest", "HEAD"): PULL,
+    ("manifest", "PUT"): PUSH,
+    ("manifest", "DELETE"): DELETE,
+    ("blob", "GET"): PULL,
+    ("blob", "HEAD"): PULL,
+    ("blob", "DELETE"): DELETE,
+    ("upload", "POST"): PUSH,
+    ("upload", "PATCH"): PUSH,
+    ("upload", "PUT"): PUSH,
+    ("upload", "GET"): PUSH,
+    ("upload", "DELETE"): PUSH,
+    ("tags", "GET"): PULL,
+    ("referrers", "GET"): PULL,
+}
+# The actions a client is told to ask for (push implies pull, as clients expect).
+_CHALLENGE_ACTIONS = {PULL: ("pull",), PUSH: ("pull", "push"), DELETE: ("delete",)}
+
+
+class TrustedProxies:
+    """Believe X-Forwarded-For/Proto/Host/Port only from configured proxy addresses."""
+
+    def __init__(self, app: Any, networks: list[str]) -> None:
+        self.app = app
+        self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_port=1)
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            address = ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
+        except ValueError:
+            return self.app(environ, start_response)
+        if any(address in network for network in self.networks):
+            return self.fixed(environ, start_response)
+        return self.app(environ, start_response)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    redact.install()
+    service = AuthService(settings)
+    app.extensions[EXTENSION] = service
+    uploads = app.extensions["ociregistry"].registry.uploads
+    uploads.session_lifetime = settings.limits.upload_session_lifetime_seconds
+    uploads.max_sessions_per_owner = settings.limits.max_uploads_per_user
+    limits = settings.rate_limit
+    app.extensions[EXTENSION + ".limits"] = (
+        RateLimiter(limits.per_address, limits.burst) if limits.per_address else None,
+        RateLimiter(limits.per_user, limits.burst) if limits.per_user else None,
+    )
+    if settings.http.trusted_proxies:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.http.trusted_proxies)  # type: ignore[method-assign]
+    app.before_request(_before_request)
+    app.register_blueprint(bp)
+
+
+def service() -> AuthService:
+    return current_app.extensions[EXTENSION]
+
+
+def principal() -> Principal:
+    return g.get("principal", NO_AUTH)
+
+
+# -- challenges ------------------------------------------------------------------
+def _realm() -> str:
+    configured = service().settings.token.realm
+    return configured or request.host_url.rstrip("/") + "/auth/token"
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def challenge(scopes: list[Scope] | None = None, error: str | None = None) -> str:
+    auth = service()
+    if auth.mode == "basic":
+        return f'Basic realm="{_quote(auth.settings.realm)}", charset="UTF-8"'
+    parts = [f'realm="{_quote(_realm())}"', f'service="{_quote(auth.service)}"']
+    if scopes:
+        parts.append(f'scope="{_quote(" ".join(str(s) for s in scopes))}"')
+    if error:
+        parts.append(f'error="{error}"')
+    return "Bearer " + ",".join(parts)
+
+
+def _unauthorized(message: str, scopes: list[Scope] | None = None,
+                  error: str | None = None) -> RegistryError:
+    detail = [{"Type": s.type, "Name": s.name, "Action": ",".join(s.actions)}
+              for s in scopes or []] or None
+    return Unauthorized(message, detail, headers={"WWW-Authenticate": challenge(scopes, error)})
+
+
+def _refuse(who: Principal, scope: Scope, rules_allow: Callable[[], bool]) -> RegistryError:
+    """401 (go and get credentials or a better token) or 403 (you may not)."""
+    auth = service()
+    detail = [{"Type": scope.type, "Name": scope.name, "Action": ",".join(scope.actions)}]
+    if not who.authenticated:
+        return _unauthorized("authentication required", [scope])
+    if who.token is None:
+        return Denied("requested access to the resource is denied", detail)
+    # A token without the access: ask for a new one, unless our own rules say
+    # the user could never get it.
+    if auth.builtin_tokens and not rules_allow():
+        return Denied("requested access to the resource is denied", detail)
+    return _unauthorized("insufficient scope", [scope], "insufficient_scope")
+
+
+# -- the hook --------------------------------------------------------------------
+def _client_key() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _rate_limit(limiter: RateLimiter | None, key: str) -> None:
+    if limiter is None:
+        return
+    wait = limiter.check(key)
+    if wait:
+        raise TooManyRequests(
+            "too many requests", {"retry_after_seconds": float(retry_after(wait))},
+            headers={"Retry-After": retry_after(wait)},
+        )
+
+
+def _credentials() -> tuple[str, str] | None:
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    return scheme.lower(), value.strip()
+
+
+def _basic_pair(value: str) -> tuple[str, str] | None:
+    """(user, password) from Basic credentials; None for the empty pair ``:``.
+
+    Some clients (containers/image) send ``Basic Og==`` when they have no
+    credentials: that is an anonymous caller, not a failed login.
+    """
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise BadCredentials("malformed Basic credentials") from exc
+    user, sep, password = decoded.partition(":")
+    if sep and not user and not password:
+        return None
+    if not sep or not user:
+        raise BadCredentials("malformed Basic credentials")
+    return user, password
+
+
+def _authenticate(auth: AuthService) -> Principal:
+    credentials = _credentials()
+    if credentials is None:
+        return ANONYMOUS
+    scheme, value = credentials
+    if auth.mode == "basic" and scheme == "basic":
+        try:
+            pair = _basic_pair(value)
+            return ANONYMOUS if pair is None else auth.basic(*pair)
+        except BadCredentials as exc:
+            raise _unauthorized("invalid user name or password") from exc
+    if auth.mode == "token" and scheme == "bearer":
+        try:
+            return auth.bearer(value)
+        except InvalidToken as exc:
+            raise _unauthorized(str(exc), error="invalid_token") from exc
+    raise _unauthorized("unsupported authorization scheme")
+
+
+def _before_request() -> None:
+    path = request.path
+    if not (path.startswith("/v2") or path.startswith("/auth/")):
+        return
+    by_address, by_user = current_app.extensions[EXTENSION + ".limits"]
+    _rate_limit(by_address, _client_key())
+    auth = service()
+    if not auth.enabled or path.startswith("/auth/"):
+        return  # the token endpoint checks its own credentials
+    who = _authenticate(auth)
+    g.principal = who
+    g.user_name = who.user  # for the access log
+    if who.user is not None:
+        _rate_limit(by_user, who.user)
+    if path in ("/v2", "/v2/"):
+        # The base endpoint tells clients how to authenticate: a caller
+        # without credentials (or token) is always challenged.
+        if who is ANONYMOUS:
+            raise _unauthorized("authentication required")
+
+
+# -- what the /v2/ handlers call ---------------------------------------------------
+def authorize(kind: str, method: str, name: str) -> None:
+    """Raise unless the caller may do ``method`` on ``kind`` in repository ``name``."""
+    auth = service()
+    if not auth.enabled:
+        return
+    action = ACTIONS.get((kind, method), PUSH)
+    require(name, action)
+
+
+def require(name: str, action: str) -> None:
+    auth = service()
+    if not auth.enabled:
+        return
+    who = principal()
+    if auth.can(who, name, action):
+        return
+    scope = Scope("repository", name, _CHALLENGE_ACTIONS.get(action, (action,)))
+    raise _refuse(who, scope, lambda: auth.rules_allow(who, name, action))
+
+
+def may_mount_from(source: str | None) -> bool:
+    """A cross-repository mount needs pull on its source.
+
+    With authentication, a mount without ``from`` (any repository holding the
+    blob) is never made: it would let a caller link a blob it can't read. The
+    client then uploads the blob as usual.
+    """
+    auth = service()
+    if not auth.enabled:
+        return True
+    return source is not None and auth.can(principal(), source, PULL)
+
+
+def upload_owner() -> str | None:
+    """Who owns the upload sessions this caller opens (None: no owner checks)."""
+    if not service().enabled:
+        return None
+    return principal().user or ""
+
+
+def catalog_filter() -> Callable[[str], bool] | None:
+    """A predicate over names the caller may see, or None for all of them."""
+    auth = service()
+    if not auth.enabled:
+        return None
+    who = principal()
+    scope = Scope(*CATALOG, ("*",))
+    if who is ANONYMOUS and (auth.mode == "token" or not auth.rules.applies_to_anyone(None)):
+        raise _unauthorized("authentication required", [scope])
+    if not auth.may_list_catalog(who):
+        raise _refuse(who, scope, lambda: True)
+    return auth.catalog_filter(who)
+
+
+def filtered_catalog(registry: Any, allowed: Callable[[str], bool], n: int | None,
+                     last: str | None) -> list[str]:
+    """Up to ``n`` + 1 names after ``last`` that ``allowed`` accepts (pages of the index)."""
+    want = None if n is None else n + 1
+    batch = 1000 if want is None else max(want, 100)
+    out: list[str] = []
+    while want is None or len(out) < want:
+        names = registry.catalog(batch, last)
+        out.extend(name for name in names if allowed(name))
+        if len(names) < batch:
+            break
+        last = names[-1]
+    return out if want is None else out[:want]
+
+
+def require_admin() -> None:
+    """POST /v2/gc and admin endpoints: an admin, or the registry host without auth."""
+    auth = service()
+    if not auth.enabled:
+        if request.remote_addr not in ("127.0.0.1", "::1"):
+            raise Denied("garbage collection may only be started from the registry host")
+        return
+    who = principal()
+    if auth.is_admin(who):
+        return
+    scope = Scope(*ADMIN_RESOURCE, ("*",))
+    raise _refuse(who, scope, lambda: auth.rules.is_admin(who.user))
+
+
+# -- the built-in token service ---------------------------------------------------
+class _Plain(RegistryError):
+    """A token endpoint failure that is not about credentials."""
+
+    code = "UNSUPPORTED"
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message, status=status)
+
+
+def _token_response(auth: AuthService, user: str | None, scopes: list[Scope],
+                    refresh: str | None) -> Response:
+    issued = auth.issue(user, scopes)
+    body = {
+        "token": issued.token,
+        "access_token": issued.token,
+        "expires_in": issued.expires_in,
+        "issued_at": issued.issued_at,
+    }
+    if refresh:
+        body["refresh_token"] = refresh
+    response = Response(json.dumps(body), mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def _bad_login(message: str = "invalid user name or password") -> RegistryError:
+    return Unauthorized(message, headers={
+        "WWW-Authenticate": f'Basic realm="{_quote(service().settings.realm)}", charset="UTF-8"'
+    })
+
+
+@bp.route("/auth/token", methods=["GET", "POST"])
+def token_endpoint() -> Response:
+    auth = service()
+    if not auth.builtin_tokens:
+        raise _Plain("no token service here", 404)
+    if request.method == "GET":
+        args = request.args
+        wanted = args.get("service")
+        if wanted and wanted != auth.service:
+            raise _Plain("unknown service")
+        scopes = parse_scopes(args.getlist("scope"))
+        user = None
+        credentials = _credentials()
+        if credentials is not None:
+            scheme, value = credentials
+            if scheme != "basic":
+                raise _bad_login("unsupported authorization scheme")
+            try:
+                pair = _basic_pair(value)
+                user = None if pair is None else auth.basic(*pair).user
+            except BadCredentials as exc:
+                raise _bad_login() from exc
+            account = args.get("account")
+            if account and account != user:
+                raise _Plain("account does not match the credentials")
+        offline = args.get("offline_token", "").lower() == "true"
+        refresh = auth.issue_refresh(user) if offline and user else None
+        return _token_response(auth, user, scopes, refresh)
+    # The OAuth2 form (docker uses it with a refresh token once logged in).
+    form = request.form
+    wanted = form.get("service")
+    if wanted and wanted != auth.service:
+        raise _Plain("unknown service")
+    if not form.get("client_id"):
+        raise _Plain("client_id is required")
+    scopes = parse_scopes([form.get("scope", "")])
+    grant = form.get("grant_type")
+    if grant == "password":
+        try:
+            user = auth.basic(form.get("username", ""), form.get("password", "")).user
+        except BadCredentials as exc:
+            raise _bad_login() from exc
+        assert user is not None
+        refresh = auth.issue_refresh(user) if form.get("access_type") == "offline" else None
+    elif grant == "refresh_token":
+        try:
+            user = auth.refresh(form.get("refresh_token", "")).user
+        except BadCredentials as exc:
+            raise _bad_login("invalid refresh token") from exc
+        refresh = form.get("refresh_token")
+    else:
+        raise _Plain("unsupported grant_type")
+    return _token_response(auth, user, scopes, refresh)
+
+
+@bp.route("/auth/jwks.json", methods=["GET"])
+def jwks() -> Response:
+    """The built-in service's public key, for other registries that trust it."""
+    auth = service()
+    if not auth.builtin_tokens:
+        raise _Plain("no token service here", 404)
+    assert auth.issuer is not None
+    return Response(json.dumps(auth.issuer.jwks()), mimetype="application/json")

@@ -1,0 +1,27 @@
+"""The web management UI, served at /ui/ by the registry's own Flask app.
+
+Server-rendered Jinja2 pages with a little plain JavaScript; reading works
+without JavaScript. Pages call the core's browse services (core/browse.py),
+never SQL or files; permissions go through access.py.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ociregistry.core.browse import BrowseService, GCJobs, ui_secret_key
+from ociregistry.runtime import Runtime
+from ociregistry.web.ui import actions, pages  # noqa: F401  (they add the routes)
+from ociregistry.web.ui.blueprint import SERVICES, UIServices, bp
+from ociregistry.web.ui.security import configure_sessions
+
+
+def register_ui(app: Flask, runtime: Runtime) -> None:
+    """Mount the UI on ``app`` at /ui/."""
+    data_dir = runtime.settings.data_dir
+    configure_sessions(app, ui_secret_key(data_dir))
+    app.extensions[SERVICES] = UIServices(
+        BrowseService(runtime.registry, runtime.storage),
+        GCJobs(runtime.gc, runtime.registry, data_dir),
+    )
+    app.register_blueprint(bp)
