@@ -3,10 +3,12 @@
 ours:          `python app.py --host 127.0.0.1 --port P --data-dir D`, i.e. exactly
                the defaults `python app.py` uses (gunicorn, its worker class,
                worker and thread counts).
-distribution:  CNCF Distribution (`/usr/bin/docker-registry serve config.yml`),
-               filesystem storage, delete enabled, no auth, the in-memory blob
-               descriptor cache of its stock config, and no per-request logging
-               (our server has no access log either).
+distribution:  CNCF Distribution (`/usr/bin/docker-registry serve config.yml`) with
+               the Debian package's stock config.yml, changed only where it must
+               be: storage in a temporary directory, a loopback port, no auth.
+               So it keeps its default logging (info, access log on) as ours keeps
+               its access log, delete enabled and the in-memory blob descriptor
+               cache; the storage health check is left out.
 """
 
 from __future__ import annotations
@@ -32,9 +34,8 @@ TOOLS = {DISTRIBUTION_BIN: "docker-registry", "wrk": "wrk", "ab": "apache2-utils
 DISTRIBUTION_CONFIG = """\
 version: 0.1
 log:
-  level: warn
-  accesslog:
-    disabled: true
+  fields:
+    service: registry
 storage:
   filesystem:
     rootdirectory: {root}
@@ -44,6 +45,8 @@ storage:
     blobdescriptor: inmemory
 http:
   addr: 127.0.0.1:{port}
+  headers:
+    X-Content-Type-Options: [nosniff]
 """
 
 

@@ -55,6 +55,13 @@ class MetricsSettings(_Section):
     password: str = ""
 
 
+class UISettings(_Section):
+    enabled: bool = True
+    # Signs the UI's session cookies; default: a key generated in <data_dir>.
+    # Instances behind one load balancer need the same value.
+    secret_key: str = ""
+
+
 class LogSettings(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -141,6 +148,7 @@ class Settings(_Section):
     rate_limit: RateLimitSettings = RateLimitSettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
+    ui: UISettings = UISettings()
 
     @property
     def storage_root(self) -> str:

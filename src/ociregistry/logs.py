@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from typing import Any
 
-# Credentials that might reach a log line through a URL or a header dump.
-_SECRET_RE = re.compile(
-    r"(?i)(authorization:\s*(?:basic|bearer)\s+|password=|token=|access_token=)[^\s&\"',]+"
-)
-
-
-def redact(text: str) -> str:
-    return _SECRET_RE.sub(r"\1[REDACTED]", text)
+from ociregistry.auth.redact import redact
 
 
 class _RedactingFilter(logging.Filter):

@@ -151,3 +151,20 @@ def test_login_page_says_when_authentication_is_off(client):
     assert "Authentication is not configured" in html
     assert 'type="password"' not in html
     assert "Sign in</a>" not in client.get("/ui/").get_data(as_text=True)
+
+
+def test_without_auth_gc_may_only_be_started_from_the_registry_host(client, seeded):
+    token = csrf_of(client, "/ui/gc")
+    remote = {"REMOTE_ADDR": "192.0.2.10"}
+    assert client.get("/ui/gc", environ_base=remote).status_code == 403
+    r = client.post("/ui/gc", data={"csrf_token": token}, environ_base=remote)
+    assert r.status_code == 403
+    assert client.get("/ui/gc/status").get_json()["state"] != "running"
+
+
+def test_ui_can_be_switched_off_and_the_session_key_configured(tmp_path):
+    off = make_app(tmp_path / "off", ui={"enabled": False})[0].test_client()
+    assert off.get("/ui/").status_code == 404
+    assert off.get("/").headers["Location"].endswith("/v2/")
+    keyed, _ = make_app(tmp_path / "keyed", ui={"secret_key": "shared-by-all-instances"})
+    assert keyed.secret_key == b"shared-by-all-instances"

@@ -321,3 +321,35 @@ def test_bad_content_range_is_range_invalid(header):
     with pytest.raises(RangeInvalid) as info:
         parse_content_range(header)
     assert info.value.status == 416
+
+
+def test_gc_lock_of_a_killed_gc_expires_and_is_renewed_while_running(tmp_path):
+    import time as _time
+
+    from ociregistry.core import gc as gcmod
+    from ociregistry.metadata.store import MetadataStore
+    from ociregistry.storage.filesystem import FilesystemStorage
+
+    db = MetadataStore(f"sqlite:///{tmp_path / 'r.db'}")
+    db.create_schema()
+    collector = gcmod.GarbageCollector(db, FilesystemStorage(str(tmp_path / "s")), 0, 0)
+    # A GC that died holding the lock: it blocks others only until the TTL runs out.
+    assert db.try_lock("gc", "dead-process", ttl=0.2)
+    try:
+        collector.run()
+        raise AssertionError("the lock of a live GC must be respected")
+    except gcmod.GCAlreadyRunning:
+        pass
+    _time.sleep(0.3)
+    assert collector.run().dry_run is False
+    # While running, the holder's lock is pushed forward.
+    report = collector._renewing("me", None)
+    assert db.try_lock("gc", "me", ttl=0.01)
+    old = gcmod.LOCK_RENEW_EVERY
+    gcmod.LOCK_RENEW_EVERY = 0
+    try:
+        report("blobs", 1, 2)
+    finally:
+        gcmod.LOCK_RENEW_EVERY = old
+    _time.sleep(0.05)
+    assert not db.try_lock("gc", "someone-else", ttl=1)

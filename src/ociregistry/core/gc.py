@@ -40,6 +40,12 @@ class GCAlreadyRunning(Exception):
     pass
 
 
+# The GC lock expires unless renewed: a GC whose process was killed blocks the
+# next one for two minutes, not for hours.
+LOCK_TTL = 120.0
+LOCK_RENEW_EVERY = 15.0
+
+
 class GarbageCollector:
     def __init__(
         self,
@@ -71,6 +77,19 @@ class GarbageCollector:
         """
         return self._locked(False, delete_untagged, None, interval)
 
+    def _renewing(self, holder: str, progress: Progress | None) -> Progress:
+        """Progress callback that also keeps the GC lock alive."""
+        renewed = [time.monotonic()]
+
+        def report(phase: str, done: int, total: int) -> None:
+            if time.monotonic() - renewed[0] > LOCK_RENEW_EVERY:
+                self.db.try_lock("gc", holder, ttl=LOCK_TTL)
+                renewed[0] = time.monotonic()
+            if progress is not None:
+                progress(phase, done, total)
+
+        return report
+
     def _locked(
         self,
         dry_run: bool,
@@ -79,7 +98,7 @@ class GarbageCollector:
         due_interval: float | None,
     ) -> GCResult | None:
         holder = f"{os.uname().nodename}:{os.getpid()}:{time.time()}"
-        if not self.db.try_lock("gc", holder, ttl=6 * 3600):
+        if not self.db.try_lock("gc", holder, ttl=LOCK_TTL):
             raise GCAlreadyRunning("a garbage collection is already running")
         started = time.monotonic()
         try:
@@ -87,7 +106,7 @@ class GarbageCollector:
                 last = q.last_finished_run(self.db)
                 if last is not None and last > time.time() - due_interval:
                     return None
-            result = self._run(dry_run, delete_untagged, progress or (lambda *_: None))
+            result = self._run(dry_run, delete_untagged, self._renewing(holder, progress))
         except Exception:
             metrics.record_gc(None, time.monotonic() - started, "error")
             raise
@@ -184,7 +203,10 @@ class GarbageCollector:
     ) -> None:
         """Bytes with no index row: a crash between writing a blob and recording it."""
         known = q.known_blobs(self.db)
-        for stored in self.storage.iter_blobs():
+        seen = 0
+        for seen, stored in enumerate(self.storage.iter_blobs(), 1):
+            if seen % 1000 == 0:  # the total is unknown while walking
+                progress("files", seen, seen + 1)
             if stored.digest in known or stored.modified >= cutoff:
                 continue
             # Re-check under the digest's lock: an upload may have just recorded it.
@@ -196,4 +218,4 @@ class GarbageCollector:
                     self.storage.delete_blob(stored.digest)
             result.orphan_files_deleted += 1
             result.bytes_freed += stored.size
-        progress("files", 1, 1)
+        progress("files", seen, seen)

@@ -66,6 +66,7 @@ manifests = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
     sa.Index("ix_manifests_subject", "repository_id", "subject"),
+    sa.Index("ix_manifests_repository_created", "repository_id", "created_at"),
 )
 
 # Blobs a manifest references (config, layers): the GC's mark set.
@@ -115,6 +116,8 @@ tags = sa.Table(
     ),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Index("ix_tags_manifest", "manifest_id"),
+    sa.Index("ix_tags_repository_updated", "repository_id", "updated_at"),
+    sa.Index("ix_tags_updated", "updated_at"),
 )
 
 uploads = sa.Table(

@@ -26,7 +26,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     init_auth(app, runtime.settings)
     register_observability(app, runtime)
     app.register_blueprint(registry_bp)
-    register_ui(app, runtime)
+    if runtime.settings.ui.enabled:
+        register_ui(app, runtime)
 
     @app.after_request
     def _api_version(response: Response) -> Response:
@@ -35,6 +36,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.get("/")
     def _root() -> Response:
-        return redirect("/ui/")
+        return redirect("/ui/" if runtime.settings.ui.enabled else "/v2/")
 
     return app

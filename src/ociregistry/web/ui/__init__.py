@@ -19,7 +19,9 @@ from ociregistry.web.ui.security import configure_sessions
 def register_ui(app: Flask, runtime: Runtime) -> None:
     """Mount the UI on ``app`` at /ui/."""
     data_dir = runtime.settings.data_dir
-    configure_sessions(app, ui_secret_key(data_dir))
+    # Several instances behind a load balancer must share the key (ui.secret_key).
+    configured = runtime.settings.ui.secret_key
+    configure_sessions(app, configured.encode() if configured else ui_secret_key(data_dir))
     app.extensions[SERVICES] = UIServices(
         BrowseService(runtime.registry, runtime.storage),
         GCJobs(runtime.gc, runtime.registry, data_dir),

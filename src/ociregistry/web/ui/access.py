@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from flask import Flask, current_app, g, session
+from flask import Flask, current_app, g, request, session
 
 from ociregistry.auth.service import AuthService
 from ociregistry.web.auth import EXTENSION as AUTH_EXTENSION
@@ -168,6 +168,9 @@ def can_delete(repository: str) -> bool:
 
 
 def can_run_gc() -> bool:
+    # Without authentication, as for POST /v2/gc: only from the registry host.
+    if policy() is None:
+        return request.remote_addr in ("127.0.0.1", "::1")
     return is_admin()
 
 

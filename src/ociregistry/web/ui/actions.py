@@ -72,6 +72,9 @@ def delete(name: str) -> Response:
 def _require_gc() -> Response | None:
     if access.can_run_gc():
         return None
+    if not access.auth_enabled():
+        abort(403, description="Without authentication, garbage collection may only be "
+              "started from the registry host.")
     if access.viewer().anonymous:
         return redirect(url_for("ui.login", next=request.path))
     abort(403, description="Only an administrator may run garbage collection.")
