@@ -43,9 +43,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ociregistry.runtime import build_runtime
 
     # Create the data directory and bring the schema up to date once, before
-    # any worker starts.
-    runtime = build_runtime(settings, migrate=True)
-    runtime.metadata.dispose()
+    # any worker starts (or, without auto_migrate, refuse a schema that is behind).
+    runtime = build_runtime(settings, migrate=settings.database.auto_migrate)
+    try:
+        if not settings.database.auto_migrate:
+            from ociregistry.metadata.migrate import pending
+
+            if pending(runtime.metadata):
+                print(
+                    "error: the database schema is behind this version of ociregistry; "
+                    "run `ociregistry db upgrade` (with the same configuration) first, "
+                    "or set database.auto_migrate: true",
+                    file=sys.stderr,
+                )
+                return 2
+    finally:
+        runtime.metadata.dispose()
     return serve(settings)
 
 

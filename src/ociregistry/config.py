@@ -39,6 +39,8 @@ class StorageSettings(_Section):
 class DatabaseSettings(_Section):
     url: str = ""  # default: sqlite:///<data_dir>/registry.db
     pool_size: int = Field(5, ge=1)
+    # serve applies pending migrations; false: refuse to start until `ociregistry db upgrade`
+    auto_migrate: bool = True
 
 
 class GCSettings(_Section):

@@ -156,3 +156,27 @@ def test_blob_can_be_pushed_again_after_delete(blob, registry, repo):
     r = requests.get(url)
     assert r.status_code == 200
     assert r.content == data
+
+
+def test_range_requests_read_at_their_offset_and_honour_if_range(registry, repo):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    digest = push_blob(registry.url, repo, data)
+    url = f"{registry.url}/v2/{repo}/blobs/{digest}"
+    start = len(data) - (1 << 20) - 5
+    r = requests.get(url, headers={"Range": f"bytes={start}-{start + (1 << 20) - 1}"})
+    assert r.status_code == 206
+    assert r.content == data[start : start + (1 << 20)]
+    assert r.headers["Content-Range"] == f"bytes {start}-{start + (1 << 20) - 1}/{len(data)}"
+    assert r.headers["Docker-Content-Digest"] == digest
+    r = requests.get(url, headers={"Range": "bytes=-10"})  # the last ten bytes
+    assert r.status_code == 206 and r.content == data[-10:]
+    # If-Range with another validator: the whole blob, 200
+    r = requests.get(url, headers={"Range": "bytes=0-9", "If-Range": '"sha256:' + "0" * 64 + '"'})
+    assert r.status_code == 200 and r.content == data
+    r = requests.get(url, headers={"Range": "bytes=0-9", "If-Range": f'"{digest}"'})
+    assert r.status_code == 206 and r.content == data[:10]
+    # several ranges at once: a full answer is allowed and simplest for clients
+    r = requests.get(url, headers={"Range": "bytes=0-1,5-6"})
+    assert r.status_code == 200 and r.content == data
+    r = requests.head(url, headers={"Range": "bytes=0-99"})
+    assert r.status_code == 206 and r.headers["Content-Length"] == "100"

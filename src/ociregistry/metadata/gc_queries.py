@@ -63,6 +63,13 @@ def untagged_manifests(
 def delete_untagged_manifest(store: MetadataStore, manifest_id: int, cutoff: float) -> bool:
     m = t.manifests
     with store.write() as conn:
+        row = conn.execute(
+            sa.select(m.c.repository_id, m.c.digest).where(m.c.id == manifest_id)
+        ).first()
+        if row is None:
+            return False
+        # against a push that re-tags it or references it as an index child
+        store.lock_manifest(conn, row.repository_id, row.digest)
         still = conn.execute(
             sa.select(m.c.id).where(m.c.id == manifest_id, *_untagged_condition(m, cutoff))
         ).first()

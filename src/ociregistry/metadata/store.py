@@ -131,6 +131,16 @@ class MetadataStore:
             fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
             conn.execute(sa.text(f"SELECT {fn}(hashtext(:d))"), {"d": digest})
 
+    def lock_manifest(
+        self, conn: Connection, repo_id: int, digest: str, shared: bool = False
+    ) -> None:
+        """Serialise a manifest's insertion and deletion (PostgreSQL; SQLite: no-op).
+
+        Shared for a push that references it as a child, exclusive for the push
+        that inserts it and for the sweep that deletes it.
+        """
+        self.lock_digest(conn, f"manifest:{repo_id}:{digest}", shared=shared)
+
     # -- repositories -----------------------------------------------------
     def repository_id(self, conn: Connection, name: str) -> int | None:
         return conn.execute(
@@ -309,6 +319,8 @@ class MetadataStore:
     ) -> set[str]:
         if not digests:
             return set()
+        for digest in sorted(set(digests)):
+            self.lock_manifest(conn, repo_id, digest, shared=True)
         rows = conn.execute(
             sa.select(t.manifests.c.digest).where(
                 t.manifests.c.repository_id == repo_id,
@@ -331,6 +343,8 @@ class MetadataStore:
         child_digests: Sequence[str],
     ) -> int:
         """Store a manifest and its references; an identical one is kept as is."""
+        # Two pushes of the same manifest: the second waits, then finds the first's.
+        self.lock_manifest(conn, repo_id, digest)
         existing = self.manifest_id(conn, repo_id, digest)
         if existing is not None:
             return existing
@@ -389,6 +403,7 @@ class MetadataStore:
             repo_id = self.repository_id(conn, name)
             if repo_id is None:
                 return False
+            self.lock_manifest(conn, repo_id, digest)
             manifest_id = self.manifest_id(conn, repo_id, digest)
             if manifest_id is None:
                 return False
@@ -449,6 +464,8 @@ class MetadataStore:
     def try_lock(self, name: str, holder: str, ttl: float) -> bool:
         now = time.time()
         with self.write() as conn:
+            # PostgreSQL: two instances must not both see the lock free.
+            self.lock_digest(conn, f"lock:{name}")
             row = conn.execute(
                 sa.select(t.locks.c.holder, t.locks.c.expires_at).where(t.locks.c.name == name)
             ).first()

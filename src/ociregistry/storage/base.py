@@ -64,6 +64,12 @@ class BlobStorage(ABC):
     def open_blob(self, digest: str, chunk_size: int = 1 << 20) -> Iterator[bytes]: ...
 
     @abstractmethod
+    def read_blob_range(
+        self, digest: str, start: int, length: int, chunk_size: int = 1 << 20
+    ) -> Iterator[bytes]:
+        """``length`` bytes of a blob from ``start`` (the range was checked against its size)."""
+
+    @abstractmethod
     def delete_blob(self, digest: str) -> None: ...
 
     @abstractmethod

@@ -118,6 +118,25 @@ class FilesystemStorage(BlobStorage):
             while chunk := f.read(chunk_size):
                 yield chunk
 
+    def read_blob_range(
+        self, digest: str, start: int, length: int, chunk_size: int = 1 << 20
+    ) -> Iterator[bytes]:
+        fd = os.open(self._blob_file(digest), os.O_RDONLY)  # now, not on first read
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                offset, end = start, start + length
+                while offset < end:
+                    chunk = os.pread(fd, min(chunk_size, end - offset), offset)
+                    if not chunk:
+                        raise OSError(f"blob {digest} is shorter than its recorded size")
+                    offset += len(chunk)
+                    yield chunk
+            finally:
+                os.close(fd)
+
+        return chunks()
+
     def delete_blob(self, digest: str) -> None:
         try:
             os.unlink(self._blob_file(digest))
