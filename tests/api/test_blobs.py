@@ -180,3 +180,12 @@ def test_range_requests_read_at_their_offset_and_honour_if_range(registry, repo)
     assert r.status_code == 200 and r.content == data
     r = requests.head(url, headers={"Range": "bytes=0-99"})
     assert r.status_code == 206 and r.headers["Content-Length"] == "100"
+
+
+def test_a_malformed_range_is_416(registry, repo):
+    digest = push_blob(registry.url, repo, os.urandom(1000))
+    url = f"{registry.url}/v2/{repo}/blobs/{digest}"
+    for value in ("bytes=500-0", "bytes=abc", "lines=0-1"):
+        r = requests.get(url, headers={"Range": value})
+        assert_error(r, 416, "RANGE_INVALID")
+        assert r.headers["Content-Range"] == "bytes */1000"

@@ -217,13 +217,13 @@ def _range_response(blob: BlobInfo) -> Response | None:
     if_range = request.headers.get("If-Range")
     wanted = request.range
     if (if_range is not None and if_range.strip('"') != blob.digest) or (
-        wanted is None or len(wanted.ranges) != 1
+        wanted is not None and len(wanted.ranges) != 1
     ):
-        # Another version of the content, or a malformed or multi-part range:
-        # a full 200 answer is allowed, so hide the header from send_file.
+        # Another version of the content, or a multi-part range: a full 200
+        # answer is allowed, so hide the header from send_file.
         request.environ.pop("HTTP_RANGE", None)
         return None
-    bounds = wanted.range_for_length(blob.size)
+    bounds = wanted.range_for_length(blob.size) if wanted is not None else None
     if bounds is None:
         raise RangeInvalid(
             "requested range not satisfiable",
