@@ -292,3 +292,20 @@ def test_upload_session_lifetime(make_registry):
     r = c.patch(location, data=b"late", headers=basic("alice"))
     assert r.status_code == 404 and codes(r) == ["BLOB_UPLOAD_UNKNOWN"]
     assert "expired" in r.get_json()["errors"][0]["message"]
+
+
+def test_failed_authentications_are_counted_in_metrics(basic_registry):
+    c = basic_registry
+
+    def failures() -> float:
+        text = c.get("/metrics").get_data(as_text=True)
+        for line in text.splitlines():
+            if line.startswith('registry_auth_failures_total{reason="bad_credentials"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = failures()
+    for _ in range(3):
+        assert c.get("/v2/", headers=basic("alice", "wrong")).status_code == 401
+    assert c.get("/v2/", headers=basic("alice")).status_code == 200
+    assert failures() - before == 3

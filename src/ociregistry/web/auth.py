@@ -24,6 +24,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ociregistry import metrics
 from ociregistry.auth import redact
 from ociregistry.auth.ratelimit import RateLimiter, retry_after
 from ociregistry.auth.rules import DELETE, PULL, PUSH
@@ -207,12 +208,15 @@ def _authenticate(auth: AuthService) -> Principal:
             pair = _basic_pair(value)
             return ANONYMOUS if pair is None else auth.basic(*pair)
         except BadCredentials as exc:
+            metrics.AUTH_FAILURES.labels("bad_credentials").inc()
             raise _unauthorized("invalid user name or password") from exc
     if auth.mode == "token" and scheme == "bearer":
         try:
             return auth.bearer(value)
         except InvalidToken as exc:
+            metrics.AUTH_FAILURES.labels("invalid_token").inc()
             raise _unauthorized(str(exc), error="invalid_token") from exc
+    metrics.AUTH_FAILURES.labels("unsupported_scheme").inc()
     raise _unauthorized("unsupported authorization scheme")
 
 
@@ -349,6 +353,7 @@ def _token_response(auth: AuthService, user: str | None, scopes: list[Scope],
 
 
 def _bad_login(message: str = "invalid user name or password") -> RegistryError:
+    metrics.AUTH_FAILURES.labels("token_login").inc()
     return Unauthorized(message, headers={
         "WWW-Authenticate": f'Basic realm="{_quote(service().settings.realm)}", charset="UTF-8"'
     })
