@@ -7,14 +7,8 @@ payload, and an image's config from its blob, once per manifest page.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import secrets
-import tempfile
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -22,7 +16,6 @@ from typing import Any, Generic, TypeVar
 from ociregistry.core import media_types as mt
 from ociregistry.core.digests import is_digest, parse_digest
 from ociregistry.core.errors import ManifestUnknown, NameUnknown, RegistryError
-from ociregistry.core.gc import GarbageCollector, GCAlreadyRunning
 from ociregistry.core.names import validate_name, validate_tag
 from ociregistry.core.registry import Registry
 from ociregistry.metadata import browse_queries as q
@@ -427,129 +420,3 @@ def _pretty(payload: bytes) -> str:
         return json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return payload.decode("utf-8", "replace")
-
-
-# -- garbage collections started from the UI -------------------------------------
-ACTIVE_STATES = ("starting", "running")
-
-
-class GCJobs:
-    """Runs a garbage collection in a background thread and reports its progress.
-
-    The progress goes to a small JSON file in the data directory, replaced
-    atomically, so whichever worker process answers the next poll can show it.
-    Whether any collection is running (started here, by the CLI, the API or
-    the schedule, on any instance) comes from the collector's lock row.
-    """
-
-    STALE_SECONDS = 60.0  # a "running" file nobody updated while no lock is held
-
-    def __init__(self, gc: GarbageCollector, registry: Registry, state_dir: str) -> None:
-        self.gc = gc
-        self.db = registry.db
-        self.path = os.path.join(state_dir, "ui-gc-progress.json")
-        self._lock = threading.Lock()
-
-    def start(self, dry_run: bool, delete_untagged: bool, started_by: str | None) -> str | None:
-        """Start a run; its job id, or None when a collection is already running."""
-        with self._lock:
-            if self.status()["running"]:
-                return None
-            job = secrets.token_hex(8)
-            state = {
-                "job": job, "state": "starting", "dry_run": dry_run,
-                "delete_untagged": delete_untagged, "started_by": started_by,
-                "started_at": time.time(), "phase": "", "done": 0, "total": 0,
-            }
-            self._write(state)
-        thread = threading.Thread(target=self._run, args=(state,), daemon=True,
-                                  name=f"ui-gc-{job}")
-        thread.start()
-        return job
-
-    def _run(self, state: dict[str, Any]) -> None:
-        last = [0.0, ""]
-
-        def progress(phase: str, done: int, total: int) -> None:
-            now = time.monotonic()
-            if phase != last[1] or done >= total or now - last[0] >= 0.2:
-                last[0], last[1] = now, phase
-                self._write({**state, "state": "running", "phase": phase, "done": done,
-                             "total": total, "updated_at": time.time()})
-
-        self._write({**state, "state": "running", "updated_at": time.time()})
-        try:
-            result = self.gc.run(dry_run=state["dry_run"],
-                                 delete_untagged=state["delete_untagged"], progress=progress)
-        except GCAlreadyRunning as exc:
-            self._write({**state, "state": "refused", "error": str(exc),
-                         "finished_at": time.time()})
-        except Exception as exc:  # reported to the page; the collector logs nothing itself
-            log.exception("garbage collection started from the UI failed")
-            self._write({**state, "state": "failed", "error": f"{type(exc).__name__}: {exc}",
-                         "finished_at": time.time()})
-        else:
-            self._write({**state, "state": "finished", "result": result.as_dict(),
-                         "finished_at": time.time()})
-
-    def status(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"state": "idle"}
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                loaded = json.load(handle)
-            if isinstance(loaded, dict):
-                state = loaded
-        except (OSError, ValueError):
-            pass
-        locked = q.gc_lock_held(self.db)
-        active = state.get("state") in ACTIVE_STATES
-        if active and not locked:
-            touched = state.get("updated_at") or state.get("started_at") or 0
-            if time.time() - touched > self.STALE_SECONDS:
-                state = {**state, "state": "interrupted"}
-                active = False
-        state["running"] = active or locked
-        state["elsewhere"] = locked and not active
-        return state
-
-    def _write(self, state: dict[str, Any]) -> None:
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".ui-gc.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(state, handle)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-
-def ui_secret_key(state_dir: str) -> bytes:
-    """The key that signs the UI's session cookies: made once, kept in the data directory.
-
-    Every worker process reads the same key; the first to need it creates it
-    (written aside, then linked into place, so no process reads half a key).
-    """
-    path = os.path.join(state_dir, "ui-secret.key")
-    for _ in range(2):
-        try:
-            with open(path, "rb") as handle:
-                key = handle.read().strip()
-            if len(key) >= 32:
-                return key
-        except FileNotFoundError:
-            pass
-        os.makedirs(state_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".ui-secret.", dir=state_dir)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_hex(32).encode())
-                handle.flush()
-                os.fsync(handle.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            os.unlink(tmp)
-    raise RuntimeError(f"{path} holds no usable key; delete it to make a new one")

@@ -10,8 +10,9 @@ from flask import Blueprint, Response, current_app, render_template, request
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
-from ociregistry.core.browse import BrowseService, GCJobs, manifest_kind
+from ociregistry.core.browse import BrowseService, manifest_kind
 from ociregistry.core.errors import RegistryError
+from ociregistry.core.gc_jobs import GCJobs
 from ociregistry.web.ui import access
 from ociregistry.web.ui.security import check_csrf, csrf_token, secure_headers
 
