@@ -11,7 +11,13 @@ from tests.server import RegistryProcess
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    """One real registry (gunicorn, 2 workers) shared by the session."""
+    """One real registry (gunicorn, 2 workers) shared by the session.
+
+    With REGISTRY_TEST_DATABASE_URL set (a PostgreSQL server URL, e.g.
+    postgresql+psycopg://postgres@127.0.0.1:5433/postgres), this and every other
+    RegistryProcess keep their metadata in a fresh database on that server.
+    (Not OCIREGISTRY_...: that prefix belongs to the registry's own settings.)
+    """
     base = tmp_path_factory.mktemp("registry")
     server = RegistryProcess(base / "data").start()
     yield server

@@ -56,6 +56,13 @@ class RegistryProcess:
         ]
         if self.config:
             cmd += ["--config", str(self.config)]
+        server_url = os.environ.get("REGISTRY_TEST_DATABASE_URL")
+        if server_url and "OCIREGISTRY_DATABASE__URL" not in self.env:
+            # Opt-in: every registry gets a fresh PostgreSQL database on that server
+            # (kept across restarts of this process object).
+            from tests.cluster.pg import create_database
+
+            self.env = {**self.env, "OCIREGISTRY_DATABASE__URL": create_database(server_url)}
         env = {**os.environ, **self.env}
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,

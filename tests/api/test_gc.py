@@ -43,11 +43,17 @@ def no_grace(tmp_path: Path) -> Iterator[RegistryProcess]:
     server.stop()
 
 
+def same_database(server: RegistryProcess) -> dict[str, str]:
+    """The server's database URL, when it was given one (see tests/server.py)."""
+    key = "OCIREGISTRY_DATABASE__URL"
+    return {key: server.env[key]} if key in server.env else {}
+
+
 def run_gc(server: RegistryProcess, *args: str, env: dict[str, str] | None = None) -> dict:
     """Run `python -m ociregistry gc` on the server's data directory, while it runs."""
     proc = subprocess.run(
         [sys.executable, "-m", "ociregistry", "gc", "--data-dir", str(server.data_dir), *args],
-        env={**os.environ, **(NO_GRACE if env is None else env)},
+        env={**os.environ, **same_database(server), **(NO_GRACE if env is None else env)},
         cwd=str(server.data_dir.parent),
         capture_output=True,
         text=True,
@@ -155,7 +161,7 @@ def test_cli_json_output(no_grace):
     push_blob(no_grace.url, REPO, b"x" * 10)
     proc = subprocess.run(
         [sys.executable, "-m", "ociregistry", "gc", "--json", "--data-dir", str(no_grace.data_dir)],
-        env={**os.environ, **NO_GRACE},
+        env={**os.environ, **same_database(no_grace), **NO_GRACE},
         cwd=str(no_grace.data_dir.parent),
         capture_output=True,
         text=True,

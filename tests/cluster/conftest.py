@@ -1,0 +1,1 @@
+from tests.cluster.pg import pg_url, postgres  # noqa: F401  (fixtures)
