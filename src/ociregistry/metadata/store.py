@@ -59,6 +59,13 @@ def _hot_statements() -> dict[str, sa.Executable]:
     cols = (m.c.id, m.c.digest, m.c.media_type, m.c.payload, m.c.subject)
     by_repo = m.join(r, r.c.id == m.c.repository_id)
     return {
+        "repository_id": sa.select(r.c.id).where(r.c.name == sa.bindparam("name")),
+        # One page of tags in byte order (the column's collation). "No limit" is
+        # LIMIT -1 on SQLite and LIMIT NULL on PostgreSQL: see tags().
+        "tags_page": sa.text(
+            "SELECT name FROM tags WHERE repository_id = :repo AND name > :last"
+            " ORDER BY name LIMIT :n"
+        ),
         "manifest_by_digest": sa.select(*cols)
         .select_from(by_repo)
         .where(r.c.name == sa.bindparam("name"), m.c.digest == sa.bindparam("ref")),
@@ -168,7 +175,7 @@ class MetadataStore:
         if n is not None:
             query = query.limit(n)
         with self.read() as conn:
-            return list(conn.execute(query).scalars())
+            return conn.execute(query).scalars().all()
 
     def stored_counts(self) -> dict[str, int]:
         """Totals for metrics and the overview (indexed COUNTs)."""
@@ -419,19 +426,13 @@ class MetadataStore:
     def tags(self, name: str, n: int | None, last: str | None) -> list[str] | None:
         """Sorted tags of a repository after ``last``; None if the repository is unknown."""
         with self.read() as conn:
-            repo_id = self.repository_id(conn, name)
+            repo_id = self._hot["repository_id"].run(conn, name=name).scalar()
             if repo_id is None:
                 return None
-            query = (
-                sa.select(t.tags.c.name)
-                .where(t.tags.c.repository_id == repo_id)
-                .order_by(t.tags.c.name)
-            )
-            if last:
-                query = query.where(t.tags.c.name > last)
-            if n is not None:
-                query = query.limit(n)
-            return list(conn.execute(query).scalars())
+            if n is None:
+                n = -1 if self.dialect == "sqlite" else None  # type: ignore[assignment]
+            rows = self._hot["tags_page"].run(conn, repo=repo_id, last=last or "", n=n)
+            return [row[0] for row in rows.fetchall()]
 
     def referrers(
         self, name: str, subject: str, artifact_type: str | None, n: int, last: str | None
