@@ -48,10 +48,18 @@ def _on_ready(settings: Settings) -> None:
 
 
 def _on_child_exit(worker_pid: int) -> None:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    # Runs inside gunicorn's SIGCHLD handling, which can interrupt the master
+    # anywhere (even mid-import): it must not import anything and must not raise,
+    # or the master dies (exit 255) instead of shutting down cleanly.
+    if _mark_process_dead is None:
+        return
+    try:
+        _mark_process_dead(worker_pid)
+    except Exception:  # the metrics files of a dead worker are only housekeeping
+        log.exception("could not retire the metrics files of worker %s", worker_pid)
 
-        multiprocess.mark_process_dead(worker_pid)
+
+_mark_process_dead: Any = None
 
 
 def serve(settings: Settings) -> int:
@@ -62,6 +70,11 @@ def serve(settings: Settings) -> int:
 
 
 def _serve_gunicorn(settings: Settings, workers: int) -> int:
+    global _mark_process_dead
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess  # imported now, not in a signal handler
+
+        _mark_process_dead = multiprocess.mark_process_dead
     from gunicorn.app.base import BaseApplication
 
     class RegistryServer(BaseApplication):  # type: ignore[misc]
