@@ -218,3 +218,15 @@ def sign_schema1(manifest: dict[str, Any]) -> tuple[bytes, bytes]:
     signatures = json.dumps([signature], indent=3).replace("\n", "\n   ").encode()
     signed = payload[:format_length] + b',\n   "signatures": ' + signatures + tail
     return signed, payload
+
+
+def patch_chunk(location: str, data: bytes, start: int | None = None) -> requests.Response:
+    """PATCH one chunk, with Content-Range when ``start`` is given."""
+    headers = {"Content-Type": "application/octet-stream"}
+    if start is not None:
+        headers["Content-Range"] = f"{start}-{start + len(data) - 1}"
+    return requests.patch(location, data=data, headers=headers)
+
+
+def get_blob(registry: Any, repo: str, digest: str) -> requests.Response:
+    return requests.get(f"{registry.url}/v2/{repo}/blobs/{digest}")

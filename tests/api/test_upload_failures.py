@@ -1,0 +1,154 @@
+"""Blob uploads that fail half-way (truncated bodies, bad input) or outlive a restart."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import requests
+
+from tests.helpers import (
+    absolute,
+    assert_error,
+    get_blob,
+    patch_chunk,
+    push_blob,
+    sha256,
+    start_upload,
+)
+
+
+# -- failures and restarts --------------------------------------------------------
+def _raw_truncated_patch(host: str, port: int, path: str, declared: int, body: bytes) -> None:
+    """Send a PATCH announcing ``declared`` bytes, send fewer, and hang up."""
+    head = (
+        f"PATCH {path} HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        "Content-Type: application/octet-stream\r\n"
+        f"Content-Length: {declared}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(head + body)
+        sock.shutdown(socket.SHUT_WR)
+        # Read whatever the server answers (if anything) until it closes.
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+
+
+def test_truncated_chunk_leaves_the_session_at_its_previous_offset(registry, repo):
+    data = os.urandom(4000)
+    location = start_upload(registry.url, repo)
+    assert patch_chunk(location, data[:1000], 0).status_code == 202
+    parts = urlsplit(location)
+    _raw_truncated_patch(parts.hostname, parts.port, parts.path, 100_000, data[1000:1500])
+    status = requests.get(location)
+    assert status.status_code == 204
+    assert status.headers["Range"] == "0-999"
+    # The upload continues from there and the digest comes out right.
+    assert patch_chunk(location, data[1000:], 1000).status_code == 202
+    r = requests.put(location, params={"digest": sha256(data)})
+    assert r.status_code == 201, r.text
+    assert get_blob(registry, repo, sha256(data)).content == data
+
+
+def test_truncated_monolithic_post_stores_nothing(registry, repo):
+    data = os.urandom(2000)
+    digest = sha256(data)
+    host, port = registry.host.split(":")
+    head = (
+        f"POST /v2/{repo}/blobs/uploads/?digest={digest} HTTP/1.1\r\n"
+        f"Host: {registry.host}\r\n"
+        f"Content-Length: {len(data)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head + data[:500])
+        sock.shutdown(socket.SHUT_WR)
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+    assert get_blob(registry, repo, digest).status_code == 404
+    # The same blob pushed properly afterwards is fine.
+    assert push_blob(registry.url, repo, data) == digest
+
+
+def test_upload_survives_a_registry_restart(fresh_registry):
+    repo = "restart/blob"
+    data = os.urandom(300_000)
+    location = start_upload(fresh_registry.url, repo)
+    r = patch_chunk(location, data[:100_000], 0)
+    assert r.status_code == 202
+    location = absolute(fresh_registry.url, r.headers["Location"])
+    fresh_registry.stop()
+    fresh_registry.start()
+    status = requests.get(location)
+    assert status.status_code == 204
+    assert status.headers["Range"] == "0-99999"
+    r = patch_chunk(location, data[100_000:200_000], 100_000)
+    assert r.status_code == 202
+    location = absolute(fresh_registry.url, r.headers["Location"])
+    r = requests.put(location, params={"digest": sha256(data)}, data=data[200_000:])
+    assert r.status_code == 201, r.text
+    assert r.headers["Docker-Content-Digest"] == sha256(data)
+    blob = requests.get(f"{fresh_registry.url}/v2/{repo}/blobs/{sha256(data)}")
+    assert blob.content == data
+
+
+def test_truncated_chunked_transfer_leaves_the_session_at_its_previous_offset(registry, repo):
+    data = os.urandom(6000)
+    location = start_upload(registry.url, repo)
+    assert patch_chunk(location, data[:1000], 0).status_code == 202
+    parts = urlsplit(location)
+    head = (
+        f"PATCH {parts.path} HTTP/1.1\r\n"
+        f"Host: {registry.host}\r\n"
+        "Content-Type: application/octet-stream\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    # One whole chunk, then half of the next one, then the client hangs up.
+    body = b"7d0\r\n" + data[1000:3000] + b"\r\n" + b"7d0\r\n" + data[3000:4000]
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head + body)
+        sock.shutdown(socket.SHUT_WR)
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+    status = requests.get(location)
+    assert status.status_code == 204
+    assert status.headers["Range"] == "0-999"
+    assert patch_chunk(location, data[1000:], 1000).status_code == 202
+    r = requests.put(location, params={"digest": sha256(data)})
+    assert r.status_code == 201, r.text
+    assert get_blob(registry, repo, sha256(data)).content == data
+
+
+def test_monolithic_post_with_malformed_digest_is_digest_invalid(registry, repo):
+    for digest in ("sha256:1234", "md5:" + "0" * 32, "nonsense"):
+        r = requests.post(f"{registry.url}/v2/{repo}/blobs/uploads/", params={"digest": digest},
+                          data=b"abc")
+        assert_error(r, 400, "DIGEST_INVALID")
+
+
+def test_malformed_content_range_is_rejected_and_the_session_kept(registry, repo):
+    location = start_upload(registry.url, repo)
+    assert patch_chunk(location, b"hello", 0).status_code == 202
+    for bad in ("abc", "5-", "9-5", "-3"):
+        r = requests.patch(location, data=b"x", headers={"Content-Range": bad})
+        assert r.status_code in (400, 416), (bad, r.status_code)
+        assert r.json()["errors"]
+    status = requests.get(location)
+    assert status.status_code == 204
+    assert status.headers["Range"] == "0-4"
+    r = requests.put(location, params={"digest": sha256(b"hello world")}, data=b" world")
+    assert r.status_code == 201, r.text
+
+
