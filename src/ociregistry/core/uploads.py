@@ -18,7 +18,6 @@ from typing import Any
 
 from ociregistry.core.digests import ALGORITHMS, new_hasher, parse_digest
 from ociregistry.core.errors import (
-    BlobUploadInvalid,
     BlobUploadUnknown,
     DigestInvalid,
     RangeInvalid,
@@ -283,4 +282,3 @@ def parse_content_range(content_range: str | None) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
-__all__ = ["UploadService", "UploadState", "parse_content_range", "BlobUploadInvalid"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import re
 import time
@@ -78,7 +79,7 @@ def register_observability(app: Flask, runtime: Runtime) -> None:
         reason = readiness_problem(runtime)
         if reason:
             return Response(
-                f'{{"status":"unavailable","reason":{_json_str(reason)}}}',
+                json.dumps({"status": "unavailable", "reason": reason}),
                 status=503,
                 mimetype="application/json",
             )
@@ -122,7 +123,3 @@ def readiness_problem(runtime: Runtime) -> str | None:
     return None
 
 
-def _json_str(value: str) -> str:
-    import json
-
-    return json.dumps(value)

@@ -183,15 +183,23 @@ def put_manifest(name: str, ref: str) -> Response:
     limit = _registry().options.max_manifest_size
     if request.content_length is not None and request.content_length > limit:
         raise ManifestInvalid("manifest too large", {"max": limit}, status=413)
-    payload = request.stream.read(limit + 1)
+    payload = bytearray()
+    try:
+        # The same socket reader as blob bodies (gunicorn's own reads 1 KiB at a time).
+        for chunk in _body_chunks():
+            payload += chunk
+            if len(payload) > limit:
+                raise ManifestInvalid("manifest too large", {"max": limit}, status=413)
+    except ClientDisconnected:
+        pass  # reported below with what did arrive
     if request.content_length is not None and len(payload) < request.content_length:
-        # The client hung up mid-body (gunicorn then ends the stream silently).
+        # The client hung up mid-body: store nothing.
         raise ManifestInvalid(
             "request body ended early",
             {"expected": request.content_length, "received": len(payload)},
         )
     pushed = _registry().put_manifest(
-        name, ref, payload, request.headers.get("Content-Type"), request.args.getlist("tag")
+        name, ref, bytes(payload), request.headers.get("Content-Type"), request.args.getlist("tag")
     )
     response = Response(status=201)
     response.headers["Location"] = f"/v2/{name}/manifests/{pushed.digest}"
