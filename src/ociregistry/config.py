@@ -30,10 +30,33 @@ class HTTPSettings(_Section):
     trusted_proxies: list[str] = []
 
 
+class S3Settings(_Section):
+    bucket: str = ""
+    prefix: str = ""  # key prefix inside the bucket, e.g. "registry/"
+    region: str = ""  # "": from the AWS chain, else us-east-1
+    endpoint_url: str = ""  # "": AWS itself; e.g. http://seaweedfs:8333
+    access_key: str = ""  # both empty: the standard AWS credential chain
+    secret_key: str = ""
+    path_style: bool = True  # path-style addressing (most non-AWS servers need it)
+    verify_tls: bool = True
+    ca_bundle: str = ""  # PEM file of CAs to trust for the endpoint
+    sse: Literal["", "AES256", "aws:kms"] = ""  # server-side encryption of new objects
+    sse_kms_key_id: str = ""
+    # Blob GETs answer 307 to a presigned URL (the store serves the bytes);
+    # false: the registry streams them (with Range support).
+    redirect: bool = True
+    redirect_expiry_seconds: int = Field(1200, ge=60, le=604800)
+    # Address clients use to reach the store, when it differs from endpoint_url.
+    redirect_endpoint_url: str = ""
+    # Multipart part size: chunks are buffered to this size (S3's minimum is 5 MiB).
+    part_size: int = Field(8 << 20, ge=5 << 20, le=5 << 30)
+
+
 class StorageSettings(_Section):
-    driver: str = "filesystem"
+    driver: Literal["filesystem", "s3"] = "filesystem"
     root: str = ""  # default: <data_dir>
     fsync: bool = True
+    s3: S3Settings = S3Settings()
 
 
 class DatabaseSettings(_Section):

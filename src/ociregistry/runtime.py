@@ -24,6 +24,10 @@ class Runtime:
 def build_storage(settings: Settings) -> BlobStorage:
     if settings.storage.driver == "filesystem":
         return FilesystemStorage(settings.storage_root, fsync=settings.storage.fsync)
+    if settings.storage.driver == "s3":
+        from ociregistry.storage.s3 import S3Storage  # boto3 loads only when used
+
+        return S3Storage(settings.storage.s3)
     raise ValueError(f"unknown storage driver {settings.storage.driver!r}")
 
 

@@ -30,6 +30,19 @@ def new_upload(storage: FilesystemStorage, data: bytes = b"") -> str:
     return upload_id
 
 
+def commit(storage: FilesystemStorage, upload_id: str, dig: str) -> None:
+    """What the upload service does once the digest is checked."""
+    with storage.append_upload(upload_id) as writer:
+        writer.stage(dig)
+        writer.commit(dig)
+        writer.cleanup()
+
+
+def read_upload(storage: FilesystemStorage, upload_id: str, chunk_size: int = 1 << 20) -> bytes:
+    with storage.append_upload(upload_id) as writer:
+        return b"".join(writer.read_back(chunk_size))
+
+
 def blob_file(storage: FilesystemStorage, dig: str) -> Path:
     algorithm, encoded = dig.split(":")
     return Path(storage.root) / "blobs" / algorithm / encoded[:2] / encoded
@@ -53,7 +66,7 @@ def test_appends_accumulate(storage):
         assert writer.offset == 11  # a later writer starts where the file ends
         writer.write(b"!")
     assert storage.upload_size(upload_id) == 12
-    assert b"".join(storage.read_upload(upload_id, chunk_size=4)) == b"hello world!"
+    assert read_upload(storage, upload_id, chunk_size=4) == b"hello world!"
 
 
 def test_rollback_drops_a_partial_chunk(storage):
@@ -63,7 +76,7 @@ def test_rollback_drops_a_partial_chunk(storage):
         writer.rollback(12)
         assert writer.offset == 12
         writer.write(b"second chunk")  # writing again continues at the rollback point
-    assert b"".join(storage.read_upload(upload_id)) == b"first chunk|second chunk"
+    assert read_upload(storage, upload_id) == b"first chunk|second chunk"
     with storage.append_upload(upload_id) as writer:
         writer.write(b"tail")
         writer.rollback(0)
@@ -94,7 +107,7 @@ def test_commit_is_an_atomic_rename(storage):
     upload_path = Path(storage.root) / "uploads" / upload_id
     inode = upload_path.stat().st_ino
     assert not storage.blob_exists(dig)
-    storage.commit_upload(upload_id, dig)
+    commit(storage, upload_id, dig)
     target = blob_file(storage, dig)
     # the very same file moved into place: never a copy, never half-written
     assert target.stat().st_ino == inode
@@ -109,10 +122,10 @@ def test_commit_of_an_existing_digest_keeps_the_stored_blob(storage):
     data = b"same content"
     dig = digest(data)
     first = new_upload(storage, data)
-    storage.commit_upload(first, dig)
+    commit(storage, first, dig)
     inode = blob_file(storage, dig).stat().st_ino
     second = new_upload(storage, data)
-    storage.commit_upload(second, dig)
+    commit(storage, second, dig)
     assert blob_file(storage, dig).stat().st_ino == inode  # untouched
     assert storage.upload_size(second) is None  # the duplicate upload is gone
     assert b"".join(storage.open_blob(dig)) == data
@@ -121,7 +134,7 @@ def test_commit_of_an_existing_digest_keeps_the_stored_blob(storage):
 
 def test_delete_blob(storage):
     dig = digest(b"x")
-    storage.commit_upload(new_upload(storage, b"x"), dig)
+    commit(storage, new_upload(storage, b"x"), dig)
     storage.delete_blob(dig)
     assert not storage.blob_exists(dig)
     storage.delete_blob(dig)  # idempotent
@@ -132,10 +145,10 @@ def test_iter_blobs_lists_every_blob_with_size_and_mtime(storage):
     expected = {}
     for data in contents:
         dig = digest(data)
-        storage.commit_upload(new_upload(storage, data), dig)
+        commit(storage, new_upload(storage, data), dig)
         expected[dig] = len(data)
     sha512 = "sha512:" + hashlib.sha512(b"d").hexdigest()
-    storage.commit_upload(new_upload(storage, b"d"), sha512)
+    commit(storage, new_upload(storage, b"d"), sha512)
     expected[sha512] = 1
     found = list(storage.iter_blobs())
     assert {b.digest: b.size for b in found} == expected

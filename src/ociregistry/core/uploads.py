@@ -1,8 +1,14 @@
 """Upload sessions: offsets, streaming hashes, and atomic finalisation.
 
-The running hash of a session lives in the process that last appended to it.
-When another process (or instance) continues the session, it rebuilds the hash
-from the partial file once; the common case never re-reads anything.
+After each chunk the running hash is saved with the session's row
+(core/hashstate.py), next to the storage driver's own record of the bytes, so
+whichever process or instance gets the next chunk goes on from there without
+re-reading anything. The process that wrote last also keeps the hash in memory.
+Only when no state can be resumed (another platform) is the hash rebuilt from
+the stored bytes.
+
+Drivers that track uploads only through the row (S3) serialise the requests of
+one session with a lease in the row; the filesystem driver locks the file.
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ociregistry.core.digests import ALGORITHMS, new_hasher, parse_digest
+from ociregistry.core.digests import ALGORITHMS, parse_digest
 from ociregistry.core.errors import (
+    BlobUploadInvalid,
     BlobUploadUnknown,
     DigestInvalid,
     RangeInvalid,
@@ -25,8 +33,14 @@ from ociregistry.core.errors import (
     TooManyRequests,
     Unsupported,
 )
+from ociregistry.core.hashstate import ResumableHash, new_resumable
 from ociregistry.metadata.store import MetadataStore, UploadRow
 from ociregistry.storage.base import BlobStorage, UploadWriter
+
+# How long a request may hold a session without progress (renewed on every
+# part), and how long another request waits for it.
+LEASE_SECONDS = 60.0
+LEASE_WAIT_SECONDS = 10.0
 
 
 @dataclass
@@ -103,35 +117,81 @@ class UploadService:
 
     def _session(self, name: str, upload_id: str, owner: str | None = None) -> UploadRow:
         row = self.db.get_upload(name, upload_id)
-        if row is None or self.storage.upload_size(upload_id) is None:
+        if row is None or (
+            not self.storage.tracks_uploads and self.storage.upload_size(upload_id) is None
+        ):
             raise BlobUploadUnknown(detail={"upload": upload_id})
         if owner is not None and row.owner != owner:
             raise BlobUploadUnknown(detail={"upload": upload_id})
         if self.session_lifetime and time.time() - row.created_at > self.session_lifetime:
-            self._discard(upload_id)
+            self._discard(upload_id, row)
             raise BlobUploadUnknown(
                 "upload session expired", {"upload": upload_id, "max_age": self.session_lifetime}
             )
         return row
 
     def status(self, name: str, upload_id: str, owner: str | None = None) -> UploadState:
-        self._session(name, upload_id, owner)
-        size = self.storage.upload_size(upload_id)
+        row = self._session(name, upload_id, owner)
+        size = row.size if self.storage.tracks_uploads else self.storage.upload_size(upload_id)
         if size is None:
             raise BlobUploadUnknown(detail={"upload": upload_id})
         return UploadState(upload_id, size)
 
-    def _hasher_at(self, row: UploadRow, offset: int) -> Any:
+    @contextmanager
+    def _writer(
+        self, name: str, upload_id: str, owner: str | None
+    ) -> Iterator[tuple[UploadRow, UploadWriter, str | None]]:
+        """The session's row and a writer holding it exclusively (and the lease token)."""
+        row = self._session(name, upload_id, owner)
+        token = None
+        if self.storage.tracks_uploads:
+            token = str(uuid.uuid4())
+            deadline = time.monotonic() + LEASE_WAIT_SECONDS
+            while not self.db.take_upload_lease(upload_id, token, LEASE_SECONDS):
+                if time.monotonic() > deadline:
+                    raise BlobUploadInvalid(
+                        "another request is appending to this upload",
+                        {"upload": upload_id}, status=409, headers={"Retry-After": "5"},
+                    )
+                time.sleep(0.05)
+            # The previous holder may have moved the session on (or ended it).
+            fresh = self.db.get_upload(name, upload_id)
+            if fresh is None:
+                raise BlobUploadUnknown(detail={"upload": upload_id})
+            row = fresh
+        try:
+            with self.storage.append_upload(upload_id, row.storage) as writer:
+                if token is not None:
+                    writer.before_part = lambda: self._renew(upload_id, token)
+                yield row, writer, token
+        except FileNotFoundError as exc:
+            raise BlobUploadUnknown(detail={"upload": upload_id}) from exc
+        finally:
+            if token is not None:
+                self.db.release_upload_lease(upload_id, token)
+
+    def _renew(self, upload_id: str, token: str) -> None:
+        if not self.db.take_upload_lease(upload_id, token, LEASE_SECONDS):
+            raise BlobUploadInvalid(
+                "the upload was taken over by another request", {"upload": upload_id},
+                status=409,
+            )
+
+    def _hasher_at(self, row: UploadRow, writer: UploadWriter) -> Any:
+        offset = writer.offset
         cached = self.hashes.take(row.id)
         if cached is not None and cached[0] == offset:
             return cached[1]
         if offset == 0:
-            return new_hasher(row.algorithm)  # nothing received yet: nothing to re-read
-        # Another process wrote the last chunk: rebuild the hash from the bytes.
+            return new_resumable(row.algorithm)  # nothing received yet
+        resumed = ResumableHash.from_state(row.algorithm, row.hash_state)
+        if resumed is not None and row.size == offset:
+            return resumed
+        # No state this process can resume: rebuild the hash from the bytes.
         self.rehashes += 1
-        hasher = new_hasher(row.algorithm)
+        hasher = new_resumable(row.algorithm)
         seen = 0
-        for chunk in self.storage.read_upload(row.id):
+        for chunk in writer.read_back():
             take = chunk[: offset - seen]
             hasher.update(take)
             seen += len(take)
@@ -147,7 +207,7 @@ class UploadService:
                 "chunk out of order",
                 {"expected_start": writer.offset, "start": start},
             )
-        hasher = self._hasher_at(row, writer.offset)
+        hasher = self._hasher_at(row, writer)
         base = writer.offset
         saved = hasher.copy()  # the hash at ``base``, kept if this chunk fails
         try:
@@ -175,15 +235,16 @@ class UploadService:
         start: int | None = None,
         owner: str | None = None,
     ) -> UploadState:
-        row = self._session(name, upload_id, owner)
-        try:
-            with self.storage.append_upload(upload_id) as writer:
-                hasher = self._append(row, writer, chunks, start)
-                offset = writer.offset
-                self.hashes.put(upload_id, offset, hasher)
-        except FileNotFoundError as exc:
-            raise BlobUploadUnknown(detail={"upload": upload_id}) from exc
-        self.db.update_upload(upload_id, offset)
+        with self._writer(name, upload_id, owner) as (row, writer, token):
+            hasher = self._append(row, writer, chunks, start)
+            offset = writer.offset
+            state = writer.save()
+            hash_state = hasher.state() if isinstance(hasher, ResumableHash) else None
+            # Recorded while the session is still held: the next writer reads it.
+            if not self.db.save_upload(upload_id, offset, hash_state, state, token):
+                raise BlobUploadUnknown(detail={"upload": upload_id})
+            writer.cleanup()
+            self.hashes.put(upload_id, offset, hasher)
         return UploadState(upload_id, offset)
 
     def finish(
@@ -197,43 +258,37 @@ class UploadService:
     ) -> tuple[str, int]:
         """Append the last chunk (if any), check the digest, and publish the blob."""
         algorithm, _ = parse_digest(digest)
-        row = self._session(name, upload_id, owner)
-        try:
-            with self.storage.append_upload(upload_id) as writer:
-                hasher = self._append(row, writer, chunks, start)
-                size = writer.offset
-                if algorithm != row.algorithm:
-                    hasher = self._rehash(upload_id, algorithm)
-                actual = f"{algorithm}:{hasher.hexdigest()}"
-                if actual != digest:
-                    self._discard(upload_id)
-                    raise DigestInvalid(detail={"expected": digest, "actual": actual})
-                with self.db.write() as conn:
-                    self.db.lock_digest(conn, digest)
-                    self.storage.commit_upload(upload_id, digest)
-                    self.db.record_blob(conn, row.repository_id, digest, size)
-                    self.db.delete_upload(conn, upload_id)
-        except FileNotFoundError as exc:
-            raise BlobUploadUnknown(detail={"upload": upload_id}) from exc
+        with self._writer(name, upload_id, owner) as (row, writer, _token):
+            hasher = self._append(row, writer, chunks, start)
+            size = writer.offset
+            if algorithm != row.algorithm:
+                self.rehashes += 1
+                hasher = new_resumable(algorithm)
+                for chunk in writer.read_back():
+                    hasher.update(chunk)
+            actual = f"{algorithm}:{hasher.hexdigest()}"
+            if actual != digest:
+                self._discard(upload_id, row)
+                raise DigestInvalid(detail={"expected": digest, "actual": actual})
+            writer.stage(digest)  # slow work (fsync, S3 copy) outside the transaction
+            with self.db.write() as conn:
+                self.db.lock_digest(conn, digest)
+                writer.commit(digest)
+                self.db.record_blob(conn, row.repository_id, digest, size)
+                self.db.delete_upload(conn, upload_id)
+            writer.cleanup()
         self.hashes.drop(upload_id)
         return digest, size
 
-    def _rehash(self, upload_id: str, algorithm: str) -> Any:
-        self.rehashes += 1
-        hasher = new_hasher(algorithm)
-        for chunk in self.storage.read_upload(upload_id):
-            hasher.update(chunk)
-        return hasher
-
-    def _discard(self, upload_id: str) -> None:
+    def _discard(self, upload_id: str, row: UploadRow | None = None) -> None:
         self.hashes.drop(upload_id)
-        self.storage.delete_upload(upload_id)
+        self.storage.delete_upload(upload_id, row.storage if row else None)
         with self.db.write() as conn:
             self.db.delete_upload(conn, upload_id)
 
     def cancel(self, name: str, upload_id: str, owner: str | None = None) -> None:
-        self._session(name, upload_id, owner)
-        self._discard(upload_id)
+        row = self._session(name, upload_id, owner)
+        self._discard(upload_id, row)
 
     def monolithic(
         self, name: str, digest: str, chunks: Iterable[bytes], owner: str | None = None

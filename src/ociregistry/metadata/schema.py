@@ -136,6 +136,13 @@ uploads = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     # Who opened it, when authentication is on ("" anonymous); NULL without auth.
     sa.Column("owner", sa.String(255), nullable=True),
+    # The running hash at ``size`` (core/hashstate.py), so any instance can go on.
+    sa.Column("hash_state", sa.LargeBinary, nullable=True),
+    # The storage driver's record of the bytes (S3: multipart parts, tail object).
+    sa.Column("storage_state", sa.Text, nullable=True),
+    # Who is appending right now, until when (drivers without their own lock).
+    sa.Column("lease_token", sa.String(36), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
     sa.Index("ix_uploads_owner", "owner"),
 )
 

@@ -14,6 +14,9 @@ from sqlalchemy.engine import Connection
 
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.engine import create_engine
+from ociregistry.metadata.upload_store import UploadRow, UploadStore
+
+__all__ = ["ManifestRow", "MetadataStore", "UploadRow"]
 
 
 @dataclass
@@ -23,17 +26,6 @@ class ManifestRow:
     media_type: str
     payload: bytes
     subject: str | None = None
-
-
-@dataclass
-class UploadRow:
-    id: str
-    repository_id: int
-    algorithm: str
-    size: int
-    created_at: float
-    updated_at: float
-    owner: str | None = None
 
 
 class _Prepared:
@@ -85,7 +77,7 @@ def _hot_statements() -> dict[str, sa.Executable]:
     }
 
 
-class MetadataStore:
+class MetadataStore(UploadStore):
     """The index behind the registry, on SQLite or PostgreSQL."""
 
     def __init__(self, url: str, pool_size: int = 5) -> None:
@@ -248,64 +240,6 @@ class MetadataStore:
             )
         )
         return set(rows.scalars())
-
-    # -- uploads ----------------------------------------------------------
-    def create_upload(
-        self, conn: Connection, upload_id: str, repo_id: int, algorithm: str,
-        owner: str | None = None,
-    ) -> None:
-        now = time.time()
-        conn.execute(
-            t.uploads.insert().values(
-                id=upload_id,
-                repository_id=repo_id,
-                algorithm=algorithm,
-                size=0,
-                created_at=now,
-                updated_at=now,
-                owner=owner,
-            )
-        )
-
-    def count_uploads(self, conn: Connection, owner: str) -> int:
-        """Open upload sessions of one owner (indexed)."""
-        query = sa.select(sa.func.count()).select_from(t.uploads).where(t.uploads.c.owner == owner)
-        return int(conn.execute(query).scalar() or 0)
-
-    def get_upload(self, name: str, upload_id: str) -> UploadRow | None:
-        """An upload session, only if it belongs to the named repository."""
-        u = t.uploads
-        query = (
-            sa.select(u)
-            .select_from(u.join(t.repositories, t.repositories.c.id == u.c.repository_id))
-            .where(u.c.id == upload_id, t.repositories.c.name == name)
-        )
-        with self.read() as conn:
-            row = conn.execute(query).mappings().first()
-        return UploadRow(**row) if row else None
-
-    def update_upload(self, upload_id: str, size: int) -> None:
-        with self.write() as conn:
-            conn.execute(
-                t.uploads.update()
-                .where(t.uploads.c.id == upload_id)
-                .values(size=size, updated_at=time.time())
-            )
-
-    def delete_upload(self, conn: Connection, upload_id: str) -> bool:
-        return conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id)).rowcount > 0
-
-    def stale_uploads(self, before: float) -> list[str]:
-        with self.read() as conn:
-            return list(
-                conn.execute(
-                    sa.select(t.uploads.c.id).where(t.uploads.c.updated_at < before)
-                ).scalars()
-            )
-
-    def upload_ids(self) -> set[str]:
-        with self.read() as conn:
-            return set(conn.execute(sa.select(t.uploads.c.id)).scalars())
 
     # -- manifests --------------------------------------------------------
     def get_manifest(self, name: str, reference: str, by_digest: bool) -> ManifestRow | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -16,42 +17,75 @@ class StoredBlob:
 
 
 class UploadWriter(ABC):
-    """Appends to an upload while holding it exclusively (across processes)."""
+    """Appends to an upload while holding it exclusively.
+
+    Finishing is three steps so that slow work stays outside the metadata
+    transaction: ``stage`` (outside: flush, upload, copy), ``commit`` (inside,
+    with the digest locked: make the blob visible), ``cleanup`` (after it).
+    """
 
     offset: int
+    # Called before each piece goes to the store; raises when the writer has lost
+    # the session (set by the upload service for drivers with leases).
+    before_part: Callable[[], None] | None = None
 
     @abstractmethod
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | memoryview) -> None: ...
 
     @abstractmethod
     def rollback(self, offset: int) -> None:
         """Drop everything written after ``offset`` (a failed or truncated chunk)."""
 
+    @abstractmethod
+    def read_back(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """Every byte written so far (to re-hash when no hash state can be resumed)."""
+
+    def save(self) -> dict[str, Any] | None:
+        """Make what was written durable for the next writer, which may be another
+        instance; the driver's state to keep with the session (None: none)."""
+        return None
+
+    @abstractmethod
+    def stage(self, digest: str) -> None:
+        """Prepare the bytes to become blob ``digest`` (its hash was checked)."""
+
+    @abstractmethod
+    def commit(self, digest: str) -> None:
+        """Make the staged bytes the blob ``digest``; called with the digest locked."""
+
+    def cleanup(self) -> None:
+        """Drop what the upload left behind, once the blob or the new state is recorded."""
+        return None
+
 
 class BlobStorage(ABC):
+    # True when only the metadata row knows an upload's progress (the storage
+    # can't report it, and sessions are serialised by a lease in the row).
+    tracks_uploads: bool = False
+
     @abstractmethod
     def create_upload(self, upload_id: str) -> None: ...
 
     @abstractmethod
     def upload_size(self, upload_id: str) -> int | None:
-        """Bytes received so far, or None when the upload has no data file."""
+        """Bytes received so far, or None when the upload has no data (untracked drivers)."""
 
     @abstractmethod
-    def append_upload(self, upload_id: str) -> AbstractContextManager[UploadWriter]: ...
+    def append_upload(
+        self, upload_id: str, state: dict[str, Any] | None = None
+    ) -> AbstractContextManager[UploadWriter]: ...
 
     @abstractmethod
-    def read_upload(self, upload_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]: ...
-
-    @abstractmethod
-    def commit_upload(self, upload_id: str, digest: str) -> None:
-        """Atomically make the upload's bytes the blob ``digest``."""
-
-    @abstractmethod
-    def delete_upload(self, upload_id: str) -> None: ...
+    def delete_upload(self, upload_id: str, state: dict[str, Any] | None = None) -> None:
+        """Drop an upload's bytes (with no state: whatever is found under its id)."""
 
     @abstractmethod
     def list_uploads(self) -> Iterator[tuple[str, float]]:
-        """(upload id, last modified) of every upload with data."""
+        """(upload id, last modified) of every upload with data in the storage."""
+
+    def blob_url(self, digest: str) -> str | None:
+        """A URL the client may fetch the blob from directly (a redirect), or None."""
+        return None
 
     @abstractmethod
     def blob_exists(self, digest: str) -> bool: ...

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ociregistry.storage.base import BlobStorage, StoredBlob, UploadWriter
 
@@ -14,11 +15,13 @@ _UPLOAD_ID_RE = re.compile(r"^[a-f0-9-]{8,64}$")
 
 
 class _FileUploadWriter(UploadWriter):
-    def __init__(self, fd: int) -> None:
+    def __init__(self, storage: FilesystemStorage, upload_id: str, fd: int) -> None:
+        self._storage = storage
+        self._path = storage._upload_file(upload_id)
         self._fd = fd
         self.offset = os.fstat(fd).st_size
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
@@ -29,6 +32,23 @@ class _FileUploadWriter(UploadWriter):
         os.ftruncate(self._fd, offset)
         os.lseek(self._fd, offset, os.SEEK_SET)
         self.offset = offset
+
+    def read_back(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        with open(self._path, "rb") as f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    def stage(self, digest: str) -> None:
+        if self._storage.fsync:
+            os.fsync(self._fd)
+
+    def commit(self, digest: str) -> None:
+        target = self._storage._blob_file(digest)
+        if os.path.exists(target):
+            os.unlink(self._path)  # content addressed: the bytes are already there
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.rename(self._path, target)
 
 
 class FilesystemStorage(BlobStorage):
@@ -61,37 +81,19 @@ class FilesystemStorage(BlobStorage):
             return None
 
     @contextmanager
-    def append_upload(self, upload_id: str) -> Iterator[UploadWriter]:
+    def append_upload(
+        self, upload_id: str, state: dict[str, Any] | None = None
+    ) -> Iterator[UploadWriter]:
         fd = os.open(self._upload_file(upload_id), os.O_WRONLY | os.O_APPEND)
         try:
             # One writer at a time, whichever process: concurrent PATCHes to one
             # session must not interleave their bytes.
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield _FileUploadWriter(fd)
+            yield _FileUploadWriter(self, upload_id, fd)
         finally:
             os.close(fd)
 
-    def read_upload(self, upload_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        with open(self._upload_file(upload_id), "rb") as f:
-            while chunk := f.read(chunk_size):
-                yield chunk
-
-    def commit_upload(self, upload_id: str, digest: str) -> None:
-        source = self._upload_file(upload_id)
-        target = self._blob_file(digest)
-        if os.path.exists(target):
-            os.unlink(source)  # content addressed: the bytes are already there
-            return
-        if self.fsync:
-            fd = os.open(source, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.rename(source, target)
-
-    def delete_upload(self, upload_id: str) -> None:
+    def delete_upload(self, upload_id: str, state: dict[str, Any] | None = None) -> None:
         try:
             os.unlink(self._upload_file(upload_id))
         except FileNotFoundError:

@@ -254,6 +254,20 @@ def _range_response(blob: BlobInfo) -> Response | None:
 def get_blob(name: str, digest: str) -> Response:
     blob = _registry().blob(name, digest)
     headers = {"Docker-Content-Digest": blob.digest}
+    # HEAD is answered from the index alone; a GET may go to the store itself.
+    url = _runtime().storage.blob_url(blob.digest) if request.method == "GET" else None
+    if url is not None:
+        response = Response(status=307)
+        response.headers["Location"] = url
+        response.headers.update(headers)
+        return response
+    if request.method == "HEAD" and blob.path is None:
+        response = Response(mimetype="application/octet-stream")
+        response.headers["Content-Length"] = str(blob.size)
+        response.headers["Accept-Ranges"] = "bytes"
+        response.headers["ETag"] = f'"{blob.digest}"'
+        response.headers.update(headers)
+        return response
     ranged = _range_response(blob)
     if ranged is not None:
         ranged.headers.update(headers)

@@ -1,0 +1,142 @@
+"""Queries of upload sessions: progress, saved hash and storage state, leases."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ociregistry.metadata import schema as t
+
+
+@dataclass
+class UploadRow:
+    id: str
+    repository_id: int
+    algorithm: str
+    size: int
+    created_at: float
+    updated_at: float
+    owner: str | None = None
+    hash_state: bytes | None = None
+    storage_state: str | None = None
+    lease_token: str | None = None
+    lease_until: float | None = None
+
+    @property
+    def storage(self) -> dict[str, Any] | None:
+        return json.loads(self.storage_state) if self.storage_state else None
+
+
+
+class UploadStore:
+    """The upload part of MetadataStore (which provides read() and write())."""
+
+    def read(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def write(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def create_upload(
+        self, conn: Connection, upload_id: str, repo_id: int, algorithm: str,
+        owner: str | None = None,
+    ) -> None:
+        now = time.time()
+        conn.execute(
+            t.uploads.insert().values(
+                id=upload_id,
+                repository_id=repo_id,
+                algorithm=algorithm,
+                size=0,
+                created_at=now,
+                updated_at=now,
+                owner=owner,
+            )
+        )
+
+    def count_uploads(self, conn: Connection, owner: str) -> int:
+        """Open upload sessions of one owner (indexed)."""
+        query = sa.select(sa.func.count()).select_from(t.uploads).where(t.uploads.c.owner == owner)
+        return int(conn.execute(query).scalar() or 0)
+
+    def get_upload(self, name: str, upload_id: str) -> UploadRow | None:
+        """An upload session, only if it belongs to the named repository."""
+        u = t.uploads
+        query = (
+            sa.select(u)
+            .select_from(u.join(t.repositories, t.repositories.c.id == u.c.repository_id))
+            .where(u.c.id == upload_id, t.repositories.c.name == name)
+        )
+        with self.read() as conn:
+            row = conn.execute(query).mappings().first()
+        return UploadRow(**row) if row else None
+
+    def save_upload(
+        self,
+        upload_id: str,
+        size: int,
+        hash_state: bytes | None = None,
+        storage_state: dict[str, Any] | None = None,
+        lease_token: str | None = None,
+    ) -> bool:
+        """Record an upload's progress. With a lease token: only if that lease is
+        still held, and release it. False when the session (or lease) is gone."""
+        u = t.uploads
+        values: dict[str, Any] = {
+            "size": size,
+            "updated_at": time.time(),
+            "hash_state": hash_state,
+            "storage_state": json.dumps(storage_state) if storage_state is not None else None,
+        }
+        query = u.update().where(u.c.id == upload_id)
+        if lease_token is not None:
+            query = query.where(u.c.lease_token == lease_token)
+            values.update(lease_token=None, lease_until=None)
+        with self.write() as conn:
+            return conn.execute(query.values(**values)).rowcount > 0
+
+    def take_upload_lease(self, upload_id: str, token: str, seconds: float) -> bool:
+        """Hold (or renew) the right to append to an upload; False if another holds it."""
+        u = t.uploads
+        now = time.time()
+        query = (
+            u.update()
+            .where(
+                u.c.id == upload_id,
+                sa.or_(u.c.lease_token.is_(None), u.c.lease_until < now,
+                       u.c.lease_token == token),
+            )
+            .values(lease_token=token, lease_until=now + seconds)
+        )
+        with self.write() as conn:
+            return conn.execute(query).rowcount > 0
+
+    def release_upload_lease(self, upload_id: str, token: str) -> None:
+        u = t.uploads
+        with self.write() as conn:
+            conn.execute(
+                u.update()
+                .where(u.c.id == upload_id, u.c.lease_token == token)
+                .values(lease_token=None, lease_until=None)
+            )
+
+    def delete_upload(self, conn: Connection, upload_id: str) -> bool:
+        return conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id)).rowcount > 0
+
+    def stale_uploads(self, before: float) -> list[str]:
+        with self.read() as conn:
+            return list(
+                conn.execute(
+                    sa.select(t.uploads.c.id).where(t.uploads.c.updated_at < before)
+                ).scalars()
+            )
+
+    def upload_ids(self) -> set[str]:
+        with self.read() as conn:
+            return set(conn.execute(sa.select(t.uploads.c.id)).scalars())
