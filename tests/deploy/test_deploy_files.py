@@ -1,0 +1,422 @@
+"""The shipped deployment files stay valid and name only real settings.
+
+deploy/nginx/registry.conf passes `nginx -t` (as shipped, and with its TLS
+example uncommented), deploy/docker-compose.yml passes `docker-compose config`
+(1.29, Debian's: no Docker engine needed), every manifest in deploy/kubernetes
+passes kubernetes-validate --strict, and every OCIREGISTRY_* variable and every
+key of the ConfigMap's config.yml loads through ociregistry.config (unknown keys
+are errors there), so none of these files can rot silently. A missing tool is a
+failure, not a skip: run-tests.sh installs them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import os
+import posixpath
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ociregistry.config import ConfigError, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+NGINX_CONF = DEPLOY / "nginx" / "registry.conf"
+COMPOSE = DEPLOY / "docker-compose.yml"
+KUBERNETES = DEPLOY / "kubernetes"
+# The oldest and the newest Kubernetes the manifests are checked against.
+KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
+# Manifests deliberately left out of kustomization.yaml (applied on their own).
+APPLIED_SEPARATELY = {"secret.example.yaml", "migrate-job.yaml"}
+TLS_BEGIN = "# --- BEGIN TLS EXAMPLE"
+TLS_END = "# --- END TLS EXAMPLE"
+
+
+def _tool(name: str, package: str) -> str:
+    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin" + os.pathsep + "/sbin"
+    found = shutil.which(name, path=path)
+    if found is None:
+        pytest.fail(f"{name} is not installed: apt-get install {package} (run-tests.sh does)")
+    return found
+
+
+def _settings(config: dict[str, Any] | None, environ: dict[str, str], tmp_path: Path) -> Settings:
+    """Load like `ociregistry serve` does; ConfigError names any unknown key."""
+    config_file = tmp_path / "config.yml"
+    config_file.write_text(yaml.safe_dump(config or {}))
+    try:
+        return load_settings(str(config_file), environ=environ)
+    except ConfigError as exc:
+        pytest.fail(f"not a valid registry configuration: {exc}")
+
+
+# -- nginx --------------------------------------------------------------------------
+
+
+def _upstream_hosts(text: str) -> list[str]:
+    upstream = re.search(r"upstream\s+ociregistry\s*\{(.*?)\}", text, re.S)
+    assert upstream, "no upstream ociregistry block"
+    return re.findall(r"^\s*server\s+([\w.-]+):5000\b", upstream.group(1), re.M)
+
+
+def _resolvable(text: str) -> str:
+    """The compose service names resolve only inside its network: use loopback ports."""
+    hosts = _upstream_hosts(text)
+    for number, host in enumerate(hosts):
+        pattern = rf"(\bserver\s+){re.escape(host)}:5000\b"
+        text = re.sub(pattern, rf"\g<1>127.0.0.1:{50001 + number}", text)
+    return text
+
+
+def _split_tls_example(text: str) -> tuple[str, str]:
+    """(the file without the TLS example, the example uncommented)."""
+    head, rest = text.split(TLS_BEGIN, 1)
+    block, _tail = rest.split(TLS_END, 1)
+    lines = []
+    for line in block.splitlines()[1:]:
+        if line.startswith("# "):
+            lines.append(line[2:])
+        elif line == "#":
+            lines.append("")
+        else:
+            assert line.startswith("##") or not line.strip(), f"stray line in the example: {line}"
+    return head, "\n".join(lines) + "\n"
+
+
+def _nginx_test(site: str, tmp_path: Path) -> None:
+    """`nginx -t` on the site inside a minimal main configuration of our own."""
+    nginx = _tool("nginx", "nginx")
+    (tmp_path / "site.conf").write_text(site)
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid;\n"
+        "error_log stderr;\n"
+        "events {}\n"
+        "http {\n"
+        f"    client_body_temp_path {tmp_path}/body;\n"
+        f"    proxy_temp_path {tmp_path}/proxy;\n"
+        f"    fastcgi_temp_path {tmp_path}/fastcgi;\n"
+        f"    uwsgi_temp_path {tmp_path}/uwsgi;\n"
+        f"    scgi_temp_path {tmp_path}/scgi;\n"
+        "    access_log off;\n"
+        f"    include {tmp_path}/site.conf;\n"
+        "}\n"
+    )
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-e", "stderr", "-c", str(main)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test is successful" in result.stderr, result.stderr
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "registry.example.com")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
+    return cert_file, key_file
+
+
+def _server_blocks(text: str) -> list[str]:
+    """The bodies of the top-level server { } blocks (nginx comments removed)."""
+    text = re.sub(r"#[^\n]*", "", text)
+    blocks, depth, start = [], 0, None
+    for match in re.finditer(r"\bserver\s*\{|\{|\}", text):
+        token = match.group(0)
+        if token != "}":
+            if depth == 0 and token.startswith("server"):
+                start = match.end()
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0 and start is not None:
+                blocks.append(text[start:match.start()])
+                start = None
+    return blocks
+
+
+def _proxying(block: str) -> list[str]:
+    """The directives that decide how requests are passed on, normalised."""
+    return sorted(
+        " ".join(line.split())
+        for line in block.splitlines()
+        if re.match(r"\s*(proxy_|client_|send_timeout|large_client_header_buffers|location|return)",
+                    line)
+    )
+
+
+def test_nginx_config_as_shipped_passes_nginx_t(tmp_path):
+    _nginx_test(_resolvable(NGINX_CONF.read_text()), tmp_path)
+
+
+def test_nginx_tls_example_passes_nginx_t(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    head, example = _split_tls_example(_resolvable(NGINX_CONF.read_text()))
+    assert "listen 443 ssl" in example
+    example = (example.replace("/etc/nginx/tls/tls.crt", str(cert))
+               .replace("/etc/nginx/tls/tls.key", str(key)))
+    _nginx_test(head + example, tmp_path)
+
+
+def test_nginx_tls_example_proxies_like_the_plain_server():
+    head, example = _split_tls_example(NGINX_CONF.read_text())
+    (plain,) = _server_blocks(head)
+    tls = next(block for block in _server_blocks(example) if "listen 443" in block)
+    assert _proxying(tls) == _proxying(plain)
+
+
+def test_nginx_streams_bodies_and_balances_without_affinity():
+    text = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text())
+    (plain,) = _server_blocks(text)
+    for directive in (
+        "client_max_body_size 0;", "proxy_request_buffering off;", "proxy_buffering off;",
+        "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header X-Forwarded-Host $http_host;",
+    ):
+        assert directive in plain, directive
+    assert re.search(r"proxy_read_timeout\s+(\d+)s;", plain)
+    assert int(re.search(r"proxy_read_timeout\s+(\d+)s;", plain).group(1)) >= 300
+    upstream = re.search(r"upstream\s+ociregistry\s*\{(.*?)\}", text, re.S).group(1)
+    assert re.search(r"^\s*keepalive\s+\d+;", upstream, re.M)
+    assert not re.search(r"^\s*(ip_hash|hash|sticky|least_conn|random)\b", upstream, re.M)
+    assert len(_upstream_hosts(text)) >= 2
+
+
+# -- docker-compose -----------------------------------------------------------------
+
+
+def _compose(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    docker_compose = _tool("docker-compose", "docker-compose")
+    # Only what docker-compose needs, so the file's own defaults are what is checked.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    return subprocess.run(
+        [docker_compose, "--project-directory", str(DEPLOY), "-f", str(COMPOSE), *args],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+    )
+
+
+@pytest.fixture(scope="module")
+def compose_config(tmp_path_factory) -> dict[str, Any]:
+    """The compose file as docker-compose resolves it (defaults interpolated)."""
+    result = _compose("config", tmp_path=tmp_path_factory.mktemp("compose"))
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def _registry_services(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: service for name, service in config["services"].items()
+        if any(key.startswith("OCIREGISTRY_") for key in service.get("environment") or {})
+    }
+
+
+def test_compose_file_passes_docker_compose_config(tmp_path):
+    result = _compose("config", "-q", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "version" not in yaml.safe_load(COMPOSE.read_text())  # the Compose Specification
+
+
+def test_compose_registry_variables_are_real_settings(compose_config, tmp_path):
+    services = _registry_services(compose_config)
+    assert {"registry-init", "registry-1", "registry-2", "registry-3"} <= set(services)
+    loaded = {}
+    for name, service in services.items():
+        environ = {k: str(v) for k, v in service["environment"].items()}
+        settings = _settings(None, environ, tmp_path)
+        assert settings.storage.driver == "s3", name
+        assert settings.storage.s3.bucket and settings.storage.s3.endpoint_url, name
+        assert settings.database_url.startswith("postgresql+psycopg://"), name
+        assert settings.database.auto_migrate is False, name
+        assert settings.http.trusted_proxies and settings.ui.secret_key, name
+        assert settings.http.workers > 0, name  # the default would count the host's cores
+        loaded[name] = settings
+    # Identical instances: the same settings everywhere (the UI key included).
+    assert len({s.model_dump_json() for s in loaded.values()}) == 1
+
+
+def test_compose_topology(compose_config):
+    services = compose_config["services"]
+    registries = sorted(n for n in _registry_services(compose_config) if n != "registry-init")
+    assert len(registries) >= 2
+    assert sorted(_upstream_hosts(NGINX_CONF.read_text())) == registries
+    for name in registries:
+        assert services[name]["depends_on"]["registry-init"] == {
+            "condition": "service_completed_successfully"}
+        assert "ports" not in services[name], f"{name}: reachable only through nginx"
+    init = services["registry-init"]
+    assert init["restart"] == "no"
+    assert "db" in init["command"][0] and "upgrade" in init["command"][0]
+    assert services["postgres"]["image"].split(":")[1].startswith("15")
+    mounts = [v for v in services["nginx"]["volumes"] if ":/etc/nginx/conf.d/" in v]
+    assert mounts and Path(mounts[0].split(":")[0]) == NGINX_CONF
+    # The registry-init script is valid Python.
+    compile(init["command"][0], "registry-init", "exec")
+
+
+# -- Kubernetes ---------------------------------------------------------------------
+
+
+def _manifest_files() -> list[Path]:
+    return sorted(p for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def _objects() -> dict[str, dict[str, Any]]:
+    """Every object of the manifests, by kind (one object of each kind)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in _manifest_files():
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                assert document["kind"] not in found, f"two {document['kind']} objects"
+                found[document["kind"]] = document
+    return found
+
+
+@pytest.mark.parametrize("manifest", _manifest_files(), ids=lambda p: p.name)
+def test_manifest_passes_kubernetes_validate_strict(manifest):
+    if importlib.util.find_spec("kubernetes_validate") is None:
+        pytest.fail("kubernetes-validate is not installed: pip install -e '.[test]'")
+    versions = [arg for version in KUBERNETES_VERSIONS for arg in ("-k", version)]
+    result = subprocess.run(
+        [sys.executable, "-m", "kubernetes_validate", "--strict", *versions, str(manifest)],
+        capture_output=True, text=True, timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # An unknown kind or apiVersion is only a warning there: not here.
+    assert not re.search(r"^(WARN|ERROR|FATAL)", output, re.M), output
+    documents = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+    passed = re.findall(r"^INFO .* passed for resource", output, re.M)
+    assert len(passed) == len(documents) * len(KUBERNETES_VERSIONS), output
+
+
+def test_kustomization_lists_every_long_running_manifest():
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    names = {p.name for p in _manifest_files()}
+    assert listed <= names, listed - names
+    assert listed | APPLIED_SEPARATELY == names
+    assert not listed & APPLIED_SEPARATELY
+
+
+def _workloads(objects: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {kind: objects[kind]["spec"]["template"]["spec"] for kind in ("Deployment", "Job")}
+
+
+def _env(container: dict[str, Any], secret: dict[str, Any]) -> dict[str, str]:
+    """The container's variables, secrets taken from the example Secret."""
+    environ = {}
+    for var in container.get("env", []):
+        if "value" in var:
+            environ[var["name"]] = var["value"]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == secret["metadata"]["name"], var["name"]
+            assert ref["key"] in secret["stringData"], f"{var['name']}: no {ref['key']!r}"
+            environ[var["name"]] = secret["stringData"][ref["key"]]
+    return environ
+
+
+def test_configmap_and_environment_are_real_settings(tmp_path):
+    objects = _objects()
+    config = yaml.safe_load(objects["ConfigMap"]["data"]["config.yml"])
+    for kind, pod in _workloads(objects).items():
+        (container,) = pod["containers"]
+        settings = _settings(config, _env(container, objects["Secret"]), tmp_path)
+        assert settings.storage.driver == "s3", kind
+        assert settings.database_url.startswith("postgresql+psycopg://"), kind
+        assert settings.database.auto_migrate is False, kind
+        assert settings.http.workers > 0, kind  # the default would count the node's cores
+    deployment = _workloads(objects)["Deployment"]["containers"][0]
+    names = {var["name"] for var in deployment["env"]}
+    assert {"OCIREGISTRY_DATABASE__URL", "OCIREGISTRY_UI__SECRET_KEY"} <= names
+
+
+def test_workloads_mount_the_config_file_they_name():
+    objects = _objects()
+    configmap = objects["ConfigMap"]
+    for kind, pod in _workloads(objects).items():
+        (container,) = pod["containers"]
+        args = container["args"]
+        path = args[args.index("--config") + 1]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mount = next(m for m in container["volumeMounts"]
+                     if m["mountPath"] == posixpath.dirname(path))
+        assert volumes[mount["name"]]["configMap"]["name"] == configmap["metadata"]["name"], kind
+        assert posixpath.basename(path) in configmap["data"], kind
+        config = yaml.safe_load(configmap["data"]["config.yml"])
+        data_mount = [m for m in container["volumeMounts"] if m["mountPath"] == config["data_dir"]]
+        assert data_mount and "emptyDir" in volumes[data_mount[0]["name"]], kind
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True, kind
+        assert pod["serviceAccountName"] == objects["ServiceAccount"]["metadata"]["name"], kind
+    job = _workloads(objects)["Job"]["containers"][0]
+    assert job["command"] == ["ociregistry", "db", "upgrade"]
+    assert job["image"] == _workloads(objects)["Deployment"]["containers"][0]["image"]
+
+
+def test_objects_reference_each_other():
+    objects = _objects()
+    namespace = objects["Namespace"]["metadata"]["name"]
+    for kind, obj in objects.items():
+        if kind != "Namespace":
+            assert obj["metadata"]["namespace"] == namespace, kind
+    deployment = objects["Deployment"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+    assert deployment["spec"]["replicas"] == 3
+    service = objects["Service"]
+    assert service["spec"]["selector"] == selector
+    job_labels = objects["Job"]["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= job_labels.items(), "the Service would send traffic to the Job"
+    assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == selector
+    target = objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 2
+
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    config = yaml.safe_load(objects["ConfigMap"]["data"]["config.yml"])
+    assert ports["http"] == config["http"]["port"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert "memory" in container["resources"]["limits"]
+    service_ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert service_ports["http"]["targetPort"] == "http"
+
+    ingress = objects["Ingress"]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "0"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert "/v2" in {p["path"] for p in paths}
+    for path in paths:
+        backend = path["backend"]["service"]
+        assert backend["name"] == service["metadata"]["name"]
+        assert backend["port"]["name"] in service_ports
