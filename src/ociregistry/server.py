@@ -14,7 +14,10 @@ log = logging.getLogger("ociregistry")
 
 
 def default_workers() -> int:
-    return max(2, 2 * (os.cpu_count() or 1))
+    # The CPUs this process may use (a container's cpuset), not the host's count.
+    affinity = getattr(os, "sched_getaffinity", None)
+    cpus = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+    return max(2, 2 * cpus)
 
 
 def prepare_metrics_dir(settings: Settings) -> None:
