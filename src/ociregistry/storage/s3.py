@@ -150,7 +150,7 @@ class S3UploadWriter(UploadWriter):
         return {"mpu": self.mpu, "parts": self.parts, "tail": tail}
 
     def read_back(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        if not self.parts:
+        if not (self.parts or self._pending):
             yield bytes(self.buf)
             return
         self._assemble()
@@ -175,7 +175,7 @@ class S3UploadWriter(UploadWriter):
         # Written to the blob's own key before the transaction: the key is
         # content addressed and nothing reads it without the index row, so a
         # copy of the same bytes does no harm if this push loses a race.
-        if self.parts:
+        if self.parts or self._pending:  # some parts may still be on their way
             self._assemble()
             if self._s3.blob_exists(digest):
                 return  # a layer pushed before: no copy
@@ -192,8 +192,13 @@ class S3UploadWriter(UploadWriter):
         self._finished = True
         # A GC may have removed an unreferenced copy of this blob between
         # stage() and the lock we now hold: put it back.
-        if not self._s3.blob_exists(digest):
+        size = self._s3.blob_size(digest)
+        if size is None:
             self._place(digest)
+            size = self._s3.blob_size(digest)
+        if size != self.offset:  # never publish an object that isn't what was hashed
+            self._s3.delete_blob(digest)
+            raise OSError(f"stored {digest} has {size} bytes, {self.offset} were uploaded")
 
     def cleanup(self) -> None:
         keys = list(self._garbage)
@@ -397,14 +402,17 @@ class S3Storage(BlobStorage):
         yield from seen.items()
 
     # -- blobs ------------------------------------------------------------
-    def blob_exists(self, digest: str) -> bool:
+    def blob_size(self, digest: str) -> int | None:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._blob_key(digest))
+            head = self.client.head_object(Bucket=self.bucket, Key=self._blob_key(digest))
         except ClientError as exc:
             if _missing(exc):
-                return False
+                return None
             raise
-        return True
+        return int(head["ContentLength"])
+
+    def blob_exists(self, digest: str) -> bool:
+        return self.blob_size(digest) is not None
 
     def blob_path(self, digest: str) -> str | None:
         return None
