@@ -58,7 +58,8 @@ BAD_NAMES = [
     pytest.param("trailing-", id="trailing-dash"),
     pytest.param("a___b", id="three-underscores"),
     pytest.param("a..b", id="double-dot"),
-    pytest.param("a%00b", id="nul-byte"),
+    # nginx answers a %00 in the path itself (400, HTML): the registry never sees it.
+    pytest.param("a%00b", id="nul-byte", marks=pytest.mark.single_node),
     pytest.param("a%20b", id="space"),
     pytest.param("x" * 256, id="256-chars"),
     pytest.param("/".join(["abcdefghij"] * 24), id="264-chars-nested"),
@@ -87,6 +88,8 @@ def test_invalid_names_are_name_invalid(registry, name, method, template):
     assert_envelope(status, hdrs, data, 400, "NAME_INVALID", method)
 
 
+# Behind nginx, a path climbing above the root is refused by nginx (400, HTML).
+@pytest.mark.single_node
 def test_path_traversal_never_reaches_the_filesystem(registry, tmp_path):
     # A blob pushed with a traversal name must not be written anywhere.
     status, hdrs, data = _raw(

@@ -17,7 +17,7 @@ import requests
 
 import ociregistry
 from tests.helpers import OCI_MANIFEST, assert_error, make_image, put_manifest, sha256
-from tests.server import ROOT, RegistryProcess, free_port
+from tests.server import ROOT, RegistryProcess, children_of, free_port
 
 REPO = "life/app"
 
@@ -33,22 +33,6 @@ def port_is_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(2)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # the fields after the command name, which is in parentheses
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def workers_of(pid: int, expected: int) -> list[int]:

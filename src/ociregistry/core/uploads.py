@@ -37,10 +37,12 @@ from ociregistry.core.hashstate import ResumableHash, new_resumable
 from ociregistry.metadata.store import MetadataStore, UploadRow
 from ociregistry.storage.base import BlobStorage, UploadWriter
 
-# How long a request may hold a session without progress (renewed on every
-# part), and how long another request waits for it.
-LEASE_SECONDS = 60.0
-LEASE_WAIT_SECONDS = 10.0
+# How long a request holds a session unless it renews (before every part and
+# every LEASE_SECONDS / 3 while bytes arrive); another request waits a little
+# longer than that, so that a client resuming after its instance died gets the
+# session once the dead holder's lease runs out.
+LEASE_SECONDS = 15.0
+LEASE_WAIT_SECONDS = 20.0
 
 
 @dataclass
@@ -210,8 +212,13 @@ class UploadService:
         hasher = self._hasher_at(row, writer)
         base = writer.offset
         saved = hasher.copy()  # the hash at ``base``, kept if this chunk fails
+        keep_alive = writer.before_part
+        renewed = time.monotonic()
         try:
             for chunk in chunks:
+                if keep_alive is not None and time.monotonic() - renewed > LEASE_SECONDS / 3:
+                    keep_alive()
+                    renewed = time.monotonic()
                 if self.max_blob_size and writer.offset + len(chunk) > self.max_blob_size:
                     raise SizeInvalid(
                         "blob exceeds the maximum size",
