@@ -13,6 +13,7 @@ speaks plain HTTP, so there is nothing to verify).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -100,6 +101,7 @@ class SeaweedFS:
         self.secret_key = uuid.uuid4().hex
         self.region = REGION
         self.proc: subprocess.Popen | None = None
+        self.sse_key = base64.b64encode(os.urandom(32)).decode()
         self._log: Any = None
         self.ports: dict[str, int] = {}
 
@@ -157,7 +159,9 @@ class SeaweedFS:
             self._log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(
                 self._command(identities, data), stdout=self._log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, cwd=self.base, env=aws_free_environ(),
+                stdin=subprocess.DEVNULL, cwd=self.base,
+                # A key for SSE-S3, so that storage.s3.sse: AES256 can be tested.
+                env={**aws_free_environ(), "WEED_S3_SSE_KEY": self.sse_key},
             )
             try:
                 self._wait_ready()

@@ -295,3 +295,17 @@ def test_iter_blobs_lists_what_gc_and_check_walk(pair):
         digest, size = a.uploads.monolithic(REPO, sha256(data), [data])
         stored[digest] = size
     assert {b.digest: b.size for b in a.storage.iter_blobs()} == stored
+
+
+def test_server_side_encryption_applies_to_every_object(tmp_path, settings, client):
+    sse = S3Storage(settings.model_copy(update={"sse": "AES256"}))
+    db = MetadataStore(f"sqlite:///{tmp_path / 'sse.db'}")
+    db.create_schema()
+    service = UploadService(db, sse)
+    for data in (os.urandom(2 * PART + 5), b"a small config"):  # multipart + copy, one PUT
+        state = service.start(REPO)
+        service.append(REPO, state.id, [data[:100]])
+        digest, _ = service.finish(REPO, state.id, sha256(data), [data[100:]])
+        head = client.head_object(Bucket=settings.bucket, Key=blob_key(digest))
+        assert head["ServerSideEncryption"] == "AES256"
+        assert b"".join(sse.open_blob(digest)) == data
