@@ -150,3 +150,18 @@ def test_sweep_and_push_referencing_a_blob_never_both_succeed(store):
             assert store.blob_size(conn, digest) == 1
         for digest in removed:
             assert store.blob_size(conn, digest) is None
+
+
+def test_the_generated_ui_key_is_one_for_every_instance(store, pg_url):
+    """Instances racing to generate the UI session key all end up with the same one."""
+    from ociregistry.core.gc_jobs import ui_secret_key
+
+    others = [MetadataStore(pg_url) for _ in range(THREADS)]
+    try:
+        keys = together(lambda i: ui_secret_key(others[i]))
+    finally:
+        for db in others:
+            db.dispose()
+    assert all(isinstance(k, bytes) and len(k) == 64 for k in keys)
+    assert len(set(keys)) == 1
+    assert ui_secret_key(store) == keys[0]

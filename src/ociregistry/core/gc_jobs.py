@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import secrets
-import tempfile
 import threading
 import time
 from typing import Any
@@ -15,6 +12,8 @@ from typing import Any
 from ociregistry.core.gc import GarbageCollector, GCAlreadyRunning
 from ociregistry.core.registry import Registry
 from ociregistry.metadata import browse_queries as q
+from ociregistry.metadata import shared_state as shared
+from ociregistry.metadata.store import MetadataStore
 
 log = logging.getLogger("ociregistry.ui")
 
@@ -26,18 +25,19 @@ ACTIVE_STATES = ("starting", "running")
 class GCJobs:
     """Runs a garbage collection in a background thread and reports its progress.
 
-    The progress goes to a small JSON file in the data directory, replaced
-    atomically, so whichever worker process answers the next poll can show it.
-    Whether any collection is running (started here, by the CLI, the API or
-    the schedule, on any instance) comes from the collector's lock row.
+    The progress goes to a row of the index (shared_state), so whichever
+    worker process or instance answers the next poll can show it. Whether any
+    collection is running (started here, by the CLI, the API or the schedule,
+    on any instance) comes from the collector's lock row.
     """
 
     STALE_SECONDS = 60.0  # a "running" file nobody updated while no lock is held
 
-    def __init__(self, gc: GarbageCollector, registry: Registry, state_dir: str) -> None:
+    NAME = "ui.gc_progress"
+
+    def __init__(self, gc: GarbageCollector, registry: Registry) -> None:
         self.gc = gc
         self.db = registry.db
-        self.path = os.path.join(state_dir, "ui-gc-progress.json")
         self._lock = threading.Lock()
 
     def start(self, dry_run: bool, delete_untagged: bool, started_by: str | None) -> str | None:
@@ -85,11 +85,10 @@ class GCJobs:
     def status(self) -> dict[str, Any]:
         state: dict[str, Any] = {"state": "idle"}
         try:
-            with open(self.path, encoding="utf-8") as handle:
-                loaded = json.load(handle)
-            if isinstance(loaded, dict):
+            loaded = json.loads(shared.get(self.db, self.NAME) or "{}")
+            if isinstance(loaded, dict) and loaded:
                 state = loaded
-        except (OSError, ValueError):
+        except ValueError:
             pass
         locked = q.gc_lock_held(self.db)
         active = state.get("state") in ACTIVE_STATES
@@ -103,43 +102,10 @@ class GCJobs:
         return state
 
     def _write(self, state: dict[str, Any]) -> None:
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".ui-gc.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(state, handle)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        shared.put(self.db, self.NAME, json.dumps(state))
 
 
-def ui_secret_key(state_dir: str) -> bytes:
-    """The key that signs the UI's session cookies: made once, kept in the data directory.
-
-    Every worker process reads the same key; the first to need it creates it
-    (written aside, then linked into place, so no process reads half a key).
-    """
-    path = os.path.join(state_dir, "ui-secret.key")
-    for _ in range(2):
-        try:
-            with open(path, "rb") as handle:
-                key = handle.read().strip()
-            if len(key) >= 32:
-                return key
-        except FileNotFoundError:
-            pass
-        os.makedirs(state_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".ui-secret.", dir=state_dir)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_hex(32).encode())
-                handle.flush()
-                os.fsync(handle.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            os.unlink(tmp)
-    raise RuntimeError(f"{path} holds no usable key; delete it to make a new one")
+def ui_secret_key(db: MetadataStore) -> bytes:
+    """The key that signs the UI's session cookies when ui.secret_key is not set:
+    made once and kept in the index, so every process and instance signs alike."""
+    return shared.get_or_create(db, "ui.secret_key", secrets.token_hex(32)).encode()

@@ -146,6 +146,16 @@ uploads = sa.Table(
     sa.Index("ix_uploads_owner", "owner"),
 )
 
+# Small named values every instance must see alike: the UI's generated session
+# key, the progress of a GC started from the UI.
+shared_state = sa.Table(
+    "shared_state",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 # Cluster-wide named locks with an expiry (one GC at a time).
 locks = sa.Table(
     "locks",

@@ -19,12 +19,13 @@ from ociregistry.web.ui.security import configure_sessions
 
 def register_ui(app: Flask, runtime: Runtime) -> None:
     """Mount the UI on ``app`` at /ui/."""
-    data_dir = runtime.settings.data_dir
-    # Several instances behind a load balancer must share the key (ui.secret_key).
+    # Without ui.secret_key, a key generated once and kept in the index: the
+    # instances behind a load balancer share it.
     configured = runtime.settings.ui.secret_key
-    configure_sessions(app, configured.encode() if configured else ui_secret_key(data_dir))
+    key = configured.encode() if configured else ui_secret_key(runtime.metadata)
+    configure_sessions(app, key)
     app.extensions[SERVICES] = UIServices(
         BrowseService(runtime.registry, runtime.storage),
-        GCJobs(runtime.gc, runtime.registry, data_dir),
+        GCJobs(runtime.gc, runtime.registry),
     )
     app.register_blueprint(bp)
