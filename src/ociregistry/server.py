@@ -123,6 +123,14 @@ def check_auth(settings: Settings) -> None:
     """
     if settings.auth.mode == "none":
         return
+    token = settings.auth.token
+    shared = settings.storage.driver == "s3" or not settings.database_url.startswith("sqlite")
+    if shared and token.enabled and not token.key:
+        # Instances that share a database are usually several: each would sign
+        # with a key of its own and refuse the tokens of the others.
+        log.warning("auth.token.key is not set: this instance signs tokens with a key "
+                    "generated in its data_dir; every instance of a cluster must be given "
+                    "the same key (docs/deployment.md)")
     from ociregistry.auth.service import AuthService
 
     try:
