@@ -16,7 +16,7 @@ import requests
 
 from ociregistry.config import S3Settings
 from ociregistry.core import uploads as uploads_module
-from ociregistry.core.errors import BlobUploadInvalid, DigestInvalid
+from ociregistry.core.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid
 from ociregistry.core.gc import GarbageCollector
 from ociregistry.core.uploads import UploadService
 from ociregistry.metadata.store import MetadataStore
@@ -309,3 +309,44 @@ def test_server_side_encryption_applies_to_every_object(tmp_path, settings, clie
         head = client.head_object(Bucket=settings.bucket, Key=blob_key(digest))
         assert head["ServerSideEncryption"] == "AES256"
         assert b"".join(sse.open_blob(digest)) == data
+
+
+def test_a_multipart_upload_gone_from_the_store_makes_the_session_unknown(pair, client, settings):
+    """A bucket lifecycle rule aborted it: the client is told to start again (404),
+    not given a server error on every retry."""
+    a, _ = pair
+    state = a.uploads.start(REPO)
+    first = os.urandom(PART + 10)
+    a.uploads.append(REPO, state.id, [first])
+    for upload in client.list_multipart_uploads(Bucket=settings.bucket)["Uploads"]:
+        client.abort_multipart_upload(Bucket=settings.bucket, Key=upload["Key"],
+                                      UploadId=upload["UploadId"])
+    with pytest.raises(BlobUploadUnknown):
+        a.uploads.append(REPO, state.id, [os.urandom(PART)], start=PART + 10)
+    with pytest.raises(BlobUploadUnknown):  # the right digest: completing is what fails
+        a.uploads.finish(REPO, state.id, sha256(first), [])
+    assert not a.storage.blob_exists(sha256(first))
+    # a new session works as ever
+    data = os.urandom(PART + 1)
+    digest, _ = a.uploads.monolithic(REPO, sha256(data), [data])
+    assert b"".join(a.storage.open_blob(digest)) == data
+
+
+def test_a_lost_tail_object_makes_the_session_unknown(pair, client, settings):
+    a, _ = pair
+    state = a.uploads.start(REPO)
+    a.uploads.append(REPO, state.id, [b"under one part"])
+    client.delete_objects(Bucket=settings.bucket, Delete={"Objects": [
+        {"Key": k} for k in keys(client, settings.bucket)]})
+    with pytest.raises(BlobUploadUnknown):
+        a.uploads.append(REPO, state.id, [b" more"], start=14)
+
+
+def test_parts_grow_every_thousand_so_big_blobs_fit_in_10000(settings):
+    storage = S3Storage(settings)
+    fake = [[n + 1, f'"etag{n}"', PART] for n in range(2500)]
+    with storage.append_upload("a1b2c3d4-0000", {"mpu": "x", "parts": fake}) as writer:
+        assert writer.offset == 2500 * PART
+        assert writer._part_size() == 3 * PART  # parts 2001-3000
+    with storage.append_upload("a1b2c3d4-0001", None) as writer:
+        assert writer._part_size() == PART

@@ -43,6 +43,19 @@ def _missing(exc: ClientError) -> bool:
     return str(exc.response.get("Error", {}).get("Code")) in _MISSING
 
 
+@contextmanager
+def _not_found(what: str) -> Iterator[None]:
+    """A key or multipart upload gone from the store (a lifecycle rule, a hand)
+    as FileNotFoundError: the client is told the upload or blob is unknown, and
+    can start again, instead of getting a server error every time."""
+    try:
+        yield
+    except ClientError as exc:
+        if _missing(exc):
+            raise FileNotFoundError(what) from exc
+        raise
+
+
 class S3UploadWriter(UploadWriter):
     def __init__(
         self, storage: S3Storage, upload_id: str, state: dict[str, Any] | None
@@ -105,7 +118,8 @@ class S3UploadWriter(UploadWriter):
     def _wait_oldest(self) -> None:
         number, size, future = self._pending.pop(0)
         try:
-            self.parts.append([number, future.result(), size])
+            with _not_found(self._data_key):
+                self.parts.append([number, future.result(), size])
         except BaseException:
             self._drain(quiet=True)  # nothing may still be writing when we fail
             raise
@@ -165,10 +179,12 @@ class S3UploadWriter(UploadWriter):
             self._upload_part(bytes(self.buf))
             self.buf = bytearray()
         self._drain()
-        self._s3.client.complete_multipart_upload(
-            Bucket=self._s3.bucket, Key=self._data_key, UploadId=self.mpu,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e, _ in self.parts]},
-        )
+        with _not_found(self._data_key):
+            self._s3.client.complete_multipart_upload(
+                Bucket=self._s3.bucket, Key=self._data_key, UploadId=self.mpu,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e}
+                                           for n, e, _ in self.parts]},
+            )
         self._staged_key = self._data_key
 
     def stage(self, digest: str) -> None:
@@ -310,7 +326,8 @@ class S3Storage(BlobStorage):
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **self.sse_args)
 
     def _get_bytes(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        with _not_found(key):
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def _copy(self, source: str, target: str) -> None:
         self.client.copy(
@@ -335,12 +352,8 @@ class S3Storage(BlobStorage):
         args = {"Bucket": self.bucket, "Key": key}
         if byte_range:
             args["Range"] = byte_range
-        try:
+        with _not_found(key):
             body = self.client.get_object(**args)["Body"]
-        except ClientError as exc:
-            if _missing(exc):
-                raise FileNotFoundError(key) from exc
-            raise
 
         def chunks() -> Iterator[bytes]:
             try:
