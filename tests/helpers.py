@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from typing import Any
 
 import requests
@@ -13,6 +14,19 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def send_and_hang_up(host: str, port: int, data: bytes, timeout: float = 30) -> None:
+    """Send raw bytes (a request cut short), close our side, and read whatever
+    the server answers until it closes: a client that went away mid-body."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
 
 
 def sha256(data: bytes) -> str:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,25 @@ def collector(url: str, done: threading.Event, outcome: Outcome) -> None:
             outcome.errors.append(f"gc: {exc!r}")
 
 
+def run_race(
+    collect: Callable[[threading.Event, Outcome], None], push_urls: list[str]
+) -> Outcome:
+    """One collector thread against one pusher per URL, until the pushers are done."""
+    outcome = Outcome()
+    done = threading.Event()
+    gc_thread = threading.Thread(target=collect, args=(done, outcome))
+    pushers = [threading.Thread(target=pusher, args=(url, i, outcome))
+               for i, url in enumerate(push_urls)]
+    gc_thread.start()
+    for thread in pushers:
+        thread.start()
+    for thread in pushers:
+        thread.join()
+    done.set()
+    gc_thread.join()
+    return outcome
+
+
 def check_pulls(url: str, pushed: Pushed) -> None:
     accept = {"Accept": f"{OCI_MANIFEST},{OCI_INDEX}"}
     for ref in (pushed.tag, pushed.digest):
@@ -213,19 +233,8 @@ def check_pulls(url: str, pushed: Pushed) -> None:
 
 
 def test_concurrent_push_and_gc_never_lose_a_pushed_blob(server):
-    outcome = Outcome()
-    done = threading.Event()
-    gc_thread = threading.Thread(target=collector, args=(server.url, done, outcome))
-    pushers = [
-        threading.Thread(target=pusher, args=(server.url, i, outcome)) for i in range(PUSHERS)
-    ]
-    gc_thread.start()
-    for thread in pushers:
-        thread.start()
-    for thread in pushers:
-        thread.join()
-    done.set()
-    gc_thread.join()
+    outcome = run_race(lambda done, out: collector(server.url, done, out),
+                       [server.url] * PUSHERS)
 
     assert not outcome.errors, outcome.errors
     # The sweeps ran alongside the pushes and really deleted things.

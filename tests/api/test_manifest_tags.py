@@ -20,6 +20,7 @@ from tests.helpers import (
     make_image,
     push_blob,
     put_manifest,
+    send_and_hang_up,
     sha256,
 )
 
@@ -153,8 +154,6 @@ def test_empty_blob_descriptor_is_recognised(registry, repo):
 
 
 def test_truncated_manifest_body_is_not_stored(registry, repo):
-    import socket
-
     # Trailing whitespace makes every prefix that ends after "}" valid JSON: a
     # body cut short there must still not be taken for the manifest pushed.
     body = json.dumps(make_image(registry.url, repo)).encode() + b"\n" * 200
@@ -166,14 +165,7 @@ def test_truncated_manifest_body_is_not_stored(registry, repo):
         f"Content-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(head + body[:-100])
-        sock.shutdown(socket.SHUT_WR)
-        try:
-            while sock.recv(65536):
-                pass
-        except OSError:
-            pass
+    send_and_hang_up(host, int(port), head + body[:-100])
     assert_error(_get(registry, repo, "cut"), 404, "MANIFEST_UNKNOWN")
     assert_error(_get(registry, repo, sha256(body[:-100])), 404, "MANIFEST_UNKNOWN")
 

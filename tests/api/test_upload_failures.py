@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from urllib.parse import urlsplit
 
 import requests
@@ -14,6 +13,7 @@ from tests.helpers import (
     get_blob,
     patch_chunk,
     push_blob,
+    send_and_hang_up,
     sha256,
     start_upload,
 )
@@ -29,15 +29,7 @@ def _raw_truncated_patch(host: str, port: int, path: str, declared: int, body: b
         f"Content-Length: {declared}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
-    with socket.create_connection((host, port), timeout=30) as sock:
-        sock.sendall(head + body)
-        sock.shutdown(socket.SHUT_WR)
-        # Read whatever the server answers (if anything) until it closes.
-        try:
-            while sock.recv(65536):
-                pass
-        except OSError:
-            pass
+    send_and_hang_up(host, port, head + body)
 
 
 def test_truncated_chunk_leaves_the_session_at_its_previous_offset(registry, repo):
@@ -66,14 +58,7 @@ def test_truncated_monolithic_post_stores_nothing(registry, repo):
         f"Content-Length: {len(data)}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(head + data[:500])
-        sock.shutdown(socket.SHUT_WR)
-        try:
-            while sock.recv(65536):
-                pass
-        except OSError:
-            pass
+    send_and_hang_up(host, int(port), head + data[:500])
     assert get_blob(registry, repo, digest).status_code == 404
     # The same blob pushed properly afterwards is fine.
     assert push_blob(registry.url, repo, data) == digest
@@ -114,14 +99,7 @@ def test_truncated_chunked_transfer_leaves_the_session_at_its_previous_offset(re
     ).encode()
     # One whole chunk, then half of the next one, then the client hangs up.
     body = b"7d0\r\n" + data[1000:3000] + b"\r\n" + b"7d0\r\n" + data[3000:4000]
-    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
-        sock.sendall(head + body)
-        sock.shutdown(socket.SHUT_WR)
-        try:
-            while sock.recv(65536):
-                pass
-        except OSError:
-            pass
+    send_and_hang_up(parts.hostname, parts.port, head + body)
     status = requests.get(location)
     assert status.status_code == 204
     assert status.headers["Range"] == "0-999"

@@ -85,18 +85,7 @@ def collector(cluster, done: threading.Event, outcome: race.Outcome) -> None:
 def test_gc_on_one_instance_while_the_others_take_pushes(make_cluster):
     cluster = make_cluster(settings=NO_GRACE)
     targets = [cluster.instances[0].url, cluster.instances[1].url, cluster.url]
-    outcome = race.Outcome()
-    done = threading.Event()
-    gc_thread = threading.Thread(target=collector, args=(cluster, done, outcome))
-    pushers = [threading.Thread(target=race.pusher, args=(url, i, outcome))
-               for i, url in enumerate(targets)]
-    gc_thread.start()
-    for thread in pushers:
-        thread.start()
-    for thread in pushers:
-        thread.join()
-    done.set()
-    gc_thread.join()
+    outcome = race.run_race(lambda done, out: collector(cluster, done, out), targets)
 
     assert not outcome.errors, outcome.errors
     r = requests.post(f"{cluster.instances[2].url}/v2/gc", params={"delete_untagged": "true"},

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import threading
 import uuid
 from urllib.parse import urlsplit
 
 import requests
 
-from tests.helpers import absolute, error_codes, sha256
+from tests.helpers import absolute, error_codes, send_and_hang_up, sha256
 
 MiB = 1 << 20
 TIMEOUT = 300
@@ -50,15 +49,7 @@ def truncated_patch(url: str, start: int, declared: int, body: bytes) -> None:
         f"Content-Length: {declared}\r\nContent-Range: {start}-{start + declared - 1}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
-    with socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT) as sock:
-        sock.sendall(head)
-        sock.sendall(body)
-        sock.shutdown(socket.SHUT_WR)
-        try:
-            while sock.recv(65536):
-                pass
-        except OSError:
-            pass
+    send_and_hang_up(parts.hostname, parts.port, head + body, TIMEOUT)
 
 
 def status_range(url: str) -> str:
