@@ -165,3 +165,17 @@ def test_the_generated_ui_key_is_one_for_every_instance(store, pg_url):
     assert all(isinstance(k, bytes) and len(k) == 64 for k in keys)
     assert len(set(keys)) == 1
     assert ui_secret_key(store) == keys[0]
+
+
+def test_instances_writing_a_shared_value_at_once_all_succeed(store, pg_url):
+    """The first write of a name races an INSERT against an INSERT on PostgreSQL."""
+    from ociregistry.metadata import shared_state
+
+    others = [MetadataStore(pg_url) for _ in range(THREADS)]
+    try:
+        results = together(lambda i: shared_state.put(others[i], "ui.gc_progress", str(i)))
+    finally:
+        for db in others:
+            db.dispose()
+    assert results == [None] * THREADS  # no IntegrityError reached anyone
+    assert shared_state.get(store, "ui.gc_progress") in {str(i) for i in range(THREADS)}

@@ -19,12 +19,19 @@ def get(db: MetadataStore, name: str) -> str | None:
 
 def put(db: MetadataStore, name: str, value: str) -> None:
     s = t.shared_state
-    with db.write() as conn:
-        updated = conn.execute(
-            s.update().where(s.c.name == name).values(value=value, updated_at=time.time())
-        ).rowcount
-        if not updated:
-            conn.execute(s.insert().values(name=name, value=value, updated_at=time.time()))
+    for _ in range(2):
+        try:
+            with db.write() as conn:
+                updated = conn.execute(
+                    s.update().where(s.c.name == name).values(value=value, updated_at=time.time())
+                ).rowcount
+                if not updated:
+                    conn.execute(s.insert().values(name=name, value=value,
+                                                   updated_at=time.time()))
+            return
+        except sa.exc.IntegrityError:
+            continue  # another instance inserted it meanwhile: update theirs
+    raise RuntimeError(f"could not store {name}")
 
 
 def get_or_create(db: MetadataStore, name: str, value: str) -> str:
