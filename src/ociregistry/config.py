@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "OCIREGISTRY_"
 
@@ -124,6 +124,22 @@ class TokenSettings(_Section):
     signing_algorithms: list[str] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                                      "ES256", "ES384", "ES512", "EdDSA"]
     leeway_seconds: float = Field(30, ge=0, le=300)
+    # A token-signing certificate of an x5c chain that names extended key usages must name
+    # one of these (names or dotted OIDs); one that names none is accepted.
+    x5c_extended_key_usages: list[str] = Field(
+        ["codeSigning", "anyExtendedKeyUsage"], min_length=1,
+        description="extended key usages that allow a certificate to sign tokens")
+    x5c_max_intermediates: int = Field(
+        3, ge=0, le=8, description="intermediate CAs allowed between signer and bundle")
+
+    @field_validator("x5c_extended_key_usages")
+    @classmethod
+    def _known_ekus(cls, value: list[str]) -> list[str]:
+        from ociregistry.auth.x5c import eku_oid
+
+        for name in value:
+            eku_oid(name)
+        return value
 
 
 class AccessRuleSettings(_Section):

@@ -91,6 +91,7 @@ class AuthService:
                 self.verifier = TokenVerifier(
                     token.issuer, token.service, keys, certs,
                     token.signing_algorithms, token.leeway_seconds,
+                    token.x5c_extended_key_usages, token.x5c_max_intermediates,
                 )
             else:
                 key_path = token.key or os.path.join(

@@ -6,7 +6,7 @@ list of ``{"type", "name", "actions"}``. The header carries ``kid``.
 
 Verification trusts only keys it was configured with: the built-in issuer's
 own key, the keys of a JWKS file, or the certificates of a bundle (by key id,
-or by an ``x5c`` chain that ends in one of them). ``alg`` must be one of the
+or by an ``x5c`` chain that leads to one of them: see ``auth/x5c.py``). ``alg`` must be one of the
 configured asymmetric algorithms and fit the key: ``none`` and the HMAC
 algorithms are never accepted, so a public key can't be used as a shared
 secret.
@@ -30,9 +30,10 @@ from typing import Any
 
 import jwt
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+from ociregistry.auth.x5c import ChainValidator, UntrustedChain
 
 ASYMMETRIC_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
@@ -40,6 +41,8 @@ ASYMMETRIC_ALGORITHMS = (
 ISSUED_ALGORITHMS = ("RS256", "ES256")
 MAX_TOKEN_LENGTH = 16384
 REFRESH_SUFFIX = "#refresh"
+# Extended key usages a token-signing certificate may name (one with none is accepted too).
+DEFAULT_SIGNER_EKUS = ("codeSigning", "anyExtendedKeyUsage")
 
 
 class InvalidToken(Exception):
@@ -224,6 +227,8 @@ class TokenVerifier:
         certificates: list[x509.Certificate] | None = None,
         algorithms: Iterable[str] = ASYMMETRIC_ALGORITHMS,
         leeway: float = 30,
+        x5c_extended_key_usages: Iterable[str] = DEFAULT_SIGNER_EKUS,
+        x5c_max_intermediates: int = 3,
     ) -> None:
         self.issuer = issuer
         self.service = service
@@ -231,14 +236,21 @@ class TokenVerifier:
         self.leeway = leeway
         self.keys: dict[str, Any] = dict(keys or {})
         self.certificates = list(certificates or [])
-        self._cert_ders = {c.public_bytes(serialization.Encoding.DER) for c in self.certificates}
+        self._chains = ChainValidator(
+            self.certificates, x5c_extended_key_usages, x5c_max_intermediates
+        ) if self.certificates else None
+        self._key_certs: dict[str, x509.Certificate] = {}
         for cert in self.certificates:
             public = cert.public_key()
-            self.keys.setdefault(libtrust_key_id(public), public)
+            kids = [libtrust_key_id(public)]
             try:
-                self.keys.setdefault(jwk_thumbprint(public_jwk(public)), public)
+                kids.append(jwk_thumbprint(public_jwk(public)))
             except InvalidToken:
                 pass
+            for kid in kids:
+                if kid not in self.keys:
+                    self.keys[kid] = public
+                    self._key_certs[kid] = cert
         self._fingerprints = {}
         for kid, key in self.keys.items():
             try:
@@ -246,47 +258,27 @@ class TokenVerifier:
             except InvalidToken:
                 pass
 
-    def _valid_now(self, cert: x509.Certificate) -> bool:
-        now = _now()
-        return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
-
-    def _issued_by(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-        if cert.issuer != issuer.subject:
-            return False
-        try:
-            cert.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature):
-            return False
-        return True
+    def _bundle_key(self, kid: str) -> Any:
+        """A configured key by id; a bundle certificate's key only within its dates."""
+        cert = self._key_certs.get(kid)
+        if cert is not None and not (
+            cert.not_valid_before_utc <= _now() <= cert.not_valid_after_utc
+        ):
+            raise InvalidToken("certificate outside its validity period")
+        return self.keys[kid]
 
     def _key_from_chain(self, x5c: Any) -> Any:
-        if not self.certificates or not isinstance(x5c, list) or not 0 < len(x5c) <= 8:
+        if self._chains is None:
             raise InvalidToken("untrusted certificate chain")
         try:
-            chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True))
-                     for c in x5c if isinstance(c, str)]
-        except ValueError as exc:
-            raise InvalidToken("malformed certificate chain") from exc
-        if len(chain) != len(x5c):
-            raise InvalidToken("malformed certificate chain")
-        cert = chain[0]
-        for _ in range(len(chain) + 1):
-            if not self._valid_now(cert):
-                raise InvalidToken("certificate outside its validity period")
-            if cert.public_bytes(serialization.Encoding.DER) in self._cert_ders:
-                return chain[0].public_key()
-            if any(self._issued_by(cert, root) for root in self.certificates):
-                return chain[0].public_key()
-            parents = [c for c in chain[1:] if self._issued_by(cert, c)]
-            if not parents:
-                break
-            cert = parents[0]
-        raise InvalidToken("untrusted certificate chain")
+            return self._chains.signing_key(x5c, _now())
+        except UntrustedChain as exc:
+            raise InvalidToken(f"untrusted certificate chain: {exc}") from exc
 
     def _key_for(self, header: dict[str, Any]) -> Any:
         kid = header.get("kid")
         if isinstance(kid, str) and kid in self.keys:
-            return self.keys[kid]
+            return self._bundle_key(kid)
         if "x5c" in header:
             return self._key_from_chain(header["x5c"])
         jwk = header.get("jwk")
@@ -294,7 +286,7 @@ class TokenVerifier:
             # An embedded key is trusted only when it is one of ours.
             kid = self._fingerprints.get(jwk_thumbprint(jwk))
             if kid is not None:
-                return self.keys[kid]
+                return self._bundle_key(kid)
         raise InvalidToken("token signed by an unknown key")
 
     def verify(self, token: str) -> VerifiedToken:
