@@ -130,3 +130,57 @@ def test_malformed_content_range_is_rejected_and_the_session_kept(registry, repo
     assert r.status_code == 201, r.text
 
 
+
+
+
+def _corrupt_hash_state(db_path, upload_id: str, **changes: int) -> None:
+    """Rewrite an upload's saved SHA-256 state with fields changed, and a checksum that
+    matches again when the format has one: a row rewritten on purpose."""
+    import sqlite3
+    import struct
+
+    from ociregistry.core import hashstate
+
+    layout = struct.Struct("@8I2I16I2I")
+    positions = {"num": -2, "md_len": -1}
+    with sqlite3.connect(db_path) as db:
+        (state,) = db.execute("SELECT hash_state FROM uploads WHERE id = ?",
+                              (upload_id,)).fetchone()
+        head = state[: state.index(b":") + 1]
+        fields = list(layout.unpack(state[len(head): len(head) + layout.size]))
+        for name, value in changes.items():
+            fields[positions[name]] = value
+        ctx = layout.pack(*fields)
+        trailer = hashstate._checksum(ctx) if hasattr(hashstate, "_checksum") else b""
+        db.execute("UPDATE uploads SET hash_state = ? WHERE id = ?",
+                   (head + ctx + trailer, upload_id))
+
+
+def test_a_corrupt_saved_hash_state_is_rehashed_not_trusted(fresh_registry):
+    """A hash state whose fields would send OpenSSL outside its buffers: the worker that
+    resumes the upload re-hashes the stored bytes instead, and the digest comes out right."""
+    repo = "corrupt/state"
+    data = os.urandom(300_000)
+    uploads = []
+    for changes in ({"num": 1 << 30}, {"md_len": 1 << 20}):
+        r = patch_chunk(start_upload(fresh_registry.url, repo), data[:100_003], 0)
+        assert r.status_code == 202
+        uploads.append((changes, absolute(fresh_registry.url, r.headers["Location"])))
+    fresh_registry.stop()  # the next requests resume from the saved state, not a cache
+    for changes, location in uploads:
+        upload_id = urlsplit(location).path.rsplit("/", 1)[1]
+        _corrupt_hash_state(fresh_registry.data_dir / "registry.db", upload_id, **changes)
+    log_start = fresh_registry.log_path.stat().st_size
+    fresh_registry.start()
+    for _, location in uploads:
+        r = patch_chunk(location, data[100_003:200_000], 100_003)
+        assert r.status_code == 202, r.text
+        location = absolute(fresh_registry.url, r.headers["Location"])
+        r = requests.put(location, params={"digest": sha256(data)}, data=data[200_000:])
+        assert r.status_code == 201, r.text
+        assert r.headers["Docker-Content-Digest"] == sha256(data)
+    assert get_blob(fresh_registry, repo, sha256(data)).content == data
+    with open(fresh_registry.log_path, "rb") as log:
+        log.seek(log_start)
+        since = log.read().decode(errors="replace")
+    assert "SIGSEGV" not in since and "was sent" not in since and "exited" not in since

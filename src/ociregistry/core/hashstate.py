@@ -10,6 +10,13 @@ is the same assembly hashlib runs, and ctypes releases the GIL during a call.
 Instances of one deployment share a build, so the struct layout matches; a
 state from another layout is refused (by its size and a self-test at import)
 and the caller falls back to re-hashing.
+
+The saved bytes come back from the database, so they are checked before any of
+them reach OpenSSL's memory: a checksum over the struct (a flipped bit, a row
+written by another version), then the fields OpenSSL trusts blindly. ``num``
+indexes the block buffer (SHA256_Update copies to ``data + num``: a large value
+is a write out of bounds) and ``md_len`` sets how much Final writes; the bit
+count must be the upload's length. Anything odd: not resumable, re-hash.
 """
 
 from __future__ import annotations
@@ -17,11 +24,17 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import struct
 from typing import Any
 
 _CTX_SIZES = {"sha256": 112, "sha512": 216}
 _DIGEST_SIZES = {"sha256": 32, "sha512": 64}
-_MAGIC = b"oshs1"  # format tag: openssl SHA ctx, version 1
+_MAGIC = b"oshs2"  # format tag: openssl SHA ctx + checksum, version 2
+_CHECKSUM_SIZE = 8
+# The structs' fields (openssl/sha.h): h[8], Nl, Nh, the block buffer, num, md_len.
+_LAYOUTS = {"sha256": struct.Struct("@8I2I16I2I"), "sha512": struct.Struct("@8Q2Q16Q2I")}
+_BLOCK_SIZES = {"sha256": 64, "sha512": 128}
+_WORD_BITS = {"sha256": 32, "sha512": 64}
 
 
 def _load() -> Any:
@@ -92,18 +105,45 @@ class ResumableHash:
         return self.digest().hex()
 
     def state(self) -> bytes:
-        return _MAGIC + self.algorithm.encode() + b":" + self._ctx.raw
+        ctx = self._ctx.raw
+        return _MAGIC + self.algorithm.encode() + b":" + ctx + _checksum(ctx)
 
     @classmethod
-    def from_state(cls, algorithm: str, state: bytes | None) -> ResumableHash | None:
-        """The hash saved by ``state()``, or None when it can't be resumed here."""
+    def from_state(cls, algorithm: str, state: bytes | None,
+                   length: int) -> ResumableHash | None:
+        """The hash saved by ``state()`` after ``length`` bytes, or None when it can't
+        be resumed here (another layout, a corrupt or foreign state)."""
         if not state or _LIB is None or algorithm not in _CTX_SIZES:
             return None
         head = _MAGIC + algorithm.encode() + b":"
         raw = bytes(state)
-        if not raw.startswith(head) or len(raw) - len(head) != _CTX_SIZES[algorithm]:
+        if not raw.startswith(head) or (
+            len(raw) - len(head) != _CTX_SIZES[algorithm] + _CHECKSUM_SIZE
+        ):
             return None
-        return cls(algorithm, raw[len(head):])
+        ctx, checksum = raw[len(head):-_CHECKSUM_SIZE], raw[-_CHECKSUM_SIZE:]
+        if checksum != _checksum(ctx) or not _fields_fit(algorithm, ctx, length):
+            return None
+        return cls(algorithm, ctx)
+
+
+def _checksum(ctx: bytes) -> bytes:
+    return hashlib.blake2b(ctx, digest_size=_CHECKSUM_SIZE).digest()
+
+
+def _fields_fit(algorithm: str, ctx: bytes, length: int) -> bool:
+    """The fields OpenSSL acts on agree with a hash of ``length`` bytes."""
+    fields = _LAYOUTS[algorithm].unpack(ctx)
+    low, high, num, md_len = fields[8], fields[9], fields[-2], fields[-1]
+    bits = length * 8
+    word = _WORD_BITS[algorithm]
+    return (
+        length >= 0
+        and low == bits & ((1 << word) - 1)
+        and high == bits >> word
+        and num == length % _BLOCK_SIZES[algorithm]
+        and md_len == _DIGEST_SIZES[algorithm]
+    )
 
 
 def _self_test() -> bool:
@@ -113,7 +153,7 @@ def _self_test() -> bool:
         for alg in _CTX_SIZES:
             first = ResumableHash(alg)
             first.update(data[:333])
-            resumed = ResumableHash.from_state(alg, first.state())
+            resumed = ResumableHash.from_state(alg, first.state(), 333)
             if resumed is None:
                 return False
             resumed.update(memoryview(bytearray(data[333:])))

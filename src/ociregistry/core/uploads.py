@@ -186,9 +186,10 @@ class UploadService:
             return cached[1]
         if offset == 0:
             return new_resumable(row.algorithm)  # nothing received yet
-        resumed = ResumableHash.from_state(row.algorithm, row.hash_state)
-        if resumed is not None and row.size == offset:
-            return resumed
+        if row.size == offset:
+            resumed = ResumableHash.from_state(row.algorithm, row.hash_state, offset)
+            if resumed is not None:
+                return resumed
         # No state this process can resume: rebuild the hash from the bytes.
         self.rehashes += 1
         hasher = new_resumable(row.algorithm)
