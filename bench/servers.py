@@ -76,8 +76,11 @@ class Registry:
     The caller removes `workdir` (deleting a registry's many small files is slow, so
     the harness does it once at the end rather than between measurements)."""
 
-    def __init__(self, kind: str, workdir: Path) -> None:
+    def __init__(self, kind: str, workdir: Path, source: Path = ROOT,
+                 label: str | None = None) -> None:
         self.kind = kind
+        self.label = label or kind  # how reports name it (two builds of ours differ)
+        self.source = source  # the source tree of ours to run (another revision: bench/hotpaths.py)
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -88,7 +91,9 @@ class Registry:
         storage = self.workdir / "storage"
         env = {k: v for k, v in os.environ.items() if not k.startswith("OCIREGISTRY_")}
         if self.kind == OURS:
-            return [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1",
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(self.source / "src"), *filter(None, [env.get("PYTHONPATH")])])
+            return [sys.executable, str(self.source / "app.py"), "--host", "127.0.0.1",
                     "--port", str(self.port), "--data-dir", str(storage)], env
         storage.mkdir(parents=True)
         config = self.workdir / "config.yml"
