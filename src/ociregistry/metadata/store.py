@@ -219,6 +219,9 @@ class MetadataStore(UploadStore):
 
     def unlink_blob(self, name: str, digest: str) -> bool:
         with self.write() as conn:
+            # The lock an upload of the digest holds while publishing it, and that
+            # a manifest push referencing it shares: a DELETE waits for either.
+            self.lock_digest(conn, digest)
             repo_id = self.repository_id(conn, name)
             if repo_id is None:
                 return False
