@@ -48,12 +48,14 @@ class RegistryProcess:
         env: dict[str, str] | None = None,
         config: Path | None = None,
         port: int | None = None,
+        wrapper: list[str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.workers = workers
         self.port = port or free_port()
         self.env = env or {}
         self.config = config
+        self.wrapper = wrapper or []  # a command the server runs under (e.g. strace)
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"registry-{self.port}.log"
 
@@ -73,6 +75,7 @@ class RegistryProcess:
         ]
         if self.config:
             cmd += ["--config", str(self.config)]
+        cmd = [*self.wrapper, *cmd]
         server_url = os.environ.get("REGISTRY_TEST_DATABASE_URL")
         if server_url and "OCIREGISTRY_DATABASE__URL" not in self.env:
             # Opt-in: every registry gets a fresh PostgreSQL database on that server

@@ -55,7 +55,11 @@ class S3Settings(_Section):
 class StorageSettings(_Section):
     driver: Literal["filesystem", "s3"] = "filesystem"
     root: str = ""  # default: <data_dir>
-    fsync: bool = True
+    fsync: bool = Field(
+        True,
+        description="a 201 survives a power cut: new blob files and their directories are"
+        " fsynced before the commit, and SQLite commits with synchronous=FULL",
+    )
     s3: S3Settings = S3Settings()
 
 

@@ -32,7 +32,11 @@ def build_storage(settings: Settings) -> BlobStorage:
 
 
 def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
-    metadata = MetadataStore(settings.database_url, pool_size=settings.database.pool_size)
+    metadata = MetadataStore(
+        settings.database_url,
+        pool_size=settings.database.pool_size,
+        durable=settings.storage.fsync,
+    )
     if migrate:
         metadata.create_schema()
     storage = build_storage(settings)

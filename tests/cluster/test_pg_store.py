@@ -123,8 +123,8 @@ def test_sweep_and_push_referencing_a_blob_never_both_succeed(store):
 
     def sweep(_i: int) -> None:
         for digest in digests:
-            if gc_queries.delete_blob_if_unreferenced(store, digest, float("inf"), removed.append):
-                pass
+            if gc_queries.delete_blob_if_unreferenced(store, digest, float("inf")):
+                gc_queries.remove_unrecorded_bytes(store, digest, removed.append)
 
     def push(i: int) -> None:
         for n, digest in enumerate(digests):
@@ -179,3 +179,47 @@ def test_instances_writing_a_shared_value_at_once_all_succeed(store, pg_url):
             db.dispose()
     assert results == [None] * THREADS  # no IntegrityError reached anyone
     assert shared_state.get(store, "ui.gc_progress") in {str(i) for i in range(THREADS)}
+
+
+def test_blob_delete_waits_for_the_digest_lock_uploads_take(store):
+    """An upload publishing a digest holds its lock; a DELETE of that blob waits for it."""
+    digest = "sha256:" + "7" * 64
+    with store.write() as conn:
+        repo_id = store.ensure_repository(conn, "delete/race")
+        store.record_blob(conn, repo_id, digest, 1)
+    holder = store.engine.connect()
+    holder_tx = holder.begin()
+    store.lock_digest(holder, digest)  # as UploadService.finish does
+    done = threading.Event()
+    results: list[object] = []
+
+    def delete() -> None:
+        try:
+            results.append(store.unlink_blob("delete/race", digest))
+        except Exception as exc:  # reported below
+            results.append(exc)
+        done.set()
+
+    thread = threading.Thread(target=delete)
+    thread.start()
+    try:
+        # Deterministic: either the DELETE shows up waiting on an advisory lock,
+        # or it finished while the lock was held (the bug).
+        waiting = False
+        for _ in range(1200):
+            if done.is_set():
+                break
+            with store.read() as conn:
+                waiting = bool(conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND wait_event = 'advisory' AND datname = current_database()").scalar())
+            if waiting:
+                break
+            done.wait(0.1)
+        assert not done.is_set(), "the DELETE went through while an upload held the digest"
+        assert waiting
+    finally:
+        holder_tx.commit()
+        holder.close()
+        thread.join(60)
+    assert results == [True]

@@ -118,16 +118,16 @@ def test_commit_is_an_atomic_rename(storage):
     assert b"".join(storage.open_blob(dig, chunk_size=7)) == data
 
 
-def test_commit_of_an_existing_digest_keeps_the_stored_blob(storage):
+def test_commit_of_an_existing_digest_replaces_a_corrupt_copy(storage):
+    """The new bytes were just hashed; the stored file may have rotted (check --repair
+    tells users to push again to restore a blob, and that must work)."""
     data = b"same content"
     dig = digest(data)
-    first = new_upload(storage, data)
-    commit(storage, first, dig)
-    inode = blob_file(storage, dig).stat().st_ino
+    commit(storage, new_upload(storage, data), dig)
+    blob_file(storage, dig).write_bytes(b"rotten bytes")
     second = new_upload(storage, data)
     commit(storage, second, dig)
-    assert blob_file(storage, dig).stat().st_ino == inode  # untouched
-    assert storage.upload_size(second) is None  # the duplicate upload is gone
+    assert storage.upload_size(second) is None  # the upload became the blob
     assert b"".join(storage.open_blob(dig)) == data
     assert [u for u, _ in storage.list_uploads()] == []
 

@@ -1,8 +1,10 @@
 """Integrity check: blob bytes match their digests, and metadata and storage agree.
 
 Problems found, and what --repair does with each:
-- corrupt blob (bytes don't hash to the digest): moved to quarantine/, row dropped
-- missing blob (row, no bytes): row dropped, so clients push it again
+- corrupt blob (bytes don't hash to the digest): row dropped, then bytes moved to
+  quarantine/ (left alone if a push of that digest touched it while checked)
+- missing blob (row, no bytes): row dropped, so clients push it again (unless the
+  bytes came back meanwhile)
 - orphan blob file (bytes, no row), older than a minute: deleted
 - stray upload file (no session row), older than an hour: deleted
 - upload session without its file: row dropped
@@ -20,12 +22,14 @@ from dataclasses import dataclass, field
 from ociregistry.core.digests import new_hasher
 from ociregistry.core.manifests import manifest_digest
 from ociregistry.metadata import ops_queries as q
+from ociregistry.metadata.gc_queries import remove_unrecorded_bytes
 from ociregistry.metadata.store import MetadataStore
 from ociregistry.storage.base import BlobStorage
 
 Progress = Callable[[str, int, int], None]
 ORPHAN_MIN_AGE = 60.0
 STRAY_UPLOAD_MIN_AGE = 3600.0
+RACED = "; pushed again while being checked: left alone, check again"
 
 
 @dataclass
@@ -74,11 +78,18 @@ class IntegrityChecker:
         for i, (digest, size) in enumerate(q.iter_blob_rows(self.db), 1):
             progress("blobs", i, total)
             report.blobs_checked += 1
+            # Each repair re-checks under the digest's lock, which an upload of the
+            # same digest holds while it publishes: a client pushing the blob again
+            # meanwhile must keep what its 201 promised.
+            touched_at = q.blob_touched_at(self.db, digest)
             if not self.storage.blob_exists(digest):
                 problem = Problem("missing-blob", digest, self._users(digest))
                 if repair:
-                    q.forget_blob(self.db, digest)
-                    problem.repaired = True
+                    problem.repaired = q.forget_missing_blob(
+                        self.db, digest, self.storage.blob_exists
+                    )
+                    if not problem.repaired:
+                        problem.detail += RACED
                 report.problems.append(problem)
                 continue
             algorithm = digest.split(":", 1)[0]
@@ -96,10 +107,14 @@ class IntegrityChecker:
                     f"bytes hash to {actual}, {length} bytes (index says {size}); "
                     + self._users(digest),
                 )
-                if repair:
-                    self._quarantine(digest)
-                    q.forget_blob(self.db, digest)
-                    problem.repaired = True
+                if repair and touched_at is not None:
+                    # The row goes first; the bytes after its commit, unless a push
+                    # recorded the blob again in between (then they are new bytes).
+                    if q.forget_blob_untouched_since(self.db, digest, touched_at):
+                        remove_unrecorded_bytes(self.db, digest, self._quarantine)
+                        problem.repaired = True
+                    else:
+                        problem.detail += RACED
                 report.problems.append(problem)
 
     def _users(self, digest: str) -> str:
@@ -128,11 +143,9 @@ class IntegrityChecker:
                 "orphan-blob-file", stored.digest, f"{stored.size} bytes, no index row"
             )
             if repair and stored.modified < now - ORPHAN_MIN_AGE:
-                with self.db.write() as conn:
-                    self.db.lock_digest(conn, stored.digest)
-                    if self.db.blob_size(conn, stored.digest) is None:
-                        self.storage.delete_blob(stored.digest)
-                        problem.repaired = True
+                problem.repaired = remove_unrecorded_bytes(
+                    self.db, stored.digest, self.storage.delete_blob
+                )
             report.problems.append(problem)
 
     def _check_uploads(self, report: CheckReport, repair: bool) -> None:

@@ -191,9 +191,9 @@ class GarbageCollector:
     ) -> None:
         found = q.unreferenced_blobs(self.db, cutoff, gone or set())
         for i, (digest, size) in enumerate(found, 1):
-            if dry_run or q.delete_blob_if_unreferenced(
-                self.db, digest, cutoff, self.storage.delete_blob
-            ):
+            if dry_run or q.delete_blob_if_unreferenced(self.db, digest, cutoff):
+                if not dry_run:  # committed: now the bytes (if this stops, an orphan)
+                    q.remove_unrecorded_bytes(self.db, digest, self.storage.delete_blob)
                 result.blobs_deleted += 1
                 result.bytes_freed += size
             progress("blobs", i, len(found))
@@ -209,13 +209,10 @@ class GarbageCollector:
                 progress("files", seen, seen + 1)
             if stored.digest in known or stored.modified >= cutoff:
                 continue
-            # Re-check under the digest's lock: an upload may have just recorded it.
-            with self.db.write() as conn:
-                self.db.lock_digest(conn, stored.digest)
-                if self.db.blob_size(conn, stored.digest) is not None:
-                    continue
-                if not dry_run:
-                    self.storage.delete_blob(stored.digest)
+            # Re-checked under the digest's lock: an upload may have just recorded it.
+            remove = (lambda _digest: None) if dry_run else self.storage.delete_blob
+            if not q.remove_unrecorded_bytes(self.db, stored.digest, remove):
+                continue
             result.orphan_files_deleted += 1
             result.bytes_freed += stored.size
         progress("files", seen, seen)

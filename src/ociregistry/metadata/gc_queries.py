@@ -100,10 +100,13 @@ def unreferenced_blobs(
         return [tuple(row) for row in conn.execute(query)]
 
 
-def delete_blob_if_unreferenced(
-    store: MetadataStore, digest: str, cutoff: float, remove: Callable[[str], None]
-) -> bool:
-    """Delete the blob row and, in the same transaction, its bytes."""
+def delete_blob_if_unreferenced(store: MetadataStore, digest: str, cutoff: float) -> bool:
+    """Delete the blob's row and links; its bytes go after the commit.
+
+    Bytes removed inside this transaction would be lost if its commit then
+    failed: the row would come back with nothing behind it. The caller removes
+    them with ``remove_unrecorded_bytes`` once this has committed.
+    """
     b = t.blobs
     with store.write() as conn:
         store.lock_digest(conn, digest)
@@ -113,6 +116,23 @@ def delete_blob_if_unreferenced(
             return False
         conn.execute(t.repository_blobs.delete().where(t.repository_blobs.c.digest == digest))
         conn.execute(b.delete().where(b.c.digest == digest))
+        return True
+
+
+def remove_unrecorded_bytes(
+    store: MetadataStore, digest: str, remove: Callable[[str], None]
+) -> bool:
+    """Remove a blob's bytes unless a row records them; False when one does.
+
+    Under the digest's lock, which an upload holds while it publishes the same
+    digest: an upload that recorded the blob meanwhile keeps its bytes, one
+    that comes after finds them gone and puts its own in place. The
+    transaction writes nothing, so a failed commit leaves nothing half done.
+    """
+    with store.write() as conn:
+        store.lock_digest(conn, digest)
+        if store.blob_size(conn, digest) is not None:
+            return False
         remove(digest)
         return True
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.store import MetadataStore
@@ -72,12 +73,42 @@ def dangling_references(store: MetadataStore) -> list[tuple[str, str, str]]:
         return [tuple(row) for row in conn.execute(query)]
 
 
-def forget_blob(store: MetadataStore, digest: str) -> None:
-    """Drop a blob's row and links, so clients see it missing and push it again."""
+def blob_touched_at(store: MetadataStore, digest: str) -> float | None:
+    """When an upload or mount last touched the blob (None: no row)."""
+    with store.read() as conn:
+        return conn.execute(
+            sa.select(t.blobs.c.touched_at).where(t.blobs.c.digest == digest)
+        ).scalar()
+
+
+def _forget(conn: Connection, digest: str) -> None:
+    conn.execute(t.repository_blobs.delete().where(t.repository_blobs.c.digest == digest))
+    conn.execute(t.blobs.delete().where(t.blobs.c.digest == digest))
+
+
+def forget_missing_blob(store: MetadataStore, digest: str, exists: Callable[[str], bool]) -> bool:
+    """Drop the row and links of a blob whose bytes are gone, so clients push it
+    again; False when, under the digest's lock uploads take, the bytes are back."""
     with store.write() as conn:
         store.lock_digest(conn, digest)
-        conn.execute(t.repository_blobs.delete().where(t.repository_blobs.c.digest == digest))
-        conn.execute(t.blobs.delete().where(t.blobs.c.digest == digest))
+        if store.blob_size(conn, digest) is None or exists(digest):
+            return False
+        _forget(conn, digest)
+        return True
+
+
+def forget_blob_untouched_since(store: MetadataStore, digest: str, touched_at: float) -> bool:
+    """Drop a corrupt blob's row and links; False when an upload or mount touched
+    it since ``touched_at`` (a push of the same digest replaced the bytes judged)."""
+    with store.write() as conn:
+        store.lock_digest(conn, digest)
+        now = conn.execute(
+            sa.select(t.blobs.c.touched_at).where(t.blobs.c.digest == digest)
+        ).scalar()
+        if now is None or now != touched_at:
+            return False
+        _forget(conn, digest)
+        return True
 
 
 def upload_rows(store: MetadataStore) -> dict[str, float]:

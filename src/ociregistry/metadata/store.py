@@ -80,9 +80,9 @@ def _hot_statements() -> dict[str, sa.Executable]:
 class MetadataStore(UploadStore):
     """The index behind the registry, on SQLite or PostgreSQL."""
 
-    def __init__(self, url: str, pool_size: int = 5) -> None:
+    def __init__(self, url: str, pool_size: int = 5, durable: bool = True) -> None:
         self.url = url
-        self.engine = create_engine(url, pool_size=pool_size)
+        self.engine = create_engine(url, pool_size=pool_size, durable=durable)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(immediate=True)
         self._hot = {
@@ -219,6 +219,9 @@ class MetadataStore(UploadStore):
 
     def unlink_blob(self, name: str, digest: str) -> bool:
         with self.write() as conn:
+            # The lock an upload of the digest holds while publishing it, and that
+            # a manifest push referencing it shares: a DELETE waits for either.
+            self.lock_digest(conn, digest)
             repo_id = self.repository_id(conn, name)
             if repo_id is None:
                 return False

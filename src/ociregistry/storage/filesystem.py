@@ -14,6 +14,14 @@ from ociregistry.storage.base import BlobStorage, StoredBlob, UploadWriter
 _UPLOAD_ID_RE = re.compile(r"^[a-f0-9-]{8,64}$")
 
 
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class _FileUploadWriter(UploadWriter):
     def __init__(self, storage: FilesystemStorage, upload_id: str, fd: int) -> None:
         self._storage = storage
@@ -44,11 +52,13 @@ class _FileUploadWriter(UploadWriter):
 
     def commit(self, digest: str) -> None:
         target = self._storage._blob_file(digest)
-        if os.path.exists(target):
-            os.unlink(self._path)  # content addressed: the bytes are already there
-            return
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.rename(self._path, target)
+        directory = os.path.dirname(target)
+        self._storage._make_dirs(directory)
+        # Replace rather than keep a file already there: these bytes were just
+        # hashed, that one may be a corrupt copy (pushing again must repair it).
+        os.replace(self._path, target)
+        if self._storage.fsync:
+            _fsync_dir(directory)  # the new name survives a power cut before the 201
 
 
 class FilesystemStorage(BlobStorage):
@@ -57,8 +67,21 @@ class FilesystemStorage(BlobStorage):
         self.fsync = fsync
         self._blobs = os.path.join(self.root, "blobs")
         self._uploads = os.path.join(self.root, "uploads")
-        os.makedirs(self._blobs, exist_ok=True)
-        os.makedirs(self._uploads, exist_ok=True)
+        self._make_dirs(self._blobs)
+        self._make_dirs(self._uploads)
+
+    def _make_dirs(self, path: str) -> None:
+        """os.makedirs; with fsync, each new directory's entry is flushed in its parent."""
+        if os.path.isdir(path):
+            return
+        parent = os.path.dirname(path)
+        self._make_dirs(parent)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass  # made meanwhile by another writer, which may not have flushed it yet
+        if self.fsync:
+            _fsync_dir(parent)
 
     # Paths are built only from validated digests and generated upload ids.
     def _blob_file(self, digest: str) -> str:
