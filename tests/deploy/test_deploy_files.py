@@ -42,7 +42,7 @@ KUBERNETES = DEPLOY / "kubernetes"
 # The oldest and the newest Kubernetes the manifests are checked against.
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
 # Manifests deliberately left out of kustomization.yaml (applied on their own).
-APPLIED_SEPARATELY = {"secret.example.yaml", "migrate-job.yaml"}
+APPLIED_SEPARATELY = {"migrate-job.yaml"}
 TLS_BEGIN = "# --- BEGIN TLS EXAMPLE"
 TLS_END = "# --- END TLS EXAMPLE"
 
@@ -448,17 +448,37 @@ def _workloads(objects: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {kind: objects[kind]["spec"]["template"]["spec"] for kind in ("Deployment", "Job")}
 
 
-def _env(container: dict[str, Any], secret: dict[str, Any]) -> dict[str, str]:
-    """The container's variables, secrets taken from the example Secret."""
+SECRET_NAME_K8S = "ociregistry"
+DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
+
+
+def _documented_secret_keys(text: str) -> set[str]:
+    """The keys a `kubectl create secret generic ociregistry ...` command gives."""
+    command = re.search(r"create secret generic ociregistry((?:[^\n]*\\\n)*[^\n]*)", text)
+    assert command, "no `kubectl create secret generic ociregistry` command"
+    return set(re.findall(r"--from-(?:literal|file)=([\w-]+)=", command.group(1)))
+
+
+def _generated_secret() -> dict[str, str]:
+    """What whoever deploys creates: generated values for the documented keys."""
+    keys = _documented_secret_keys(DEPLOYMENT_DOC.read_text())
+    values = {key: secrets.token_hex(16) for key in keys}
+    values["database-url"] = (f"postgresql+psycopg://registry:{secrets.token_hex(8)}"
+                              "@db.example.internal:5432/registry")
+    return values
+
+
+def _env(container: dict[str, Any], secret: dict[str, str]) -> dict[str, str]:
+    """The container's variables, secrets taken from the generated Secret."""
     environ = {}
     for var in container.get("env", []):
         if "value" in var:
             environ[var["name"]] = var["value"]
         else:
             ref = var["valueFrom"]["secretKeyRef"]
-            assert ref["name"] == secret["metadata"]["name"], var["name"]
-            assert ref["key"] in secret["stringData"], f"{var['name']}: no {ref['key']!r}"
-            environ[var["name"]] = secret["stringData"][ref["key"]]
+            assert ref["name"] == SECRET_NAME_K8S, var["name"]
+            assert ref["key"] in secret, f"{var['name']}: {ref['key']!r} is not documented"
+            environ[var["name"]] = secret[ref["key"]]
     return environ
 
 
@@ -467,7 +487,7 @@ def test_configmap_and_environment_are_real_settings(tmp_path):
     config = yaml.safe_load(objects["ConfigMap"]["data"]["config.yml"])
     for kind, pod in _workloads(objects).items():
         (container,) = pod["containers"]
-        settings = _settings(config, _env(container, objects["Secret"]), tmp_path)
+        settings = _settings(config, _env(container, _generated_secret()), tmp_path)
         assert settings.storage.driver == "s3", kind
         assert settings.database_url.startswith("postgresql+psycopg://"), kind
         assert settings.database.auto_migrate is False, kind
@@ -475,6 +495,50 @@ def test_configmap_and_environment_are_real_settings(tmp_path):
     deployment = _workloads(objects)["Deployment"]["containers"][0]
     names = {var["name"] for var in deployment["env"]}
     assert {"OCIREGISTRY_DATABASE__URL", "OCIREGISTRY_UI__SECRET_KEY"} <= names
+
+
+def test_kubernetes_ships_no_secret(tmp_path):
+    objects = _objects()
+    assert "Secret" not in objects, "a Secret with values of ours is a default secret"
+    # The configuration file alone holds no secret ...
+    config = yaml.safe_load(objects["ConfigMap"]["data"]["config.yml"])
+    alone = _settings(config, {}, tmp_path)
+    for name, value in (("ui.secret_key", alone.ui.secret_key),
+                        ("storage.s3.secret_key", alone.storage.s3.secret_key),
+                        ("storage.s3.access_key", alone.storage.s3.access_key),
+                        ("metrics.password", alone.metrics.password),
+                        ("database.url", alone.database.url)):
+        assert not value, f"{name} has a value in the ConfigMap"
+    # ... and every secret a pod gets comes from the Secret, by reference.
+    for kind, pod in _workloads(objects).items():
+        (container,) = pod["containers"]
+        for var in container.get("env", []):
+            if SECRET_NAME.search(var["name"]) or var["name"] == "OCIREGISTRY_DATABASE__URL":
+                assert "secretKeyRef" in var.get("valueFrom", {}), f"{kind}: {var['name']}"
+    # The Secret's keys are the ones the documented command creates (docs and the
+    # comment of deployment.yaml say the same).
+    documented = _documented_secret_keys(DEPLOYMENT_DOC.read_text())
+    assert _documented_secret_keys((KUBERNETES / "deployment.yaml").read_text()) == documented
+
+
+def test_kubernetes_requires_sign_in(tmp_path):
+    objects = _objects()
+    config = yaml.safe_load(objects["ConfigMap"]["data"]["config.yml"])
+    pod = _workloads(objects)["Deployment"]
+    (container,) = pod["containers"]
+    settings = _settings(config, _env(container, _generated_secret()), tmp_path)
+    assert settings.auth.mode != "none", "no authentication"
+    assert any("admin" in rule.actions for rule in settings.auth.rules)
+    assert not any(rule.anonymous for rule in settings.auth.rules)
+    # The htpasswd file is the Secret's "htpasswd" key, mounted where the config says.
+    directory, name = posixpath.split(settings.auth.htpasswd)
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == directory)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == SECRET_NAME_K8S
+    assert {"key": "htpasswd", "path": name} in volume["secret"]["items"]
+    assert "htpasswd" in _documented_secret_keys(DEPLOYMENT_DOC.read_text())
+    # Nothing but the Ingress reaches the pods from outside the cluster.
+    assert objects["Service"]["spec"]["type"] == "ClusterIP"
 
 
 def test_workloads_mount_the_config_file_they_name():
