@@ -4,6 +4,8 @@
 # Settings: OCIREGISTRY_<SECTION>__<KEY> variables (OCIREGISTRY_DATABASE__URL=postgresql+psycopg://...
 # for several instances), or a YAML file: -v $PWD/config.yml:/etc/ociregistry/config.yml:ro and
 # append "--config /etc/ociregistry/config.yml" to the run command (arguments of `ociregistry serve`).
+# Without auth.* settings anyone who reaches the port may push and delete (serve warns):
+# give it an htpasswd file (OCIREGISTRY_AUTH__HTPASSWD) or use deploy/docker-compose.yml.
 # The health check speaks plain HTTP: with tls.* configured, override it (or terminate TLS in
 # a reverse proxy, as docs/deployment.md does).
 FROM python:3.11-slim-bookworm

@@ -26,7 +26,8 @@ class HTTPSettings(_Section):
     workers: int = Field(0, ge=0, description="0: two per CPU core")
     threads: int = Field(8, ge=1)
     timeout: int = Field(300, ge=1, description="seconds a request may stay silent")
-    # Addresses or networks of reverse proxies whose X-Forwarded-* headers are believed.
+    # Addresses or networks of reverse proxies whose X-Forwarded-* headers are believed
+    # (the client is the right-most X-Forwarded-For hop that is not one of them).
     trusted_proxies: list[str] = []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
@@ -65,8 +66,31 @@ def _on_child_exit(worker_pid: int) -> None:
 _mark_process_dead: Any = None
 
 
+def beyond_this_host(host: str) -> bool:
+    """Whether listening on ``host`` lets other machines connect (any name but localhost)."""
+    host = host.strip().strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # "", a host name: reachable from elsewhere as far as we know
+
+
+def warn_if_open(settings: Settings) -> None:
+    """One warning, in the process that starts the workers, never one per worker."""
+    if settings.auth.mode == "none" and beyond_this_host(settings.http.host):
+        log.warning(
+            "listening on %s:%s without authentication: anyone who can reach this port "
+            "may pull, push and delete; configure auth.htpasswd or auth.token "
+            "(docs/deployment.md), or listen on 127.0.0.1",
+            settings.http.host or "*", settings.http.port,
+        )
+
+
 def serve(settings: Settings) -> int:
     workers = settings.http.workers or default_workers()
+    warn_if_open(settings)
     if sys.platform == "win32":
         return _serve_waitress(settings, workers)
     return _serve_gunicorn(settings, workers)

@@ -210,3 +210,60 @@ class Nginx:
             if self.proc is not None:
                 self._out.close()
             shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "registry.conf"
+
+DEPLOY_MAIN = """\
+{user}
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 1024; }}
+
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+{site}
+}}
+"""
+
+
+class DeployNginx(Nginx):
+    """The shipped deploy/nginx/registry.conf, as is, in front of ``upstreams``.
+
+    Only what cannot work outside the compose network changes: the upstream
+    servers (the compose service names) and the listen address (port 80).
+    """
+
+    def _config(self) -> str:
+        site = DEPLOY_CONF.read_text()
+        servers = "\n".join(f"    server {u} max_fails=3 fail_timeout=10s;"
+                            for u in self.upstreams)
+        site, count = re.subn(r"(?m)^\s*server\s+registry-\d+:5000\b[^\n]*\n", "", site)
+        assert count, "no upstream servers in deploy/nginx/registry.conf"
+        site = site.replace("upstream ociregistry {", "upstream ociregistry {\n" + servers, 1)
+        site, count = re.subn(r"(?m)^(\s*)listen 80 default_server;",
+                              rf"\g<1>listen 127.0.0.1:{self.port} default_server;", site)
+        assert count == 1, "no 'listen 80 default_server;' in deploy/nginx/registry.conf"
+        return DEPLOY_MAIN.format(user=self._user(), prefix=self.prefix, site=site)
+
+    def _user(self) -> str:
+        if os.geteuid() != 0:
+            return ""
+        return (f"user {pwd.getpwuid(os.geteuid()).pw_name} "
+                f"{grp.getgrgid(os.getegid()).gr_name};")
+
+    def _answers(self) -> bool:
+        # No health location of its own: the registry's /healthz, through the proxy.
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return s.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False

@@ -16,11 +16,13 @@ import importlib.util
 import os
 import posixpath
 import re
+import secrets
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -29,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ociregistry.auth.htpasswd import Htpasswd
 from ociregistry.config import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +42,7 @@ KUBERNETES = DEPLOY / "kubernetes"
 # The oldest and the newest Kubernetes the manifests are checked against.
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
 # Manifests deliberately left out of kustomization.yaml (applied on their own).
-APPLIED_SEPARATELY = {"secret.example.yaml", "migrate-job.yaml"}
+APPLIED_SEPARATELY = {"migrate-job.yaml"}
 TLS_BEGIN = "# --- BEGIN TLS EXAMPLE"
 TLS_END = "# --- END TLS EXAMPLE"
 
@@ -211,22 +214,47 @@ def test_nginx_streams_bodies_and_balances_without_affinity():
 # -- docker-compose -----------------------------------------------------------------
 
 
-def _compose(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+# The variables deploy/docker-compose.yml requires (it has no default for any secret).
+COMPOSE_SECRETS = ("POSTGRES_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY", "REGISTRY_UI_SECRET_KEY",
+                   "REGISTRY_HTPASSWD_FILE")
+# Names of settings and variables that hold a secret.
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|KEY_ID|TOKEN|PRIVATE", re.I)
+
+
+def _compose_secrets(directory: Path) -> dict[str, str]:
+    """A fresh random value for every secret, and an htpasswd file."""
+    htpasswd = directory / "htpasswd"
+    htpasswd.write_text("admin:$2b$04$" + "x" * 53 + "\n")
+    return {
+        "POSTGRES_PASSWORD": secrets.token_hex(12), "S3_ACCESS_KEY": secrets.token_hex(8),
+        "S3_SECRET_KEY": secrets.token_hex(12), "REGISTRY_UI_SECRET_KEY": secrets.token_hex(16),
+        "REGISTRY_HTPASSWD_FILE": str(htpasswd),
+    }
+
+
+def _compose(*args: str, tmp_path: Path, environ: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
     docker_compose = _tool("docker-compose", "docker-compose")
     # Only what docker-compose needs, so the file's own defaults are what is checked.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           **(environ or {})}
     return subprocess.run(
         [docker_compose, "--project-directory", str(DEPLOY), "-f", str(COMPOSE), *args],
         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
     )
 
 
+def _resolved(tmp_path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    environ = _compose_secrets(tmp_path)
+    result = _compose("config", tmp_path=tmp_path, environ=environ)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout), environ
+
+
 @pytest.fixture(scope="module")
 def compose_config(tmp_path_factory) -> dict[str, Any]:
-    """The compose file as docker-compose resolves it (defaults interpolated)."""
-    result = _compose("config", tmp_path=tmp_path_factory.mktemp("compose"))
-    assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)
+    """The compose file as docker-compose resolves it (with the required secrets given)."""
+    return _resolved(tmp_path_factory.mktemp("compose"))[0]
 
 
 def _registry_services(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -236,10 +264,102 @@ def _registry_services(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _secret_values(config: dict[str, Any]) -> dict[str, str]:
+    """Every secret of the resolved file, by "service.VARIABLE" (passwords in URLs too)."""
+    found = {}
+    for name, service in config["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            value = str(value)
+            if SECRET_NAME.search(key):
+                found[f"{name}.{key}"] = value
+            password = urlsplit(value).password if "://" in value else None
+            if password:
+                found[f"{name}.{key} (password)"] = password
+    return found
+
+
 def test_compose_file_passes_docker_compose_config(tmp_path):
-    result = _compose("config", "-q", tmp_path=tmp_path)
+    result = _compose("config", "-q", tmp_path=tmp_path, environ=_compose_secrets(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "version" not in yaml.safe_load(COMPOSE.read_text())  # the Compose Specification
+
+
+@pytest.mark.parametrize("missing", COMPOSE_SECRETS)
+def test_compose_refuses_to_start_without_each_secret(tmp_path, missing):
+    environ = _compose_secrets(tmp_path)
+    del environ[missing]
+    result = _compose("config", "-q", tmp_path=tmp_path, environ=environ)
+    assert result.returncode != 0, f"starts without {missing}"
+    assert missing in result.stderr and "make-secrets.sh" in result.stderr, result.stderr
+
+
+def test_compose_ships_no_secret(tmp_path):
+    """Resolved twice with different secrets: any secret that stays the same is fixed."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, given = _resolved(tmp_path / "a")
+    second, _ = _resolved(tmp_path / "b")
+    one, two = _secret_values(first), _secret_values(second)
+    assert one.keys() == two.keys()
+    fixed = {key: value for key, value in one.items() if two[key] == value}
+    assert not fixed, f"secrets with a value of the file's own: {fixed}"
+    # and each one is a value given from outside
+    assert set(one.values()) <= set(given.values()), one
+    # A variable of a secret has no default (a default is what a forgotten .env gets).
+    for name, form in re.findall(r"\$\{(\w+)(\W?)", COMPOSE.read_text()):
+        if SECRET_NAME.search(name) or name in COMPOSE_SECRETS:
+            assert form in (":", "?"), f"${{{name}}}: not required"
+    for name, rest in re.findall(r"\$\{(\w+)(:?[-?][^}]*)\}", COMPOSE.read_text()):
+        if SECRET_NAME.search(name) or name in COMPOSE_SECRETS:
+            assert rest.lstrip(":").startswith("?"), f"${{{name}{rest}}}: a default secret"
+
+
+def test_compose_requires_sign_in(compose_config, tmp_path):
+    for name, service in _registry_services(compose_config).items():
+        environ = {k: str(v) for k, v in service["environment"].items()}
+        settings = _settings(None, environ, tmp_path)
+        assert settings.auth.mode != "none", f"{name}: no authentication"
+        assert settings.auth.htpasswd == "/run/secrets/htpasswd", name
+        assert [s["source"] for s in service["secrets"]] == ["htpasswd"], name
+        assert any("admin" in rule.actions for rule in settings.auth.rules), name
+        assert not any(rule.anonymous for rule in settings.auth.rules), name
+    htpasswd = compose_config["secrets"]["htpasswd"]["file"]
+    assert Path(htpasswd).name == "htpasswd", htpasswd
+
+
+def test_compose_publishes_the_registry_only(compose_config):
+    published = {name for name, service in compose_config["services"].items()
+                 if service.get("ports")}
+    assert published == {"nginx"}, published
+    for name, service in _registry_services(compose_config).items():
+        # Blobs stream through the registry: clients never need the store's port.
+        assert service["environment"]["OCIREGISTRY_STORAGE__S3__REDIRECT"] == "false", name
+
+
+def test_make_secrets_writes_what_compose_needs(tmp_path):
+    """deploy/make-secrets.sh: a .env and an htpasswd that compose accepts, never twice."""
+    script = tmp_path / "make-secrets.sh"
+    shutil.copy(DEPLOY / "make-secrets.sh", script)
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(["sh", str(script), "root"], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    password = re.search(r"sign in as: root\s+password: (\S+)", result.stdout).group(1)
+    assert Htpasswd(str(tmp_path / "secrets" / "htpasswd")).verify("root", password)
+    assert (tmp_path / ".env").stat().st_mode & 0o077 == 0
+    environ = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines())
+    assert set(COMPOSE_SECRETS) <= environ.keys() and environ["REGISTRY_ADMIN"] == "root"
+    environ["REGISTRY_HTPASSWD_FILE"] = str(tmp_path / "secrets" / "htpasswd")
+    result = _compose("config", tmp_path=tmp_path, environ=environ)
+    assert result.returncode == 0, result.stderr
+    rules = yaml.safe_load(result.stdout)["services"]["registry-1"]["environment"][
+        "OCIREGISTRY_AUTH__RULES"]
+    assert {"users": ["root"], "actions": ["admin"]} in yaml.safe_load(rules)
+    # A second run overwrites nothing.
+    again = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=120,
+                           env=env)
+    assert again.returncode != 0 and "not overwritten" in again.stderr
+    assert Htpasswd(str(tmp_path / "secrets" / "htpasswd")).verify("root", password)
 
 
 def test_compose_registry_variables_are_real_settings(compose_config, tmp_path):
@@ -328,17 +448,37 @@ def _workloads(objects: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {kind: objects[kind]["spec"]["template"]["spec"] for kind in ("Deployment", "Job")}
 
 
-def _env(container: dict[str, Any], secret: dict[str, Any]) -> dict[str, str]:
-    """The container's variables, secrets taken from the example Secret."""
+SECRET_NAME_K8S = "ociregistry"
+DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
+
+
+def _documented_secret_keys(text: str) -> set[str]:
+    """The keys a `kubectl create secret generic ociregistry ...` command gives."""
+    command = re.search(r"create secret generic ociregistry((?:[^\n]*\\\n)*[^\n]*)", text)
+    assert command, "no `kubectl create secret generic ociregistry` command"
+    return set(re.findall(r"--from-(?:literal|file)=([\w-]+)=", command.group(1)))
+
+
+def _generated_secret() -> dict[str, str]:
+    """What whoever deploys creates: generated values for the documented keys."""
+    keys = _documented_secret_keys(DEPLOYMENT_DOC.read_text())
+    values = {key: secrets.token_hex(16) for key in keys}
+    values["database-url"] = (f"postgresql+psycopg://registry:{secrets.token_hex(8)}"
+                              "@db.example.internal:5432/registry")
+    return values
+
+
+def _env(container: dict[str, Any], secret: dict[str, str]) -> dict[str, str]:
+    """The container's variables, secrets taken from the generated Secret."""
     environ = {}
     for var in container.get("env", []):
         if "value" in var:
             environ[var["name"]] = var["value"]
         else:
             ref = var["valueFrom"]["secretKeyRef"]
-            assert ref["name"] == secret["metadata"]["name"], var["name"]
-            assert ref["key"] in secret["stringData"], f"{var['name']}: no {ref['key']!r}"
-            environ[var["name"]] = secret["stringData"][ref["key"]]
+            assert ref["name"] == SECRET_NAME_K8S, var["name"]
+            assert ref["key"] in secret, f"{var['name']}: {ref['key']!r} is not documented"
+            environ[var["name"]] = secret[ref["key"]]
     return environ
 
 
@@ -347,7 +487,7 @@ def test_configmap_and_environment_are_real_settings(tmp_path):
     config = yaml.safe_load(objects["ConfigMap"]["data"]["config.yml"])
     for kind, pod in _workloads(objects).items():
         (container,) = pod["containers"]
-        settings = _settings(config, _env(container, objects["Secret"]), tmp_path)
+        settings = _settings(config, _env(container, _generated_secret()), tmp_path)
         assert settings.storage.driver == "s3", kind
         assert settings.database_url.startswith("postgresql+psycopg://"), kind
         assert settings.database.auto_migrate is False, kind
@@ -355,6 +495,50 @@ def test_configmap_and_environment_are_real_settings(tmp_path):
     deployment = _workloads(objects)["Deployment"]["containers"][0]
     names = {var["name"] for var in deployment["env"]}
     assert {"OCIREGISTRY_DATABASE__URL", "OCIREGISTRY_UI__SECRET_KEY"} <= names
+
+
+def test_kubernetes_ships_no_secret(tmp_path):
+    objects = _objects()
+    assert "Secret" not in objects, "a Secret with values of ours is a default secret"
+    # The configuration file alone holds no secret ...
+    config = yaml.safe_load(objects["ConfigMap"]["data"]["config.yml"])
+    alone = _settings(config, {}, tmp_path)
+    for name, value in (("ui.secret_key", alone.ui.secret_key),
+                        ("storage.s3.secret_key", alone.storage.s3.secret_key),
+                        ("storage.s3.access_key", alone.storage.s3.access_key),
+                        ("metrics.password", alone.metrics.password),
+                        ("database.url", alone.database.url)):
+        assert not value, f"{name} has a value in the ConfigMap"
+    # ... and every secret a pod gets comes from the Secret, by reference.
+    for kind, pod in _workloads(objects).items():
+        (container,) = pod["containers"]
+        for var in container.get("env", []):
+            if SECRET_NAME.search(var["name"]) or var["name"] == "OCIREGISTRY_DATABASE__URL":
+                assert "secretKeyRef" in var.get("valueFrom", {}), f"{kind}: {var['name']}"
+    # The Secret's keys are the ones the documented command creates (docs and the
+    # comment of deployment.yaml say the same).
+    documented = _documented_secret_keys(DEPLOYMENT_DOC.read_text())
+    assert _documented_secret_keys((KUBERNETES / "deployment.yaml").read_text()) == documented
+
+
+def test_kubernetes_requires_sign_in(tmp_path):
+    objects = _objects()
+    config = yaml.safe_load(objects["ConfigMap"]["data"]["config.yml"])
+    pod = _workloads(objects)["Deployment"]
+    (container,) = pod["containers"]
+    settings = _settings(config, _env(container, _generated_secret()), tmp_path)
+    assert settings.auth.mode != "none", "no authentication"
+    assert any("admin" in rule.actions for rule in settings.auth.rules)
+    assert not any(rule.anonymous for rule in settings.auth.rules)
+    # The htpasswd file is the Secret's "htpasswd" key, mounted where the config says.
+    directory, name = posixpath.split(settings.auth.htpasswd)
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == directory)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == SECRET_NAME_K8S
+    assert {"key": "htpasswd", "path": name} in volume["secret"]["items"]
+    assert "htpasswd" in _documented_secret_keys(DEPLOYMENT_DOC.read_text())
+    # Nothing but the Ingress reaches the pods from outside the cluster.
+    assert objects["Service"]["spec"]["type"] == "ClusterIP"
 
 
 def test_workloads_mount_the_config_file_they_name():

@@ -8,21 +8,20 @@ make the caller anonymous. The /v2/ handlers then ask for what they need
 themselves live in ``ociregistry.auth``.
 
 With no authentication configured every helper here lets everything through,
-as the registry always did (except ``POST /v2/gc``: loopback only).
+as the registry always did (except ``POST /v2/gc``: from the registry host only,
+never through a proxy: ``web.proxies.is_local``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ociregistry import metrics
 from ociregistry.auth import redact
@@ -40,6 +39,7 @@ from ociregistry.auth.service import (
 from ociregistry.auth.tokens import Scope, parse_scopes
 from ociregistry.config import Settings
 from ociregistry.core.errors import Denied, RegistryError, TooManyRequests, Unauthorized
+from ociregistry.web.proxies import ClientAddress, is_local
 
 log = logging.getLogger("ociregistry.auth")
 bp = Blueprint("auth", __name__)
@@ -68,24 +68,6 @@ ACTIONS = {
 _CHALLENGE_ACTIONS = {PULL: ("pull",), PUSH: ("pull", "push"), DELETE: ("delete",)}
 
 
-class TrustedProxies:
-    """Believe X-Forwarded-For/Proto/Host/Port only from configured proxy addresses."""
-
-    def __init__(self, app: Any, networks: list[str]) -> None:
-        self.app = app
-        self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_port=1)
-        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        try:
-            address = ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
-        except ValueError:
-            return self.app(environ, start_response)
-        if any(address in network for network in self.networks):
-            return self.fixed(environ, start_response)
-        return self.app(environ, start_response)
-
-
 def init_app(app: Flask, settings: Settings) -> None:
     redact.install()
     service = AuthService(settings)
@@ -98,8 +80,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         RateLimiter(limits.per_address, limits.burst) if limits.per_address else None,
         RateLimiter(limits.per_user, limits.burst) if limits.per_user else None,
     )
-    if settings.http.trusted_proxies:
-        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.http.trusted_proxies)  # type: ignore[method-assign]
+    # Outermost, so that it sees the socket peer before anything rewrites it.
+    app.wsgi_app = ClientAddress(app.wsgi_app, settings.http.trusted_proxies)  # type: ignore[method-assign]
     app.before_request(_before_request)
     app.register_blueprint(bp)
 
@@ -315,8 +297,9 @@ def require_admin() -> None:
     """POST /v2/gc and admin endpoints: an admin, or the registry host without auth."""
     auth = service()
     if not auth.enabled:
-        if request.remote_addr not in ("127.0.0.1", "::1"):
-            raise Denied("garbage collection may only be started from the registry host")
+        if not is_local(request.environ):
+            raise Denied("garbage collection may only be started from the registry host "
+                         "(directly, not through a proxy)")
         return
     who = principal()
     if auth.is_admin(who):

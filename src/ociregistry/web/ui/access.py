@@ -24,6 +24,7 @@ from flask import Flask, current_app, g, request, session
 
 from ociregistry.auth.service import AuthService
 from ociregistry.web.auth import EXTENSION as AUTH_EXTENSION
+from ociregistry.web.proxies import is_local
 
 PULL, DELETE = "pull", "delete"
 POLICY_EXTENSION = "ociregistry.ui.policy"  # set by tests or embedders to override
@@ -168,9 +169,10 @@ def can_delete(repository: str) -> bool:
 
 
 def can_run_gc() -> bool:
-    # Without authentication, as for POST /v2/gc: only from the registry host.
+    # Without authentication, as for POST /v2/gc: only from the registry host,
+    # never through a proxy (the socket peer decides, not a header).
     if policy() is None:
-        return request.remote_addr in ("127.0.0.1", "::1")
+        return is_local(request.environ)
     return is_admin()
 
 
