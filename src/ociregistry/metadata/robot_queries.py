@@ -63,12 +63,12 @@ def revoke(db: MetadataStore, now: float, token_id: str | None = None,
 
 
 def touch(db: MetadataStore, token_id: str, now: float, older_than: float) -> None:
-    """Record a use, unless one was recorded since ``older_than`` (another worker did)."""
+    """Record a use, unless one was recorded after ``older_than`` (another worker did)."""
     rt = t.robot_tokens
     with db.write() as conn:
         conn.execute(
             rt.update()
             .where(rt.c.id == token_id,
-                   sa.or_(rt.c.last_used_at.is_(None), rt.c.last_used_at < older_than))
+                   sa.or_(rt.c.last_used_at.is_(None), rt.c.last_used_at <= older_than))
             .values(last_used_at=now)
         )
