@@ -180,3 +180,11 @@ def test_rules_never_make_a_robot_an_admin():
     assert rules.allowed_actions("robot$ci", "other") == frozenset()
     assert not rules.pull_filter("robot$ci")("other")
     assert rules.groups_of("robot$x") == {"robots"} and rules.groups_of("alice") == frozenset()
+
+
+def test_robot_tokens_never_reach_the_logs():
+    from ociregistry.auth.redact import redact
+
+    token = "ocr_0123456789ab_" + "A" * 20 + "_-" + "b" * 21
+    assert redact(f"login failed for robot$ci with {token}!") == (
+        "login failed for robot$ci with ocr_0123456789ab_[REDACTED]!")
