@@ -14,18 +14,14 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ociregistry.auth.robots import (
-    RobotError,
-    RobotService,
-    TokenInfo,
-    parse_duration,
-    parse_scope,
-)
+if TYPE_CHECKING:  # imported when a command runs: `serve` must load prometheus_client
+    from ociregistry.auth.robots import RobotService, TokenInfo  # after setting it up
 
 
 def _service(args: argparse.Namespace, settings_of: Callable) -> RobotService:
+    from ociregistry.auth.robots import RobotService
     from ociregistry.metadata.store import MetadataStore
 
     settings = settings_of(args)
@@ -52,6 +48,8 @@ def _as_dict(info: TokenInfo, now: float) -> dict[str, Any]:
 
 
 def cmd_create(args: argparse.Namespace, settings_of: Callable) -> int:
+    from ociregistry.auth.robots import parse_duration, parse_scope
+
     robots = _service(args, settings_of)
     scope = parse_scope(args.scope)
     expires: float | None | str = "default" if args.expires is None else \
@@ -100,6 +98,8 @@ def cmd_revoke(args: argparse.Namespace, settings_of: Callable) -> int:
 
 def _guarded(func: Callable, settings_of: Callable) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        from ociregistry.auth.robots import RobotError
+
         try:
             return func(args, settings_of)
         except RobotError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 import time
@@ -226,6 +227,10 @@ def test_cli_created_token_works_and_cli_revocation_is_immediate_on_every_worker
             assert s.get(server.url + "/v2/", headers=headers).status_code == 401
         assert json.loads(cli(server, "list", "--json")) == []
         assert json.loads(cli(server, "list", "--all", "--json"))[0]["state"] == "revoked"
+        metrics = s.get(server.url + "/metrics").text
+        counts = dict(re.findall(r'^registry_robot_auth_total\{result="(\w+)"\} ([\d.]+)$',
+                                 metrics, re.M))
+        assert float(counts["success"]) >= 20 and float(counts["revoked"]) >= 20, counts
     finally:
         server.stop()
 

@@ -188,3 +188,15 @@ def test_robot_tokens_never_reach_the_logs():
     token = "ocr_0123456789ab_" + "A" * 20 + "_-" + "b" * 21
     assert redact(f"login failed for robot$ci with {token}!") == (
         "login failed for robot$ci with ocr_0123456789ab_[REDACTED]!")
+
+
+def test_the_command_line_loads_prometheus_only_when_a_command_needs_it():
+    """`serve` sets up multiprocess metrics before prometheus_client is imported: the
+    token commands (which count robot logins) must not import it with the CLI."""
+    import subprocess
+    import sys
+
+    code = "import sys, ociregistry.cli; print('prometheus_client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.strip()
+    assert out == "False"
