@@ -1,12 +1,15 @@
 """Manifest HEAD by a robot token next to the same by an htpasswd user (Basic auth).
 
-Usage: python bench/robot_auth.py [--seconds 5] [--runs 3] [--connections 16]
+Usage: python bench/robot_auth.py [--mode basic|token] [--seconds 5] [--runs 3]
+                                  [--connections 16]
 
 Starts `ociregistry serve` (filesystem + SQLite, its default workers) with an
 htpasswd user and a robot token, pushes one small image, then runs ApacheBench
 HEAD loads on its manifest, alternating user and robot. A user's bcrypt check is
 cached per worker (auth/htpasswd.py); a robot's token is checked against its row on
 every request (one primary-key read and a SHA-256), so this shows that cost.
+With ``--mode token`` both send a bearer token from the built-in token service;
+a robot's is checked against its token's row on every request too.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--mode", choices=["basic", "token"], default="basic")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="robot-bench-"))
     server = None
@@ -64,9 +68,12 @@ def main() -> int:
         users = Htpasswd(str(base / "htpasswd"))
         users.set_password("alice", "alice-pw", cost=12)
         config = base / "config.yml"
-        config.write_text(yaml.safe_dump({"auth": {"htpasswd": str(base / "htpasswd"), "rules": [
+        auth = {"htpasswd": str(base / "htpasswd"), "rules": [
             {"users": ["alice"], "actions": ["pull", "push"]},
-            {"groups": ["robots"], "actions": ["pull", "push"]}]}}))
+            {"groups": ["robots"], "actions": ["pull", "push"]}]}
+        if args.mode == "token":
+            auth["token"] = {"enabled": True, "expiration_seconds": 3600}
+        config.write_text(yaml.safe_dump({"auth": auth}))
         common = ["--config", str(config), "--data-dir", str(base / "data")]
         made = json.loads(subprocess.run(
             [sys.executable, "-m", "ociregistry", "token", "create", "bench", "--scope",
@@ -87,6 +94,14 @@ def main() -> int:
                 time.sleep(0.2)
         alice = basic("alice", "alice-pw")
         robot = basic("robot$bench", made["token"])
+        if args.mode == "token":
+            def bearer(credentials: str) -> str:
+                scope = "repository:bench/app:pull,push"
+                with urlopen(Request(f"{url}/auth/token?service=ociregistry&scope={scope}",
+                                     headers={"Authorization": credentials}), timeout=60) as r:
+                    return "Bearer " + json.load(r)["token"]
+
+            alice, robot = bearer(alice), bearer(robot)
         digests = []
         for payload in (b"{}", b"layer"):
             digest = "sha256:" + hashlib.sha256(payload).hexdigest()
@@ -108,7 +123,7 @@ def main() -> int:
                 if load.errors:
                     raise RuntimeError(f"{label}: {load.errors} failed requests")
                 results[label].append(load)
-        print(f"manifest HEAD, {args.connections} connections, {args.runs} runs of "
+        print(f"manifest HEAD ({args.mode}), {args.connections} connections, {args.runs} runs of "
               f"{args.seconds:g} s each (median of runs)")
         for label, loads in results.items():
             print(f"  {label:14} {statistics.median(x.rps for x in loads):8.0f} req/s   "
