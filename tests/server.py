@@ -41,6 +41,8 @@ def children_of(pid: int) -> list[int]:
 class RegistryProcess:
     """A registry server process with its own data directory."""
 
+    ready_path = "/v2/"  # answers 200 once the server is up (/healthz when auth is on)
+
     def __init__(
         self,
         data_dir: Path,
@@ -92,7 +94,7 @@ class RegistryProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"registry exited: {self.log_path.read_text()[-3000:]}")
             try:
-                if requests.get(self.url + "/v2/", timeout=1).status_code == 200:
+                if requests.get(self.url + self.ready_path, timeout=1).status_code == 200:
                     return self
             except requests.RequestException:
                 pass

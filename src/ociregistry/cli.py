@@ -1,4 +1,4 @@
-"""Command line: ociregistry serve | gc | db upgrade | version."""
+"""Command line: ociregistry serve | gc | db upgrade | user | token | version."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from ociregistry import __version__, cli_ops, cli_users
+from ociregistry import __version__, cli_ops, cli_tokens, cli_users
 from ociregistry.cli_ops import ProgressPrinter
 from ociregistry.config import ConfigError, Settings, load_settings
 from ociregistry.logs import setup_logging
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ops.register(sub, _common, _settings)
 
     cli_users.register(sub)
+    cli_tokens.register(sub, _common, _settings)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     return parser

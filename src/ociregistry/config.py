@@ -155,6 +155,17 @@ class AccessRuleSettings(_Section):
     actions: list[Literal["pull", "push", "delete", "*", "admin"]] = []
 
 
+class RobotSettings(_Section):
+    """Robot accounts: named, scoped, expiring access tokens for CI (``ociregistry token``)."""
+
+    enabled: bool = Field(True, description="accept robot tokens (robot$NAME) and let admins "
+                          "create them")
+    default_expiry_days: int = Field(90, ge=1, description="lifetime of a new token when "
+                                     "none is given")
+    max_lifetime_days: int = Field(365, ge=0, description="longest lifetime a token may be "
+                                   "given; 0: no limit (tokens that never expire allowed)")
+
+
 class AuthSettings(_Section):
     htpasswd: str = ""  # bcrypt htpasswd file (htpasswd -B, or ociregistry user add)
     realm: str = "ociregistry"  # Basic realm
@@ -162,6 +173,7 @@ class AuthSettings(_Section):
     groups: dict[str, list[str]] = {}
     rules: list[AccessRuleSettings] = []
     token: TokenSettings = TokenSettings()
+    robots: RobotSettings = RobotSettings()
 
     @property
     def mode(self) -> str:

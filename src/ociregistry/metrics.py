@@ -52,6 +52,12 @@ GC_DURATION = Histogram(
 GC_DELETED = Counter("registry_gc_deleted_total", "Objects deleted by GC", ["kind"])
 GC_FREED_BYTES = Counter("registry_gc_freed_bytes_total", "Bytes freed by GC")
 AUTH_FAILURES = Counter("registry_auth_failures_total", "Failed authentications", ["reason"])
+ROBOT_AUTH = Counter(
+    "registry_robot_auth_total",
+    "Uses of robot tokens, by result (success, malformed, unknown, bad_secret, revoked, "
+    "expired, disabled)",
+    ["result"],
+)
 
 
 def record_gc(result: object, duration: float, outcome: str = "success") -> None:

@@ -22,6 +22,8 @@ _PATTERNS = [
     # password=..., refresh_token=..., "password": "..." (query strings, forms, JSON).
     (re.compile(r"(?i)((?:password|passwd|refresh_token|access_token|token|secret)"
                 r"['\"]?\s*[:=]\s*['\"]?)[^&'\"\s,}]+"), r"\1" + MASK),
+    # Robot tokens (auth/robots.py): the id stays, so a log still says which one.
+    (re.compile(r"\b(ocr_[0-9a-f]{12}_)[A-Za-z0-9_-]{43}"), r"\1" + MASK),
     # bcrypt hashes.
     (re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}"), MASK),
 ]

@@ -8,6 +8,9 @@ Patterns are globs over repository names: ``*`` matches within one path
 component (never a ``/``), ``**`` matches anything including ``/``, ``?`` one
 character other than ``/``, and ``${user}`` stands for the caller's user name
 (``users/${user}/**`` gives everyone a namespace of their own).
+
+Robot accounts (auth/robots.py) are users named ``robot$NAME``, members of the
+implicit group ``robots``. A rule's ``admin`` action never applies to a robot.
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ PULL, PUSH, DELETE, ADMIN = "pull", "push", "delete", "admin"
 REPOSITORY_ACTIONS = frozenset({PULL, PUSH, DELETE})
 ANONYMOUS = "anonymous"
 EVERY_USER = "*"
+ROBOT_PREFIX = "robot$"  # user names of robot accounts (never looked up in htpasswd)
+ROBOTS_GROUP = "robots"  # the implicit group of every robot
+
+
+def is_robot(user: str | None) -> bool:
+    return user is not None and user.startswith(ROBOT_PREFIX)
 
 
 @lru_cache(maxsize=1024)
@@ -106,7 +115,8 @@ class AccessRules:
     def groups_of(self, user: str | None) -> frozenset[str]:
         if user is None:
             return frozenset()
-        return frozenset(g for g, members in self.groups.items() if user in members)
+        groups = frozenset(g for g, members in self.groups.items() if user in members)
+        return groups | {ROBOTS_GROUP} if is_robot(user) else groups
 
     def _rules_for(self, user: str | None) -> list[Rule]:
         groups = self.groups_of(user)
@@ -117,6 +127,8 @@ class AccessRules:
         return bool(self._rules_for(user))
 
     def is_admin(self, user: str | None) -> bool:
+        if is_robot(user):
+            return False
         return any(ADMIN in rule.actions for rule in self._rules_for(user))
 
     def allowed_actions(self, user: str | None, repository: str) -> frozenset[str]:
@@ -125,8 +137,9 @@ class AccessRules:
         ``None`` is the anonymous caller. An admin has every action everywhere.
         """
         granted: set[str] = set()
+        robot = is_robot(user)
         for rule in self._rules_for(user):
-            if ADMIN in rule.actions:
+            if ADMIN in rule.actions and not robot:
                 return REPOSITORY_ACTIONS
             if rule.actions - granted and any(
                 glob_match(pattern, repository, user) for pattern in rule.repositories
@@ -140,7 +153,7 @@ class AccessRules:
     def pull_filter(self, user: str | None):  # -> Callable[[str], bool]
         """A predicate for catalog filtering, with the caller's rules looked up once."""
         rules = self._rules_for(user)
-        if any(ADMIN in rule.actions for rule in rules):
+        if any(ADMIN in rule.actions for rule in rules) and not is_robot(user):
             return lambda _name: True
         patterns = [p for rule in rules if PULL in rule.actions for p in rule.repositories]
         return lambda name: any(glob_match(p, name, user) for p in patterns)

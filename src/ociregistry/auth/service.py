@@ -9,6 +9,11 @@ Three modes (``auth.mode``):
 - ``token``: clients bring a JWT from a token service (the built-in one on
   ``/auth/token``, which applies the access rules, or an external one whose
   keys are configured); the token's ``access`` claim decides.
+
+In both, robot accounts (auth/robots.py) send ``robot$NAME`` and a token as
+Basic credentials (to /v2/ directly, or to the built-in token service); their
+scope cuts down what the rules give them, and a bearer token issued to a robot
+is good only while the robot's token is (checked on every request).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ociregistry.auth.htpasswd import Htpasswd
-from ociregistry.auth.rules import ADMIN, PULL, REPOSITORY_ACTIONS, AccessRules
+from ociregistry.auth.robots import RobotGrant, RobotRefused, RobotService
+from ociregistry.auth.rules import ADMIN, PULL, REPOSITORY_ACTIONS, AccessRules, is_robot
 from ociregistry.auth.tokens import (
     InvalidToken,
     IssuedToken,
@@ -49,8 +55,9 @@ class Principal:
     """Who is calling: a user name (None: anonymous) and how they proved it."""
 
     user: str | None
-    method: str  # "none", "basic", "token", "anonymous"
+    method: str  # "none", "basic", "token", "anonymous", "robot"
     token: VerifiedToken | None = None
+    robot: RobotGrant | None = None  # a robot account: its scope limits everything
 
     @property
     def authenticated(self) -> bool:
@@ -65,8 +72,9 @@ ANONYMOUS = Principal(None, "anonymous")
 
 
 class AuthService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, robots: RobotService | None = None) -> None:
         conf: AuthSettings = settings.auth
+        self.robots = robots  # None: no index at hand (config checks), robots refused
         self.settings = conf
         self.mode = conf.mode
         self.htpasswd = Htpasswd(conf.htpasswd) if conf.htpasswd else None
@@ -117,6 +125,14 @@ class AuthService:
 
     # -- authentication -------------------------------------------------------
     def basic(self, user: str, password: str) -> Principal:
+        if is_robot(user):  # never an htpasswd user, whatever the file holds
+            if self.robots is None:
+                raise BadCredentials("invalid user name or password")
+            try:
+                grant = self.robots.authenticate(user, password)
+            except RobotRefused as exc:
+                raise BadCredentials("invalid user name or password") from exc
+            return Principal(user, "robot", robot=grant)
         if self.htpasswd is None or not self.htpasswd.verify(user, password):
             raise BadCredentials("invalid user name or password")
         return Principal(user, "basic")
@@ -125,23 +141,36 @@ class AuthService:
         """A principal from a token; InvalidToken when it can't be trusted."""
         assert self.verifier is not None
         verified = self.verifier.verify(token)
-        return Principal(verified.subject or None, "token", verified)
+        grant = None
+        if self.builtin_tokens and (verified.robot is not None or is_robot(verified.subject)):
+            # Issued to a robot: good only while the robot's token is.
+            if self.robots is None or verified.robot is None:
+                raise InvalidToken("robot token revoked")
+            try:
+                grant = self.robots.check(verified.robot, verified.subject)
+            except RobotRefused as exc:
+                raise InvalidToken(f"robot token {exc.reason}") from exc
+        return Principal(verified.subject or None, "token", verified, grant)
 
     # -- authorization --------------------------------------------------------
     def can(self, principal: Principal, repository: str, action: str) -> bool:
         if not self.enabled:
             return True
+        if principal.robot is not None and not principal.robot.allows(repository, action):
+            return False
         if principal.token is not None:
             return principal.token.allows("repository", repository, action)
         return self.rules.allows(principal.user, repository, action)
 
     def rules_allow(self, principal: Principal, repository: str, action: str) -> bool:
-        """What the rules say for this caller, whatever the token carries."""
+        """What the rules (and a robot's scope) say for this caller, whatever the token carries."""
+        if principal.robot is not None and not principal.robot.allows(repository, action):
+            return False
         return self.rules.allows(principal.user, repository, action)
 
     def is_admin(self, principal: Principal) -> bool:
-        if not self.enabled:
-            return False
+        if not self.enabled or principal.robot is not None:
+            return False  # robots are never admins
         if principal.token is not None:
             return principal.token.allows(*ADMIN_RESOURCE, "*")
         return self.rules.is_admin(principal.user)
@@ -159,11 +188,16 @@ class AuthService:
             return None  # an external issuer's catalog grant covers every repository
         if self.rules.is_admin(principal.user):
             return None
-        return self.rules.pull_filter(principal.user)
+        allowed = self.rules.pull_filter(principal.user)
+        if principal.robot is not None:
+            in_scope = principal.robot.pull_filter()
+            return lambda name: allowed(name) and in_scope(name)
+        return allowed
 
     # -- the built-in token service ---------------------------------------------
-    def grant(self, user: str | None, scopes: list[Scope]) -> list[dict[str, Any]]:
-        """The intersection of what was asked and what the rules allow.
+    def grant(self, user: str | None, scopes: list[Scope],
+              robot: RobotGrant | None = None) -> list[dict[str, Any]]:
+        """The intersection of what was asked, what the rules allow (and the robot's scope).
 
         A partial (or empty) grant is not an error. Unknown resource types and
         malformed repository names are granted nothing.
@@ -176,6 +210,8 @@ class AuthService:
                 if len(scope.name) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(scope.name):
                     continue
                 allowed = self.rules.allowed_actions(user, scope.name)
+                if robot is not None:
+                    allowed = allowed & robot.actions_on(scope.name)
                 wanted = set(scope.actions)
                 if "*" in wanted:
                     wanted = (wanted - {"*"}) | set(REPOSITORY_ACTIONS)
@@ -192,9 +228,11 @@ class AuthService:
                 merged.extend(a for a in actions if a not in merged)
         return [{"type": k, "name": n, "actions": a} for (k, n), a in granted.items()]
 
-    def issue(self, user: str | None, scopes: list[Scope]) -> IssuedToken:
+    def issue(self, user: str | None, scopes: list[Scope],
+              robot: RobotGrant | None = None) -> IssuedToken:
         assert self.issuer is not None
-        return self.issuer.issue(user or "", self.grant(user, scopes))
+        extra = {"rbt": robot.token_id} if robot is not None else None
+        return self.issuer.issue(user or "", self.grant(user, scopes, robot), extra)
 
     def issue_refresh(self, user: str) -> str | None:
         assert self.issuer is not None

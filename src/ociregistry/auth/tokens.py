@@ -209,6 +209,7 @@ class VerifiedToken:
     subject: str  # "" for an anonymous token
     issuer: str
     access: frozenset[tuple[str, str, str]]  # (type, name, action)
+    robot: str | None = None  # the robot token id a token was issued for (claim ``rbt``)
 
     def allows(self, kind: str, name: str, action: str) -> bool:
         return (kind, name, action) in self.access or (kind, name, "*") in self.access
@@ -326,7 +327,10 @@ class TokenVerifier:
         subject = claims.get("sub", "")
         if not isinstance(subject, str):
             raise InvalidToken("invalid subject")
-        return VerifiedToken(subject, self.issuer, _parse_access(claims.get("access", [])))
+        robot = claims.get("rbt")
+        if robot is not None and not isinstance(robot, str):
+            raise InvalidToken("invalid robot claim")
+        return VerifiedToken(subject, self.issuer, _parse_access(claims.get("access", [])), robot)
 
 
 def _parse_access(raw: Any) -> frozenset[tuple[str, str, str]]:
@@ -382,7 +386,8 @@ class TokenIssuer:
             headers={"kid": self.kid, "typ": "JWT"},
         )
 
-    def issue(self, subject: str, access: list[dict[str, Any]]) -> IssuedToken:
+    def issue(self, subject: str, access: list[dict[str, Any]],
+              extra: dict[str, Any] | None = None) -> IssuedToken:
         now = int(time.time())
         claims = {
             "iss": self.issuer,
@@ -393,6 +398,7 @@ class TokenIssuer:
             "iat": now,
             "jti": uuid.uuid4().hex,
             "access": access,
+            **(extra or {}),
         }
         issued_at = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return IssuedToken(self._sign(claims), self.expiration, issued_at)

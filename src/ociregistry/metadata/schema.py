@@ -177,3 +177,22 @@ gc_runs = sa.Table(
     sa.Column("bytes_freed", sa.BigInteger, nullable=False, default=0),
     sa.Column("uploads_expired", sa.Integer, nullable=False, default=0),
 )
+
+# Robot accounts' access tokens (auth/robots.py). A robot is a name shared by its
+# tokens; each token has its own scope and expiry. The token's secret is kept only
+# as a SHA-256 hash; ``id`` is the public part of the token (``ocr_<id>_<secret>``).
+robot_tokens = sa.Table(
+    "robot_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),  # hex SHA-256
+    sa.Column("scope", sa.Text, nullable=False),  # JSON [{"repositories": glob, "actions": [...]}]
+    sa.Column("description", sa.String(255), nullable=False, default=""),
+    sa.Column("created_by", sa.String(255), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),  # NULL: never
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Index("ix_robot_tokens_name", "name"),
+)

@@ -26,7 +26,8 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from ociregistry import metrics
 from ociregistry.auth import redact
 from ociregistry.auth.ratelimit import RateLimiter, retry_after
-from ociregistry.auth.rules import DELETE, PULL, PUSH
+from ociregistry.auth.robots import RobotGrant, RobotService
+from ociregistry.auth.rules import DELETE, PULL, PUSH, is_robot
 from ociregistry.auth.service import (
     ADMIN_RESOURCE,
     ANONYMOUS,
@@ -70,9 +71,10 @@ _CHALLENGE_ACTIONS = {PULL: ("pull",), PUSH: ("pull", "push"), DELETE: ("delete"
 
 def init_app(app: Flask, settings: Settings) -> None:
     redact.install()
-    service = AuthService(settings)
+    runtime = app.extensions["ociregistry"]
+    service = AuthService(settings, RobotService(runtime.metadata, settings.auth.robots))
     app.extensions[EXTENSION] = service
-    uploads = app.extensions["ociregistry"].registry.uploads
+    uploads = runtime.registry.uploads
     uploads.session_lifetime = settings.limits.upload_session_lifetime_seconds
     uploads.max_sessions_per_owner = settings.limits.max_uploads_per_user
     limits = settings.rate_limit
@@ -185,7 +187,7 @@ def _authenticate(auth: AuthService) -> Principal:
     if credentials is None:
         return ANONYMOUS
     scheme, value = credentials
-    if auth.mode == "basic" and scheme == "basic":
+    if scheme == "basic" and (auth.mode == "basic" or _robot_basic(value)):
         try:
             pair = _basic_pair(value)
             return ANONYMOUS if pair is None else auth.basic(*pair)
@@ -200,6 +202,15 @@ def _authenticate(auth: AuthService) -> Principal:
             raise _unauthorized(str(exc), error="invalid_token") from exc
     metrics.AUTH_FAILURES.labels("unsupported_scheme").inc()
     raise _unauthorized("unsupported authorization scheme")
+
+
+def _robot_basic(value: str) -> bool:
+    """Basic credentials of a robot: accepted on /v2/ in token mode too (scripts, curl)."""
+    try:
+        pair = _basic_pair(value)
+    except BadCredentials:
+        return False
+    return pair is not None and is_robot(pair[0])
 
 
 def _before_request() -> None:
@@ -319,8 +330,8 @@ class _Plain(RegistryError):
 
 
 def _token_response(auth: AuthService, user: str | None, scopes: list[Scope],
-                    refresh: str | None) -> Response:
-    issued = auth.issue(user, scopes)
+                    refresh: str | None, robot: RobotGrant | None = None) -> Response:
+    issued = auth.issue(user, scopes, robot)
     body = {
         "token": issued.token,
         "access_token": issued.token,
@@ -353,7 +364,7 @@ def token_endpoint() -> Response:
         if wanted and wanted != auth.service:
             raise _Plain("unknown service")
         scopes = parse_scopes(args.getlist("scope"))
-        user = None
+        user, robot = None, None
         credentials = _credentials()
         if credentials is not None:
             scheme, value = credentials
@@ -361,15 +372,17 @@ def token_endpoint() -> Response:
                 raise _bad_login("unsupported authorization scheme")
             try:
                 pair = _basic_pair(value)
-                user = None if pair is None else auth.basic(*pair).user
+                if pair is not None:
+                    who = auth.basic(*pair)
+                    user, robot = who.user, who.robot
             except BadCredentials as exc:
                 raise _bad_login() from exc
             account = args.get("account")
             if account and account != user:
                 raise _Plain("account does not match the credentials")
         offline = args.get("offline_token", "").lower() == "true"
-        refresh = auth.issue_refresh(user) if offline and user else None
-        return _token_response(auth, user, scopes, refresh)
+        refresh = auth.issue_refresh(user) if offline and user and not robot else None
+        return _token_response(auth, user, scopes, refresh, robot)
     # The OAuth2 form (docker uses it with a refresh token once logged in).
     form = request.form
     wanted = form.get("service")
@@ -379,13 +392,17 @@ def token_endpoint() -> Response:
         raise _Plain("client_id is required")
     scopes = parse_scopes([form.get("scope", "")])
     grant = form.get("grant_type")
+    robot = None
     if grant == "password":
         try:
-            user = auth.basic(form.get("username", ""), form.get("password", "")).user
+            who = auth.basic(form.get("username", ""), form.get("password", ""))
         except BadCredentials as exc:
             raise _bad_login() from exc
+        user, robot = who.user, who.robot
         assert user is not None
-        refresh = auth.issue_refresh(user) if form.get("access_type") == "offline" else None
+        # No refresh token for a robot: it logs in with its token each time.
+        offline = form.get("access_type") == "offline" and robot is None
+        refresh = auth.issue_refresh(user) if offline else None
     elif grant == "refresh_token":
         try:
             user = auth.refresh(form.get("refresh_token", "")).user
@@ -394,7 +411,7 @@ def token_endpoint() -> Response:
         refresh = form.get("refresh_token")
     else:
         raise _Plain("unsupported grant_type")
-    return _token_response(auth, user, scopes, refresh)
+    return _token_response(auth, user, scopes, refresh, robot)
 
 
 @bp.route("/auth/jwks.json", methods=["GET"])

@@ -12,7 +12,7 @@ from flask import Flask
 from ociregistry.core.browse import BrowseService
 from ociregistry.core.gc_jobs import GCJobs, ui_secret_key
 from ociregistry.runtime import Runtime
-from ociregistry.web.ui import actions, pages  # noqa: F401  (they add the routes)
+from ociregistry.web.ui import actions, pages, robots  # noqa: F401  (they add the routes)
 from ociregistry.web.ui.blueprint import SERVICES, UIServices, bp
 from ociregistry.web.ui.security import configure_sessions
 
