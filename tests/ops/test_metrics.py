@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import requests
@@ -62,14 +63,22 @@ def test_push_and_pull_show_in_bytes_counts_and_stored_objects(three_workers):
     )
     assert r.status_code == 201
     pulled = requests.get(f"{url}/v2/{repo}/blobs/{layer['digest']}").content
-    after = scrape(url + "/metrics")
 
-    received = value(after, "registry_http_received_bytes_total") - value(
-        before, "registry_http_received_bytes_total"
-    )
-    sent = value(after, "registry_http_sent_bytes_total") - value(
-        before, "registry_http_sent_bytes_total"
-    )
+    def counted() -> tuple[dict, float, float]:
+        after = scrape(url + "/metrics")
+        return (after,
+                value(after, "registry_http_received_bytes_total")
+                - value(before, "registry_http_received_bytes_total"),
+                value(after, "registry_http_sent_bytes_total")
+                - value(before, "registry_http_sent_bytes_total"))
+
+    # Bytes are counted once a response has gone out (call_on_close), which may be just
+    # after the client has it: give the workers a moment, then assert.
+    deadline = time.monotonic() + 30
+    after, received, sent = counted()
+    while (received < len(blob) or sent < len(pulled)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        after, received, sent = counted()
     assert received == len(blob)
     assert sent >= len(pulled) == layer["size"]
     assert value(after, "registry_stored_objects", kind="repositories") == 1
