@@ -75,14 +75,6 @@ def raw_exchange(
     return responses
 
 
-def connection_closed(sock: socket.socket) -> bool:
-    """True when the server has closed its side (EOF or reset) within the socket's timeout."""
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-
-
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
