@@ -29,6 +29,52 @@ def send_and_hang_up(host: str, port: int, data: bytes, timeout: float = 30) -> 
             pass
 
 
+class RawResponse:
+    """One response read off a raw connection."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _Unclosable:
+    """The connection's one buffered reader, lent to http.client for each response
+    (it would close it after a body; the next response is still in it)."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def makefile(self, *args: Any, **kwargs: Any) -> _Unclosable:
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+    def close(self) -> None:
+        pass
+
+
+def raw_exchange(
+    host: str, port: int, data: bytes, methods: list[str], timeout: float = 30
+) -> list[RawResponse]:
+    """Send ``data`` (one or more requests, byte for byte) in one sendall and read one
+    response per entry of ``methods`` (their request methods, in order), on one connection."""
+    import http.client
+
+    responses = []
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(data)
+        reader = _Unclosable(sock.makefile("rb"))
+        for method in methods:
+            response = http.client.HTTPResponse(reader, method=method)  # type: ignore[arg-type]
+            response.begin()
+            body = response.read()
+            responses.append(RawResponse(response.status, dict(response.getheaders()), body))
+    return responses
+
+
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

@@ -114,6 +114,28 @@ def test_manifest_parsing_only_raises_registry_errors(payload, content_type):
     for ref in [*parsed.blobs, *parsed.children, *([parsed.subject] if parsed.subject else [])]:
         parse_digest(ref)
     parse_digest(digest)
+    # Every blob or child the registry must hold has one declared size to check.
+    assert set(parsed.sizes) == set(parsed.blobs) | set(parsed.children)
+    assert all(isinstance(n, int) and n >= 0 for n in parsed.sizes.values())
+
+
+SAME_BLOB = "sha256:" + "ab" * 32
+
+
+@SETTINGS
+@given(sizes=st.lists(st.integers(min_value=0, max_value=2**64), min_size=1, max_size=4))
+def test_one_digest_with_two_sizes_is_refused_at_parse_time(sizes):
+    descriptors = [{"mediaType": "application/octet-stream", "digest": SAME_BLOB, "size": n}
+                   for n in sizes]
+    payload = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                          "config": descriptors[0], "layers": descriptors[1:]}).encode()
+    try:
+        parsed = parse_manifest(payload, mt.OCI_MANIFEST)
+    except RegistryError as exc:
+        assert len(set(sizes)) > 1
+        assert exc.code == "MANIFEST_INVALID" and exc.detail["digest"] == SAME_BLOB
+        return
+    assert len(set(sizes)) == 1 and parsed.sizes == {SAME_BLOB: sizes[0]}
 
 
 NAME_CHARS = st.sampled_from(list("abcz09._-/") + ["..", "__", "//", "\n", "\\", "%2f", "A", " "])

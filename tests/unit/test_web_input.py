@@ -125,3 +125,96 @@ def test_uploads(client, digest, mount, source, algorithm, content_range, body):
                      headers={"Content-Range": content_range}))
     check(client.delete(location))
     check(client.patch(base + quote(content_range, safe=""), data=body))
+
+
+# -- descriptor sizes -------------------------------------------------------------------
+SIZES = st.one_of(st.just(len(BLOB)), st.integers(min_value=0, max_value=2**63),
+                  st.integers(max_value=-1))
+
+
+@SETTINGS
+@given(config_size=SIZES, layer_sizes=st.lists(SIZES, max_size=3))
+@example(config_size=len(BLOB), layer_sizes=[len(BLOB), len(BLOB) + 1])
+@example(config_size=0, layer_sizes=[])
+def test_manifest_descriptor_sizes(client, config_size, layer_sizes):
+    """Whatever sizes a manifest declares for a blob the repository holds, it is
+    stored only when every one of them is the blob's size."""
+    def descriptor(size: int) -> dict:
+        return {"mediaType": "application/octet-stream", "digest": BLOB_DIGEST, "size": size}
+
+    body = json.dumps({
+        "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": descriptor(config_size),
+        "layers": [descriptor(s) for s in layer_sizes],
+    }).encode()
+    r = client.put("/v2/" + path(REPO, "manifests", "sizes"), data=body,
+                   headers={"Content-Type": mt.OCI_MANIFEST})
+    check(r)
+    if all(s == len(BLOB) for s in [config_size, *layer_sizes]):
+        assert r.status_code == 201, r.get_data()
+    else:
+        assert r.status_code == 400, r.get_data()
+        error = json.loads(r.get_data())["errors"][0]
+        assert error["code"] == "MANIFEST_INVALID"
+        if all(s >= 0 for s in [config_size, *layer_sizes]):
+            assert error["detail"]["digest"] == BLOB_DIGEST
+
+
+# -- chunked framing through gunicorn's own parser -----------------------------------------
+CHUNK = st.tuples(
+    st.binary(max_size=40),
+    st.one_of(st.none(), st.binary(max_size=6)),  # a size line other than the right one
+    st.one_of(st.just(b"\r\n"), st.binary(max_size=3)),  # what ends the chunk's data
+)
+TRAILER = st.one_of(st.just(b"\r\n"), st.just(b"X-T: 1\r\n\r\n"), st.binary(max_size=12))
+
+
+def _chunked(chunks: list[tuple[bytes, bytes | None, bytes]], last: bytes, trailer: bytes
+             ) -> tuple[bytes, bool]:
+    """The framed body, and whether it is well formed."""
+    out, valid = [], True
+    for data, size_line, end in chunks:
+        if not data:
+            continue  # an empty chunk would end the body
+        out += [size_line if size_line is not None else b"%x" % len(data), b"\r\n", data, end]
+        valid &= size_line is None and end == b"\r\n"
+    out += [last, b"\r\n", trailer]
+    return b"".join(out), valid and last == b"0" and trailer in (b"\r\n", b"X-T: 1\r\n\r\n")
+
+
+@SETTINGS
+@given(chunks=st.lists(CHUNK, max_size=4), last=st.one_of(st.just(b"0"), st.binary(max_size=3)),
+       trailer=TRAILER)
+@example(chunks=[(b"hello", b"zz", b"\r\n")], last=b"0", trailer=b"\r\n")
+@example(chunks=[(b"hello", None, b"XX")], last=b"0", trailer=b"\r\n")
+@example(chunks=[(b"hello", b"-5", b"\r\n")], last=b"0", trailer=b"\r\n")
+@example(chunks=[(b"hello", b"ffffffffffffffffffff", b"\r\n")], last=b"0", trailer=b"\r\n")
+def test_chunked_bodies_parse_or_fail_as_client_errors(chunks, last, trailer):
+    """A chunked body read the way the registry reads it (body_chunks over gunicorn's
+    parser) either yields exactly its data or fails as a malformed or truncated
+    body: never any other error."""
+    import socket
+
+    from gunicorn.config import Config
+    from gunicorn.http.parser import RequestParser
+    from gunicorn.http.wsgi import create
+    from werkzeug.exceptions import ClientDisconnected
+
+    from ociregistry.web.body import MalformedBody, body_chunks
+
+    body, valid = _chunked(chunks, last, trailer)
+    head = b"PATCH /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(head + body)
+        theirs.shutdown(socket.SHUT_WR)  # no more bytes: a short body ends, never hangs
+        ours.settimeout(30)
+        cfg = Config()
+        request = next(RequestParser(cfg, ours, ("127.0.0.1", 1)))
+        _, environ = create(request, ours, ("127.0.0.1", 1), ("127.0.0.1", 2), cfg)
+        try:
+            received = b"".join(bytes(c) for c in body_chunks(environ, environ["wsgi.input"]))
+        except (MalformedBody, ClientDisconnected):
+            assert not valid
+            return
+    if valid:
+        assert received == b"".join(data for data, _, _ in chunks)

@@ -363,11 +363,15 @@ class BrowseService:
             return None, None
         if desc.media_type not in IMAGE_CONFIGS:
             return None, "This artifact's config is not an image configuration."
-        if (desc.size or 0) > MAX_CONFIG_BYTES:
-            return None, "The image configuration is too large to show here."
+        too_large = "The image configuration is too large to show here."
         try:
-            self.registry.blob(name, desc.digest)  # linked into this repository?
-            data = b"".join(self.storage.open_blob(desc.digest))
+            blob = self.registry.blob(name, desc.digest)  # linked into this repository?
+            # The size the index holds decides, never the one the manifest declares
+            # (an old or imported manifest may lie), and no more than that is read.
+            if blob.size > MAX_CONFIG_BYTES:
+                return None, too_large
+            data = b"".join(self.storage.read_blob_range(desc.digest, 0, blob.size)
+                            if blob.size else ())
         except (RegistryError, OSError) as exc:
             return None, f"The image configuration could not be read ({type(exc).__name__})."
         return parse_image_config(data[:MAX_CONFIG_BYTES]), None

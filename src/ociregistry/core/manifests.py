@@ -25,6 +25,18 @@ class ParsedManifest:
     artifact_type: str | None = None  # as the referrers API reports it
     annotations: dict[str, str] | None = None
     platforms: list[dict[str, Any]] = field(default_factory=list)  # per child, for an index
+    # The size each descriptor declares for a blob or child the registry must hold
+    # (foreign layers and the subject are not held, so not listed).
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def declare(self, descriptor: dict[str, Any], where: str) -> None:
+        """Record a descriptor's size; one digest declared with two sizes is a lie."""
+        digest, size = descriptor["digest"], descriptor["size"]
+        if self.sizes.setdefault(digest, size) != size:
+            raise _invalid(
+                f"{where}: the same digest is declared with two sizes",
+                {"digest": digest, "sizes": sorted({self.sizes[digest], size})},
+            )
 
 
 def _invalid(message: str, detail: Any = None) -> ManifestInvalid:
@@ -123,6 +135,7 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
         for i, entry in enumerate(manifests):
             desc = _descriptor(entry, f"manifests[{i}]")
             parsed.children.append(desc["digest"])
+            parsed.declare(desc, f"manifests[{i}]")
             platform = desc.get("platform")
             parsed.platforms.append(platform if isinstance(platform, dict) else {})
         parsed.artifact_type = artifact_type
@@ -132,10 +145,12 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     if not isinstance(layers, list):
         raise _invalid("an image manifest needs a layers list")
     parsed.blobs.append(config["digest"])
+    parsed.declare(config, "config")
     for i, entry in enumerate(layers):
         layer = _descriptor(entry, f"layers[{i}]")
         if not _is_foreign(layer):
             parsed.blobs.append(layer["digest"])
+            parsed.declare(layer, f"layers[{i}]")
     parsed.artifact_type = artifact_type or config["mediaType"]
     return parsed
 

@@ -125,12 +125,12 @@ class Registry:
             repo_id = self.db.ensure_repository(conn, name)
             for blob in sorted(set(parsed.blobs)):
                 self.db.lock_digest(conn, blob, shared=True)
-            missing = set(parsed.blobs) - self.db.linked_digests(conn, repo_id, parsed.blobs)
-            missing |= set(parsed.children) - self.db.existing_manifests(
-                conn, repo_id, parsed.children
-            )
+            stored = self.db.linked_blob_sizes(conn, repo_id, parsed.blobs)
+            stored.update(self.db.existing_manifests(conn, repo_id, parsed.children))
+            missing = (set(parsed.blobs) | set(parsed.children)) - stored.keys()
             if missing:
                 raise ManifestBlobUnknown(detail={"missing": sorted(missing)})
+            _check_sizes(parsed.sizes, stored)
             manifest_id = self.db.insert_manifest(
                 conn,
                 repo_id,
@@ -177,6 +177,17 @@ class Registry:
         page = self.options.referrers_page_size
         descriptors = self.db.referrers(name, digest, artifact_type, page + 1, last)
         return descriptors[:page], len(descriptors) > page
+
+
+def _check_sizes(declared: dict[str, int], stored: dict[str, int]) -> None:
+    """Every descriptor must give the size of what the registry holds under its
+    digest: clients trust that size when they pull."""
+    for digest in sorted(declared):
+        if declared[digest] != stored[digest]:
+            raise ManifestInvalid(
+                "descriptor size does not match the stored content",
+                {"digest": digest, "size": declared[digest], "stored": stored[digest]},
+            )
 
 
 def _is_digest_reference(reference: str) -> bool:

@@ -244,6 +244,20 @@ class MetadataStore(UploadStore):
         )
         return set(rows.scalars())
 
+    def linked_blob_sizes(
+        self, conn: Connection, repo_id: int, digests: Sequence[str]
+    ) -> dict[str, int]:
+        """Digest -> stored size of those ``digests`` that the repository links."""
+        if not digests:
+            return {}
+        rb, b = t.repository_blobs, t.blobs
+        rows = conn.execute(
+            sa.select(b.c.digest, b.c.size)
+            .select_from(rb.join(b, b.c.digest == rb.c.digest))
+            .where(rb.c.repository_id == repo_id, rb.c.digest.in_(list(set(digests))))
+        )
+        return {digest: size for digest, size in rows}
+
     # -- manifests --------------------------------------------------------
     def get_manifest(self, name: str, reference: str, by_digest: bool) -> ManifestRow | None:
         statement = self._hot["manifest_by_digest" if by_digest else "manifest_by_tag"]
@@ -260,18 +274,20 @@ class MetadataStore(UploadStore):
 
     def existing_manifests(
         self, conn: Connection, repo_id: int, digests: Sequence[str]
-    ) -> set[str]:
+    ) -> dict[str, int]:
+        """Digest -> payload size of those ``digests`` stored in the repository,
+        each locked (shared) against its deletion until the transaction ends."""
         if not digests:
-            return set()
+            return {}
         for digest in sorted(set(digests)):
             self.lock_manifest(conn, repo_id, digest, shared=True)
         rows = conn.execute(
-            sa.select(t.manifests.c.digest).where(
+            sa.select(t.manifests.c.digest, t.manifests.c.size).where(
                 t.manifests.c.repository_id == repo_id,
                 t.manifests.c.digest.in_(list(set(digests))),
             )
         )
-        return set(rows.scalars())
+        return {digest: size for digest, size in rows}
 
     def insert_manifest(
         self,

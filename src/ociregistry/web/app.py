@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from flask import Flask, Response, redirect
 
 from ociregistry.config import Settings
 from ociregistry.runtime import Runtime, build_runtime
 from ociregistry.web.auth import init_app as init_auth
-from ociregistry.web.errors import register_error_handlers
+from ociregistry.web.errors import error_response, register_error_handlers
 from ociregistry.web.observability import register_observability
 from ociregistry.web.registry_api import bp as registry_bp
 from ociregistry.web.ui import register_ui
@@ -25,6 +28,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     register_error_handlers(app)
     init_auth(app, runtime.settings)
     register_observability(app, runtime)
+    app.wsgi_app = RequireHost(app.wsgi_app)  # type: ignore[method-assign]
     app.register_blueprint(registry_bp)
     if runtime.settings.ui.enabled:
         register_ui(app, runtime)
@@ -39,3 +43,24 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return redirect("/ui/" if runtime.settings.ui.enabled else "/v2/")
 
     return app
+
+
+class RequireHost:
+    """RFC 9112 3.2: an HTTP/1.1 request with no Host, or more than one, is a 400.
+
+    The server's parser accepts both; answered here, before anything reads the
+    request (the proxy middleware could otherwise take a host from elsewhere).
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+            host = environ.get("HTTP_HOST")  # several are joined with commas
+            if host is None or "," in host:
+                response = error_response(
+                    "UNSUPPORTED", "an HTTP/1.1 request needs exactly one Host header", 400
+                )
+                return response(environ, start_response)
+        return self.app(environ, start_response)

@@ -4,7 +4,10 @@ gunicorn's request body object reads 1 KiB at a time and re-buffers the rest,
 which made blob pushes spend most of their CPU shuffling bytes. For a body with
 a Content-Length under gunicorn we take what gunicorn has already buffered and
 then ``recv_into`` one reusable buffer straight from the socket. Anything else
-(chunked transfer encoding, other servers) reads the WSGI stream normally.
+(chunked transfer encoding, other servers) reads the WSGI stream normally; a
+chunked body whose framing gunicorn's parser refuses becomes ``MalformedBody``
+(a 400) and the connection is closed after the answer, since nothing after a
+broken frame can be found again.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from werkzeug.exceptions import ClientDisconnected
+from werkzeug.exceptions import BadRequest, ClientDisconnected
 
 BUFFER = 1 << 20
+
+
+class MalformedBody(BadRequest):
+    description = "malformed chunked transfer encoding in the request body"
 
 
 def body_chunks(
@@ -28,9 +35,14 @@ def body_chunks(
     """
     fast = _gunicorn_length_body(environ)
     if fast is None:
-        while chunk := stream.read(BUFFER):
+        while True:
+            try:
+                chunk = stream.read(BUFFER)
+            except Exception as exc:
+                raise framing_error(environ, exc) or exc from exc
+            if not chunk:
+                return
             yield chunk
-        return
     body, reader, sock = fast
     remaining = reader.length
     pending = body.buf.getvalue()
@@ -72,3 +84,23 @@ def _gunicorn_length_body(environ: dict[str, Any]) -> tuple[Any, Any, Any] | Non
     if getattr(sock, "recv_into", None) is None:
         return None
     return body, body.reader, sock
+
+
+def framing_error(environ: dict[str, Any], exc: Exception) -> Exception | None:
+    """What a failure of the server's body parser means for the request, or None
+    when ``exc`` is not one. A broken frame also closes the connection after the
+    answer: the server can't tell where the next request would start."""
+    try:
+        from gunicorn.http import errors
+    except ImportError:
+        return None
+    if isinstance(exc, errors.NoMoreData):
+        return ClientDisconnected()
+    framing = (errors.InvalidChunkSize, errors.ChunkMissingTerminator, errors.ParseException)
+    if not isinstance(exc, framing):
+        return None
+    message = getattr(getattr(environ.get("wsgi.input"), "reader", None), "req", None)
+    if message is not None:
+        message.force_close()
+    return MalformedBody()
+

@@ -6,10 +6,11 @@ import json
 import logging
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable, RequestEntityTooLarge
 
 from ociregistry.core.errors import RegistryError
+from ociregistry.web.body import framing_error
 
 log = logging.getLogger("ociregistry")
 
@@ -54,5 +55,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        # A body read outside the registry API (a form) whose framing is broken.
+        mapped = framing_error(request.environ, exc)
+        if isinstance(mapped, HTTPException):
+            return _http_error(mapped)
         log.exception("unhandled error")
         return error_response("UNKNOWN", "internal server error", 500)

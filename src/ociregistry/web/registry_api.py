@@ -32,7 +32,7 @@ from ociregistry.core.registry import BlobInfo, Registry
 from ociregistry.core.uploads import UploadState, parse_content_range
 from ociregistry.runtime import Runtime
 from ociregistry.web import auth as access
-from ociregistry.web.body import body_chunks
+from ociregistry.web.body import MalformedBody, body_chunks
 
 bp = Blueprint("registry_api", __name__)
 
@@ -83,6 +83,8 @@ def _receiving_body() -> Iterator[None]:
         yield
     except ClientDisconnected as exc:
         raise BlobUploadInvalid("the request body ended early") from exc
+    except MalformedBody as exc:
+        raise BlobUploadInvalid(exc.description) from exc
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise BlobUploadInvalid("the registry's storage is full", status=507) from exc
@@ -192,13 +194,13 @@ def put_manifest(name: str, ref: str) -> Response:
             if len(payload) > limit:
                 raise ManifestInvalid("manifest too large", {"max": limit}, status=413)
     except ClientDisconnected:
-        pass  # reported below with what did arrive
-    if request.content_length is not None and len(payload) < request.content_length:
-        # The client hung up mid-body: store nothing.
+        # The client hung up mid-body (with or without a Content-Length): store nothing.
         raise ManifestInvalid(
             "request body ended early",
             {"expected": request.content_length, "received": len(payload)},
-        )
+        ) from None
+    except MalformedBody as exc:
+        raise ManifestInvalid(exc.description) from exc
     pushed = _registry().put_manifest(
         name, ref, bytes(payload), request.headers.get("Content-Type"), request.args.getlist("tag")
     )
