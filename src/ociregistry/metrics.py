@@ -52,6 +52,16 @@ GC_DURATION = Histogram(
 GC_DELETED = Counter("registry_gc_deleted_total", "Objects deleted by GC", ["kind"])
 GC_FREED_BYTES = Counter("registry_gc_freed_bytes_total", "Bytes freed by GC")
 AUTH_FAILURES = Counter("registry_auth_failures_total", "Failed authentications", ["reason"])
+RATE_LIMITED = Counter(
+    "registry_rate_limited_total",
+    "Requests refused with 429 by a rate limit",
+    ["limit"],  # per_address, per_user, auth_failures
+)
+UI_SESSIONS_REVOKED = Counter(
+    "registry_ui_sessions_revoked_total",
+    "Web UI sessions ended before they expired",
+    ["reason"],  # sign_out, password_changed (seen by this registry; the CLI's are not counted)
+)
 
 
 def record_gc(result: object, duration: float, outcome: str = "success") -> None:
