@@ -53,12 +53,12 @@ def revoke(db: MetadataStore, id_hash: str, now: float) -> bool:
         ).rowcount)
 
 
-def revoke_user(db: MetadataStore, user: str, now: float) -> int:
-    """Revoke every live session of ``user``; how many there were."""
+def revoke_user(db: MetadataStore, user: str, now: float, keep_stamp: str | None = None) -> int:
+    """Revoke every live session of ``user`` (but those made with ``keep_stamp``,
+    the current password's); how many there were."""
     s = t.ui_sessions
+    where = [s.c.user == user, s.c.revoked_at.is_(None), s.c.expires_at > now]
+    if keep_stamp is not None:
+        where.append(s.c.stamp != keep_stamp)
     with db.write() as conn:
-        return int(conn.execute(
-            s.update().where(s.c.user == user, s.c.revoked_at.is_(None),
-                             s.c.expires_at > now)
-            .values(revoked_at=now)
-        ).rowcount)
+        return int(conn.execute(s.update().where(*where).values(revoked_at=now)).rowcount)

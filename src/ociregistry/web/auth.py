@@ -26,7 +26,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ociregistry import metrics
 from ociregistry.auth import redact
-from ociregistry.auth.ratelimit import RateLimiter, retry_after
+from ociregistry.auth.bruteforce import FailureLimiter
+from ociregistry.auth.ratelimit import SharedRateLimiter, retry_after
 from ociregistry.auth.rules import DELETE, PULL, PUSH
 from ociregistry.auth.service import (
     ADMIN_RESOURCE,
@@ -45,6 +46,7 @@ log = logging.getLogger("ociregistry.auth")
 bp = Blueprint("auth", __name__)
 
 EXTENSION = "ociregistry.auth"
+FAILURES_EXTENSION = EXTENSION + ".failures"  # a FailureLimiter, or None
 NO_AUTH = Principal(None, "none")
 
 # What each /v2/<name>/... endpoint needs, by (kind, method).
@@ -93,11 +95,19 @@ def init_app(app: Flask, settings: Settings) -> None:
     uploads = app.extensions["ociregistry"].registry.uploads
     uploads.session_lifetime = settings.limits.upload_session_lifetime_seconds
     uploads.max_sessions_per_owner = settings.limits.max_uploads_per_user
+    # Shared through the index by every worker and instance; None when off,
+    # so that the default costs nothing per request.
     limits = settings.rate_limit
+    db = app.extensions["ociregistry"].metadata
     app.extensions[EXTENSION + ".limits"] = (
-        RateLimiter(limits.per_address, limits.burst) if limits.per_address else None,
-        RateLimiter(limits.per_user, limits.burst) if limits.per_user else None,
+        SharedRateLimiter(db, "addr", limits.per_address, limits.burst)
+        if limits.per_address else None,
+        SharedRateLimiter(db, "user", limits.per_user, limits.burst)
+        if limits.per_user else None,
     )
+    failures = FailureLimiter(db, limits.auth_failures, limits.auth_failures_per_user,
+                              limits.auth_failure_window_seconds)
+    app.extensions[FAILURES_EXTENSION] = failures if failures.enabled else None
     if settings.http.trusted_proxies:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.http.trusted_proxies)  # type: ignore[method-assign]
     app.before_request(_before_request)
@@ -161,11 +171,12 @@ def _client_key() -> str:
     return request.remote_addr or "unknown"
 
 
-def _rate_limit(limiter: RateLimiter | None, key: str) -> None:
+def _rate_limit(limiter: SharedRateLimiter | None, key: str) -> None:
     if limiter is None:
         return
     wait = limiter.check(key)
     if wait:
+        metrics.RATE_LIMITED.labels("per_address" if limiter.name == "addr" else "per_user").inc()
         raise TooManyRequests(
             "too many requests", {"retry_after_seconds": float(retry_after(wait))},
             headers={"Retry-After": retry_after(wait)},
@@ -198,6 +209,23 @@ def _basic_pair(value: str) -> tuple[str, str] | None:
     return user, password
 
 
+def check_basic(auth: AuthService, user: str, password: str) -> Principal:
+    """``auth.basic`` under the failed-attempt limits (auth/bruteforce.py).
+
+    Credentials this process checked right a moment ago skip the limits (no
+    bcrypt runs, it is no guess), so a push with Basic credentials adds
+    nothing to the index per request.
+    """
+    limiter: FailureLimiter | None = current_app.extensions.get(FAILURES_EXTENSION)
+    htpasswd = auth.htpasswd
+    if limiter is None or (htpasswd is not None and htpasswd.is_verified(user, password)):
+        return auth.basic(user, password)
+    attempt = limiter.attempt(request.remote_addr, user)
+    who = auth.basic(user, password)
+    attempt.succeeded()
+    return who
+
+
 def _authenticate(auth: AuthService) -> Principal:
     credentials = _credentials()
     if credentials is None:
@@ -206,7 +234,7 @@ def _authenticate(auth: AuthService) -> Principal:
     if auth.mode == "basic" and scheme == "basic":
         try:
             pair = _basic_pair(value)
-            return ANONYMOUS if pair is None else auth.basic(*pair)
+            return ANONYMOUS if pair is None else check_basic(auth, *pair)
         except BadCredentials as exc:
             metrics.AUTH_FAILURES.labels("bad_credentials").inc()
             raise _unauthorized("invalid user name or password") from exc
@@ -222,9 +250,12 @@ def _authenticate(auth: AuthService) -> Principal:
 
 def _before_request() -> None:
     path = request.path
+    by_address, by_user = current_app.extensions[EXTENSION + ".limits"]
+    if path.startswith("/ui/"):
+        _rate_limit(by_address, _client_key())  # the UI is limited like the API
+        return
     if not (path.startswith("/v2") or path.startswith("/auth/")):
         return
-    by_address, by_user = current_app.extensions[EXTENSION + ".limits"]
     _rate_limit(by_address, _client_key())
     auth = service()
     if not auth.enabled or path.startswith("/auth/"):
@@ -378,7 +409,7 @@ def token_endpoint() -> Response:
                 raise _bad_login("unsupported authorization scheme")
             try:
                 pair = _basic_pair(value)
-                user = None if pair is None else auth.basic(*pair).user
+                user = None if pair is None else check_basic(auth, *pair).user
             except BadCredentials as exc:
                 raise _bad_login() from exc
             account = args.get("account")
@@ -398,7 +429,7 @@ def token_endpoint() -> Response:
     grant = form.get("grant_type")
     if grant == "password":
         try:
-            user = auth.basic(form.get("username", ""), form.get("password", "")).user
+            user = check_basic(auth, form.get("username", ""), form.get("password", "")).user
         except BadCredentials as exc:
             raise _bad_login() from exc
         assert user is not None
