@@ -27,6 +27,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.loadgen import ab_head  # noqa: E402
+from bench.proctree import tree_cpu_seconds  # noqa: E402
 from ociregistry.auth.ratelimit import batch_size  # noqa: E402
 from ociregistry.metadata import rate_limit_queries  # noqa: E402
 from ociregistry.metadata.store import MetadataStore  # noqa: E402
@@ -56,15 +57,21 @@ def _push(url: str) -> str:
     return f"{url}/v2/bench/app/manifests/v1"
 
 
-def head_rps(mode: str, seconds: float, base: Path) -> tuple[float, int, int]:
+def head_rps(mode: str, seconds: float, base: Path) -> tuple[float, int, int, float]:
+    """Requests/s, requests, refused, and the registry's CPU microseconds per request
+    (its whole process tree: less sensitive than requests/s to other load on the machine)."""
     home = base / f"{mode}-{secrets.token_hex(3)}"
     home.mkdir()
     # 4 workers: what `serve` picks on 2 cores (two per core)
     server = RegistryProcess(home / "data", workers=4, env=LIMITS[mode]).start()
     try:
-        load = ab_head(_push(server.url), seconds, headers={"Accept": OCI})
+        url = _push(server.url)
+        assert server.proc is not None
+        cpu = tree_cpu_seconds(server.proc.pid)
+        load = ab_head(url, seconds, headers={"Accept": OCI})
+        cpu = tree_cpu_seconds(server.proc.pid) - cpu
         assert mode == "exact" or load.errors == 0, load
-        return load.rps, load.requests, load.errors
+        return load.rps, load.requests, load.errors, cpu / load.requests * 1e6
     finally:
         server.stop()
 
@@ -84,18 +91,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--modes", nargs="*", choices=list(LIMITS), help="default: all")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        results: dict[str, list[float]] = {mode: [] for mode in LIMITS}
+        modes = args.modes or list(LIMITS)
+        results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
         for _ in range(args.runs):
-            for mode in LIMITS:
-                rps, done, refused = head_rps(mode, args.seconds, base)
-                results[mode].append(rps)
-                print(f"{mode}: {rps:.0f} HEAD/s ({refused} of {done} refused)", flush=True)
+            for mode in modes:
+                rps, done, refused, cpu_us = head_rps(mode, args.seconds, base)
+                results[mode].append((rps, cpu_us))
+                print(f"{mode}: {rps:.0f} HEAD/s, {cpu_us:.0f} us CPU/request "
+                      f"({refused} of {done} refused)", flush=True)
         for mode, values in results.items():
-            print(f"per_address {mode}: median {statistics.median(values):.0f} HEAD/s "
-                  f"(runs: {', '.join(f'{v:.0f}' for v in values)})")
+            rps = [v[0] for v in values]
+            cpu = [v[1] for v in values]
+            print(f"per_address {mode}: median {statistics.median(rps):.0f} HEAD/s, "
+                  f"{statistics.median(cpu):.0f} us CPU/request "
+                  f"(runs: {', '.join(f'{r:.0f}/{c:.0f}' for r, c in values)})")
         print(f"batch at 5000/s, burst 10000: {batch_size(5000, 10000)} tokens; "
               f"burst 4: {batch_size(5000, 4)}")
         print(f"one shared take() on SQLite: {round_trip_ms(base):.3f} ms")
