@@ -94,7 +94,8 @@ class RegistryProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"registry exited: {self.log_path.read_text()[-3000:]}")
             try:
-                if requests.get(self.url + self.ready_path, timeout=1).status_code == 200:
+                # 401: up, with authentication configured
+                if requests.get(self.url + self.ready_path, timeout=1).status_code in (200, 401):
                     return self
             except requests.RequestException:
                 pass

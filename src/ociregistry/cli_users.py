@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 
 from ociregistry.auth.htpasswd import Htpasswd, HtpasswdError
-from ociregistry.config import load_settings
+from ociregistry.config import Settings, load_settings
 
 
 def _file(args: argparse.Namespace) -> tuple[Htpasswd, int]:
     settings = load_settings(args.config)
+    args.settings = settings
     path = args.htpasswd or settings.auth.htpasswd
     if not path:
         raise HtpasswdError("no htpasswd file: set auth.htpasswd or pass --htpasswd")
@@ -42,10 +44,39 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _end_sessions(settings: Settings, user: str) -> None:
+    """Revoke the user's web UI sessions in the index, for every instance.
+
+    Sessions also end by themselves once a registry sees the new password
+    hash; this makes it immediate and covers instances with a stale copy.
+    """
+    import sqlalchemy as sa
+
+    from ociregistry.auth.sessions import UISessions
+    from ociregistry.metadata.store import MetadataStore
+
+    url = settings.database_url
+    path = sa.engine.make_url(url).database if url.startswith("sqlite") else None
+    if path is not None and not os.path.exists(path):
+        return  # no registry has run here yet: no sessions to end
+    db = MetadataStore(url, pool_size=1)
+    try:
+        ended = UISessions(db, settings.ui.session_lifetime_seconds).end_user(user)
+    except sa.exc.SQLAlchemyError as exc:
+        print(f"warning: web UI sessions not revoked in the database ({exc.__class__.__name__}); "
+              "they end when the registry reads the new file", file=sys.stderr)
+        return
+    finally:
+        db.dispose()
+    if ended:
+        print(f"{ended} web UI session(s) of {user} ended")
+
+
 def cmd_passwd(args: argparse.Namespace) -> int:
     users, cost = _file(args)
     users.set_password(args.name, _password(args), cost, create=False, update=True)
     print(f"password of {args.name} changed")
+    _end_sessions(args.settings, args.name)
     return 0
 
 
@@ -53,6 +84,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     users, _ = _file(args)
     users.remove(args.name)
     print(f"user {args.name} removed")
+    _end_sessions(args.settings, args.name)
     return 0
 
 

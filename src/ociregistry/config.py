@@ -90,6 +90,11 @@ class UISettings(_Section):
     # Signs the UI's session cookies; default: a key generated in <data_dir>.
     # Instances behind one load balancer need the same value.
     secret_key: str = ""
+    session_lifetime_seconds: int = Field(
+        12 * 3600, ge=60,
+        description="seconds a UI sign-in lasts, whatever the activity (sessions are kept "
+                    "in the index: sign-out and a password change end them everywhere)",
+    )
 
 
 class LogSettings(_Section):
@@ -186,11 +191,18 @@ class AuthSettings(_Section):
 
 
 class RateLimitSettings(_Section):
-    """Token buckets per client address and per user, in each worker process."""
+    """Token buckets per client address and per user, and limits on failed sign-ins,
+    kept in the index: shared by every worker process and instance."""
 
     per_address: float = Field(0, ge=0, description="requests per second; 0: no limit")
     per_user: float = Field(0, ge=0, description="requests per second; 0: no limit")
     burst: int = Field(100, ge=1)
+    auth_failures: int = Field(
+        10, ge=0, description="failed password checks per client address per window; 0: no limit")
+    auth_failures_per_user: int = Field(
+        50, ge=0, description="failed password checks per user name per window; 0: no limit")
+    auth_failure_window_seconds: float = Field(
+        300, gt=0, description="a window starts at the first failure and lasts this long")
 
 
 class Settings(_Section):

@@ -58,6 +58,21 @@ ROBOT_AUTH = Counter(
     "expired, disabled)",
     ["result"],
 )
+RATE_LIMITED = Counter(
+    "registry_rate_limited_total",
+    "Requests refused with 429 by a rate limit",
+    ["limit"],  # per_address, per_user, auth_failures
+)
+UI_SESSIONS_REVOKED = Counter(
+    "registry_ui_sessions_revoked_total",
+    "Web UI sessions ended before they expired",
+    ["reason"],  # sign_out, password_changed (seen by this registry; the CLI's are not counted)
+)
+# Every series exists from the start (at 0), so alerts on increase() see the first one.
+for _limit in ("per_address", "per_user", "auth_failures"):
+    RATE_LIMITED.labels(_limit)
+for _reason in ("sign_out", "password_changed"):
+    UI_SESSIONS_REVOKED.labels(_reason)
 
 
 def record_gc(result: object, duration: float, outcome: str = "success") -> None:

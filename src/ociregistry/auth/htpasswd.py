@@ -60,16 +60,18 @@ def hash_password(password: str, cost: int = 12) -> str:
 class _Snapshot:
     key: tuple[int, int, int, int] | None  # (inode, size, mtime_ns, ctime_ns)
     hashes: dict[str, bytes]
+    dummy: bytes  # what an unknown user is checked against (see _dummy)
 
 
 class Htpasswd:
     """A bcrypt htpasswd file, re-read when it changes."""
 
-    def __init__(self, path: str, check_interval: float = 1.0) -> None:
+    def __init__(self, path: str, check_interval: float = 1.0, default_cost: int = 12) -> None:
         self.path = path
         self.check_interval = check_interval
+        self.default_cost = default_cost
         self._lock = threading.Lock()
-        self._snapshot = _Snapshot(None, {})
+        self._snapshot = _Snapshot(None, {}, b"")
         self._checked_at = float("-inf")
         self._cache_key = secrets.token_bytes(32)
         self._verified: dict[str, tuple[bytes, float]] = {}
@@ -90,8 +92,11 @@ class Htpasswd:
                 return self._snapshot.hashes
             self._checked_at = now
             key = self._stat_key()
-            if key != self._snapshot.key:
-                self._snapshot = _Snapshot(key, self._read() if key else {})
+            if key != self._snapshot.key or not self._snapshot.dummy:
+                hashes = self._read() if key else {}
+                # The dummy is made here, on whatever request reads the file,
+                # never on the first unknown user (who would pay twice).
+                self._snapshot = _Snapshot(key, hashes, self._dummy(hashes))
                 self._verified.clear()
             return self._snapshot.hashes
 
@@ -137,18 +142,34 @@ class Htpasswd:
 
     # -- checking ---------------------------------------------------------
     def _dummy(self, hashes: dict[str, bytes]) -> bytes:
-        """A hash of nothing, at the cost the file's entries use."""
-        cost = 12
+        """A hash of nothing at the cost most entries use (ties: the higher one),
+        so that checking an unknown user takes as long as checking a known one."""
+        costs: dict[int, int] = {}
         for stored in hashes.values():
             try:
                 cost = int(stored[4:6])
             except ValueError:
                 continue
-            break
+            costs[cost] = costs.get(cost, 0) + 1
+        cost = max(costs, key=lambda c: (costs[c], c)) if costs else self.default_cost
         cost = min(max(cost, 4), 31)
         if cost not in self._dummies:
             self._dummies[cost] = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(cost))
         return self._dummies[cost]
+
+    def is_verified(self, user: str, password: str) -> bool:
+        """True when these credentials were checked right a moment ago (no bcrypt
+        needed): such a request is not a guess, failure limits leave it alone."""
+        stored = self._hashes().get(user)
+        cached = self._verified.get(user)
+        if stored is None or cached is None or time.monotonic() - cached[1] >= CACHE_SECONDS:
+            return False
+        return hmac.compare_digest(cached[0], self._mac(user, password, stored))
+
+    def _mac(self, user: str, password: str, stored: bytes) -> bytes:
+        raw = password.encode("utf-8", "surrogateescape")
+        return hmac.new(self._cache_key, user.encode("utf-8", "surrogateescape") + b"\0"
+                        + raw + b"\0" + stored, hashlib.sha256).digest()
 
     def verify(self, user: str, password: str) -> bool:
         hashes = self._hashes()
@@ -156,10 +177,9 @@ class Htpasswd:
         raw = password.encode("utf-8", "surrogateescape")
         if stored is None or len(raw) > MAX_PASSWORD_BYTES:
             # Spend what a real check costs, so timing does not tell who exists.
-            bcrypt.checkpw(raw[:MAX_PASSWORD_BYTES], self._dummy(hashes))
+            bcrypt.checkpw(raw[:MAX_PASSWORD_BYTES], self._snapshot.dummy)
             return False
-        mac = hmac.new(self._cache_key, user.encode() + b"\0" + raw + b"\0" + stored,
-                       hashlib.sha256).digest()
+        mac = self._mac(user, password, stored)
         cached = self._verified.get(user)
         now = time.monotonic()
         if cached and now - cached[1] < CACHE_SECONDS and hmac.compare_digest(cached[0], mac):

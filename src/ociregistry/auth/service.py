@@ -77,7 +77,8 @@ class AuthService:
         self.robots = robots  # None: no index at hand (config checks), robots refused
         self.settings = conf
         self.mode = conf.mode
-        self.htpasswd = Htpasswd(conf.htpasswd) if conf.htpasswd else None
+        self.htpasswd = (Htpasswd(conf.htpasswd, default_cost=conf.bcrypt_cost)
+                         if conf.htpasswd else None)
         self.rules = AccessRules.from_config(
             (rule.model_dump() for rule in conf.rules), conf.groups
         )

@@ -196,3 +196,42 @@ robot_tokens = sa.Table(
     sa.Column("revoked_at", sa.Float, nullable=True),
     sa.Index("ix_robot_tokens_name", "name"),
 )
+
+# Signed-in web UI sessions. The cookie carries only the session id; its SHA-256
+# is the key here, so a copy of the table signs nobody in. ``stamp`` is the
+# fingerprint of the user's password hash at sign-in: a changed password ends it.
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("user", sa.String(255), nullable=False),
+    sa.Column("stamp", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Index("ix_ui_sessions_user", "user"),
+    sa.Index("ix_ui_sessions_expires", "expires_at"),
+)
+
+# Request rate limits shared by every worker and instance: one row per key
+# (client address or user), a GCRA bucket ("theoretical arrival time").
+rate_limit_buckets = sa.Table(
+    "rate_limit_buckets",
+    metadata,
+    sa.Column("key", sa.String(160), primary_key=True),
+    sa.Column("tat", sa.Float, nullable=False),
+    # The nonce of the last grant: tells the granting statement it won.
+    sa.Column("grant_id", sa.String(32), nullable=False),
+    sa.Index("ix_rate_limit_buckets_tat", "tat"),
+)
+
+# Failed password checks per key (client address or user name) in a window
+# that starts at the first failure: exact across processes (one atomic upsert).
+auth_failures = sa.Table(
+    "auth_failures",
+    metadata,
+    sa.Column("key", sa.String(160), primary_key=True),
+    sa.Column("window_start", sa.Float, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Index("ix_auth_failures_window", "window_start"),
+)

@@ -25,7 +25,8 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 
 from ociregistry import metrics
 from ociregistry.auth import redact
-from ociregistry.auth.ratelimit import RateLimiter, retry_after
+from ociregistry.auth.bruteforce import FailureLimiter
+from ociregistry.auth.ratelimit import SharedRateLimiter, retry_after
 from ociregistry.auth.robots import RobotGrant, RobotService
 from ociregistry.auth.rules import DELETE, PULL, PUSH, is_robot
 from ociregistry.auth.service import (
@@ -46,6 +47,7 @@ log = logging.getLogger("ociregistry.auth")
 bp = Blueprint("auth", __name__)
 
 EXTENSION = "ociregistry.auth"
+FAILURES_EXTENSION = EXTENSION + ".failures"  # a FailureLimiter, or None
 NO_AUTH = Principal(None, "none")
 
 # What each /v2/<name>/... endpoint needs, by (kind, method).
@@ -77,11 +79,19 @@ def init_app(app: Flask, settings: Settings) -> None:
     uploads = runtime.registry.uploads
     uploads.session_lifetime = settings.limits.upload_session_lifetime_seconds
     uploads.max_sessions_per_owner = settings.limits.max_uploads_per_user
+    # Shared through the index by every worker and instance; None when off,
+    # so that the default costs nothing per request.
     limits = settings.rate_limit
+    db = app.extensions["ociregistry"].metadata
     app.extensions[EXTENSION + ".limits"] = (
-        RateLimiter(limits.per_address, limits.burst) if limits.per_address else None,
-        RateLimiter(limits.per_user, limits.burst) if limits.per_user else None,
+        SharedRateLimiter(db, "addr", limits.per_address, limits.burst)
+        if limits.per_address else None,
+        SharedRateLimiter(db, "user", limits.per_user, limits.burst)
+        if limits.per_user else None,
     )
+    failures = FailureLimiter(db, limits.auth_failures, limits.auth_failures_per_user,
+                              limits.auth_failure_window_seconds)
+    app.extensions[FAILURES_EXTENSION] = failures if failures.enabled else None
     # Outermost, so that it sees the socket peer before anything rewrites it.
     app.wsgi_app = ClientAddress(app.wsgi_app, settings.http.trusted_proxies)  # type: ignore[method-assign]
     app.before_request(_before_request)
@@ -145,11 +155,12 @@ def _client_key() -> str:
     return request.remote_addr or "unknown"
 
 
-def _rate_limit(limiter: RateLimiter | None, key: str) -> None:
+def _rate_limit(limiter: SharedRateLimiter | None, key: str) -> None:
     if limiter is None:
         return
     wait = limiter.check(key)
     if wait:
+        metrics.RATE_LIMITED.labels("per_address" if limiter.name == "addr" else "per_user").inc()
         raise TooManyRequests(
             "too many requests", {"retry_after_seconds": float(retry_after(wait))},
             headers={"Retry-After": retry_after(wait)},
@@ -182,6 +193,27 @@ def _basic_pair(value: str) -> tuple[str, str] | None:
     return user, password
 
 
+def check_basic(auth: AuthService, user: str, password: str) -> Principal:
+    """``auth.basic`` under the failed-attempt limits (auth/bruteforce.py).
+
+    Credentials this process checked right a moment ago skip the limits (no
+    bcrypt runs, it is no guess), so a push with Basic credentials adds
+    nothing to the index per request.
+    """
+    limiter: FailureLimiter | None = current_app.extensions.get(FAILURES_EXTENSION)
+    htpasswd = auth.htpasswd
+    if limiter is None or is_robot(user) or (
+        htpasswd is not None and htpasswd.is_verified(user, password)
+    ):
+        # A robot's token is a 256-bit random secret checked with one SHA-256: there
+        # is nothing to guess and no bcrypt to spend, so no attempt is reserved.
+        return auth.basic(user, password)
+    attempt = limiter.attempt(request.remote_addr, user)
+    who = auth.basic(user, password)
+    attempt.succeeded()
+    return who
+
+
 def _authenticate(auth: AuthService) -> Principal:
     credentials = _credentials()
     if credentials is None:
@@ -190,7 +222,7 @@ def _authenticate(auth: AuthService) -> Principal:
     if scheme == "basic" and (auth.mode == "basic" or _robot_basic(value)):
         try:
             pair = _basic_pair(value)
-            return ANONYMOUS if pair is None else auth.basic(*pair)
+            return ANONYMOUS if pair is None else check_basic(auth, *pair)
         except BadCredentials as exc:
             metrics.AUTH_FAILURES.labels("bad_credentials").inc()
             raise _unauthorized("invalid user name or password") from exc
@@ -215,9 +247,12 @@ def _robot_basic(value: str) -> bool:
 
 def _before_request() -> None:
     path = request.path
+    by_address, by_user = current_app.extensions[EXTENSION + ".limits"]
+    if path.startswith("/ui/"):
+        _rate_limit(by_address, _client_key())  # the UI is limited like the API
+        return
     if not (path.startswith("/v2") or path.startswith("/auth/")):
         return
-    by_address, by_user = current_app.extensions[EXTENSION + ".limits"]
     _rate_limit(by_address, _client_key())
     auth = service()
     if not auth.enabled or path.startswith("/auth/"):
@@ -373,7 +408,7 @@ def token_endpoint() -> Response:
             try:
                 pair = _basic_pair(value)
                 if pair is not None:
-                    who = auth.basic(*pair)
+                    who = check_basic(auth, *pair)
                     user, robot = who.user, who.robot
             except BadCredentials as exc:
                 raise _bad_login() from exc
@@ -395,7 +430,7 @@ def token_endpoint() -> Response:
     robot = None
     if grant == "password":
         try:
-            who = auth.basic(form.get("username", ""), form.get("password", ""))
+            who = check_basic(auth, form.get("username", ""), form.get("password", ""))
         except BadCredentials as exc:
             raise _bad_login() from exc
         user, robot = who.user, who.robot

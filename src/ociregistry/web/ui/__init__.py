@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from flask import Flask
 
+from ociregistry.auth.sessions import UISessions
 from ociregistry.core.browse import BrowseService
 from ociregistry.core.gc_jobs import GCJobs, ui_secret_key
 from ociregistry.runtime import Runtime
 from ociregistry.web.ui import actions, pages, robots  # noqa: F401  (they add the routes)
+from ociregistry.web.ui.access import SESSIONS_EXTENSION
 from ociregistry.web.ui.blueprint import SERVICES, UIServices, bp
 from ociregistry.web.ui.security import configure_sessions
 
@@ -24,6 +26,8 @@ def register_ui(app: Flask, runtime: Runtime) -> None:
     configured = runtime.settings.ui.secret_key
     key = configured.encode() if configured else ui_secret_key(runtime.metadata)
     configure_sessions(app, key)
+    app.extensions[SESSIONS_EXTENSION] = UISessions(
+        runtime.metadata, runtime.settings.ui.session_lifetime_seconds)
     app.extensions[SERVICES] = UIServices(
         BrowseService(runtime.registry, runtime.storage),
         GCJobs(runtime.gc, runtime.registry),

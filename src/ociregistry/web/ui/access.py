@@ -15,21 +15,25 @@ The one place that connects the policy to the registry's authentication
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from flask import Flask, current_app, g, request, session
 
+from ociregistry.auth.bruteforce import FailureLimiter
 from ociregistry.auth.service import AuthService
+from ociregistry.auth.sessions import UISessions
 from ociregistry.web.auth import EXTENSION as AUTH_EXTENSION
+from ociregistry.web.auth import FAILURES_EXTENSION
 from ociregistry.web.proxies import is_local
 
 PULL, DELETE = "pull", "delete"
 POLICY_EXTENSION = "ociregistry.ui.policy"  # set by tests or embedders to override
 POLICY_CACHE = "ociregistry.ui.rules_policy"
-SESSION_LIFETIME = 12 * 3600  # seconds a sign-in lasts, whatever the activity
+SESSIONS_EXTENSION = "ociregistry.ui.sessions"  # a UISessions (sessions kept in the index)
+SESSION_LIFETIME = 12 * 3600  # default seconds a sign-in lasts (ui.session_lifetime_seconds)
+SESSION_ID = "sid"  # the cookie's one field that signs anyone in
 
 
 class Policy(Protocol):
@@ -108,6 +112,10 @@ def auth_enabled() -> bool:
 
 
 # -- who is looking ---------------------------------------------------------------
+def _sessions() -> UISessions:
+    return current_app.extensions[SESSIONS_EXTENSION]
+
+
 def viewer() -> Viewer:
     """The signed-in user of this request (checked once per request), or anonymous."""
     cached = g.get("ui_viewer")
@@ -115,39 +123,40 @@ def viewer() -> Viewer:
         return cached
     active = policy()
     user = None
-    if active is not None:
-        user = session.get("user")
-        if user is not None and not _session_valid(active, user):
+    if active is not None and session.get(SESSION_ID) is not None:
+        # The cookie names a session; the index says whether it still stands.
+        user = _sessions().user(session[SESSION_ID], active.session_stamp)
+        if user is None:
             session.clear()
-            user = None
     g.ui_viewer = Viewer(user, active is not None)
     return g.ui_viewer
 
 
-def _session_valid(active: Policy, user: str) -> bool:
-    since = session.get("since")
-    if not isinstance(since, (int, float)) or time.time() - since > SESSION_LIFETIME:
-        return False
-    stamp = active.session_stamp(user)
-    return stamp is not None and stamp == session.get("stamp")
-
-
 def sign_in(user: str, password: str) -> bool:
-    """Check the credentials; on success, start a fresh session for the user."""
+    """Check the credentials; on success, start a fresh session for the user.
+
+    Failed checks count against the caller's address and the user name
+    (auth/bruteforce.py); over the limit this raises TooManyRequests.
+    """
     active = policy()
     if active is None or not user or not password:
         return False
+    limiter: FailureLimiter | None = current_app.extensions.get(FAILURES_EXTENSION)
+    attempt = limiter.attempt(request.remote_addr, user) if limiter is not None else None
     if not active.verify_password(user, password):
         return False
+    if attempt is not None:
+        attempt.succeeded()
     session.clear()  # nothing from before the sign-in survives it
-    session["user"] = user
-    session["stamp"] = active.session_stamp(user)
-    session["since"] = time.time()
+    session[SESSION_ID] = _sessions().start(user, active.session_stamp(user) or "")
     g.pop("ui_viewer", None)
     return True
 
 
 def sign_out() -> None:
+    session_id = session.get(SESSION_ID)
+    if session_id is not None:
+        _sessions().end(session_id)
     session.clear()
     g.pop("ui_viewer", None)
 

@@ -54,7 +54,7 @@ def _after(response: Response) -> Response:
 
 _TITLES = {
     400: "Bad request", 403: "Not allowed", 404: "Not found", 405: "Not possible here",
-    409: "Busy", 500: "Something went wrong",
+    409: "Busy", 429: "Too many attempts", 500: "Something went wrong",
 }
 
 
@@ -64,8 +64,8 @@ def error_page(status: int, message: str) -> tuple[str, int]:
 
 
 @bp.errorhandler(RegistryError)
-def _registry_error(exc: RegistryError) -> tuple[str, int]:
-    return error_page(exc.status, exc.message)
+def _registry_error(exc: RegistryError) -> tuple[str, int, dict[str, str]]:
+    return (*error_page(exc.status, exc.message), exc.headers)  # Retry-After, ...
 
 
 @bp.errorhandler(HTTPException)
