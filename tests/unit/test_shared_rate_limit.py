@@ -44,8 +44,12 @@ def test_processes_share_one_bucket(db, batch):
     else:
         # never more than the bucket; at most batch-1 held back per process
         assert 40 - 3 * (batch - 1) <= allowed[0] <= 40
-    wait = limiters[0].check("10.0.0.1")
-    assert wait > 0
+    # What this process still holds of its last batch may be spent; then it is refused.
+    extra = 0
+    while limiters[0].check("10.0.0.1") == 0:
+        extra += 1
+        assert extra < batch, "more than this process's own batch was let through"
+    assert allowed[0] + extra <= 40
     assert limiters[0].check("10.0.0.2") == 0  # another key, another bucket
 
 
