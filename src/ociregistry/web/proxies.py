@@ -25,7 +25,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 PEER = "ociregistry.peer"  # REMOTE_ADDR as the server gave it: the socket peer
-PROXIED = "ociregistry.proxied"  # a forwarding header was present (trusted or not)
 
 # Headers by which a proxy (or someone pretending to be one) names a client.
 _FORWARDING = ("HTTP_FORWARDED", "HTTP_X_REAL_IP", "HTTP_X_CLIENT_IP", "HTTP_TRUE_CLIENT_IP",
@@ -73,9 +72,13 @@ def client_address(forwarded_for: str, peer: str, networks: list[Network]) -> st
     return str(client)
 
 
+_FORWARDING_PREFIXES = ("HTTP_X_FORWARDED_", *_FORWARDING)
+
+
 def is_proxied(environ: dict[str, Any]) -> bool:
-    return any(key in environ for key in _FORWARDING) or any(
-        key.startswith("HTTP_X_FORWARDED_") for key in environ)
+    """A forwarding header is present (trusted or not). Proxy processing leaves these
+    headers in the environ, so this can be asked at any time of the request."""
+    return any(key.startswith(_FORWARDING_PREFIXES) for key in environ)
 
 
 def is_local(environ: dict[str, Any]) -> bool:
@@ -83,9 +86,9 @@ def is_local(environ: dict[str, Any]) -> bool:
 
     Fails closed: without the middleware's record the answer is no.
     """
-    if environ.get(PROXIED, True):
+    if PEER not in environ or is_proxied(environ):
         return False
-    peer = parse_address(environ.get(PEER, ""))
+    peer = parse_address(environ[PEER])
     return peer is not None and peer.is_loopback
 
 
@@ -101,8 +104,7 @@ class ClientAddress:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         peer = environ.get("REMOTE_ADDR") or ""
-        environ[PEER] = peer
-        environ[PROXIED] = is_proxied(environ)
+        environ[PEER] = peer  # is_local asks about forwarding headers only when needed
         if self.networks and _trusted(parse_address(peer), self.networks):
             environ["REMOTE_ADDR"] = client_address(
                 environ.get("HTTP_X_FORWARDED_FOR", ""), peer, self.networks)
