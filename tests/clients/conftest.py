@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.auth.support import Pki, make_pki
 from tests.clients import images
 from tests.clients.clitools import Podman, Skopeo, write_client_config
 
@@ -84,3 +85,9 @@ def oci_index(tmp_path: Path, salt: str) -> BuiltIndex:
     layout = tmp_path / "src-index"
     return BuiltIndex(layout, "multi", images.write_multiarch(layout, salt, tag="multi"))
 
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A CA with server and client certificates, for the HTTPS registries of a module."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

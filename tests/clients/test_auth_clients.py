@@ -13,13 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.auth.support import PASSWORDS, Pki, SecureRegistry, auth_config, make_pki
+from tests.auth.support import PASSWORDS, Pki, SecureRegistry, auth_config
 from tests.clients.clitools import Podman, Skopeo
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module", params=["token", "basic"])

@@ -15,17 +15,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.auth.support import RULES, Pki, SecureRegistry, auth_config, make_pki
+from tests.auth.support import RULES, Pki, SecureRegistry, auth_config
 from tests.clients.clitools import Podman, Skopeo
 
 ROBOT_RULES = RULES + [
     {"groups": ["robots"], "repositories": ["**"], "actions": ["pull", "push", "delete"]},
 ]
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module", params=["token", "basic"])
