@@ -7,6 +7,7 @@ underscore between levels), e.g. OCIREGISTRY_HTTP__PORT=5001.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,6 +118,12 @@ class TLSSettings(_Section):
     client_ca: str = ""  # PEM CA bundle: clients must present a certificate it signed (mTLS)
 
 
+# Extended key usages by name (auth/x5c.py maps them to their OIDs).
+EKU_NAMES = ("anyExtendedKeyUsage", "codeSigning", "clientAuth", "serverAuth",
+             "emailProtection", "timeStamping")
+_DOTTED_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
+
+
 class TokenSettings(_Section):
     """Docker token authentication: the built-in service, or an external issuer."""
 
@@ -145,10 +152,10 @@ class TokenSettings(_Section):
     @field_validator("x5c_extended_key_usages")
     @classmethod
     def _known_ekus(cls, value: list[str]) -> list[str]:
-        from ociregistry.auth.x5c import eku_oid
-
         for name in value:
-            eku_oid(name)
+            if name not in EKU_NAMES and not _DOTTED_OID.fullmatch(name):
+                raise ValueError(f"unknown extended key usage {name!r}: one of "
+                                 f"{', '.join(EKU_NAMES)}, or a dotted OID")
         return value
 
 

@@ -266,3 +266,13 @@ _FUZZ_SIGNER = make("fuzz signer", _FUZZ_INTER)
 _FUZZ_TLS = make("fuzz tls", _FUZZ_ROOT, ekus=[ExtendedKeyUsageOID.SERVER_AUTH])
 _FUZZ_FORGED = make("fuzz forged", _FUZZ_TLS)
 _FUZZ_PARTIES = [_FUZZ_ROOT, _FUZZ_INTER, _FUZZ_SIGNER, _FUZZ_TLS, _FUZZ_FORGED]
+
+
+def test_the_settings_know_every_extended_key_usage_name_the_validator_maps():
+    from ociregistry.auth.x5c import EKU_NAMES as MAPPED
+    from ociregistry.config import EKU_NAMES, TokenSettings
+
+    assert set(EKU_NAMES) == set(MAPPED)
+    assert TokenSettings(x5c_extended_key_usages=["1.3.6.1.5.5.7.3.3"])
+    with pytest.raises(ValueError, match="unknown extended key usage"):
+        TokenSettings(x5c_extended_key_usages=["codesigning"])

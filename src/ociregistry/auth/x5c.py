@@ -36,7 +36,7 @@ from cryptography.x509.verification import (
 
 MAX_CHAIN_CERTIFICATES = 10  # what a header may carry at all, before any parsing
 
-# Names accepted in auth.token.x5c_extended_key_usages, besides dotted OIDs.
+# Names accepted in auth.token.x5c_extended_key_usages (config.EKU_NAMES), besides OIDs.
 EKU_NAMES = {
     "anyExtendedKeyUsage": ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
     "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
