@@ -1,14 +1,14 @@
 """Failures of the administration services (core/admin_*.py). No Flask here.
 
-Each has a stable code and the HTTP status that goes with it, so the
-management API renders them as RFC 9457 problems from this one table.
+Each has a stable code and the HTTP status that goes with it: the management
+API renders them as RFC 9457 problems with that code (web/api/problems.py CODES).
 """
 
 from __future__ import annotations
 
 
 class AdminError(Exception):
-    code = "admin-error"
+    code = "bad_request"
     status = 400
 
     def __init__(self, message: str) -> None:
@@ -19,12 +19,12 @@ class AdminError(Exception):
 class InvalidRequest(AdminError):
     """The request can't be carried out as given (bad name, password, scope)."""
 
-    code = "invalid-request"
+    code = "bad_request"
     status = 400
 
 
 class NotFound(AdminError):
-    code = "not-found"
+    code = "not_found"
     status = 404
 
 
@@ -38,5 +38,5 @@ class Conflict(AdminError):
 class NotConfigured(AdminError):
     """The registry is not set up for this (no htpasswd file, robots disabled)."""
 
-    code = "not-configured"
+    code = "not_configured"
     status = 409

@@ -13,6 +13,7 @@ from flask import Flask
 from ociregistry.runtime import Runtime
 from ociregistry.web.api import (  # noqa: F401  (they add hooks and routes)
     access,
+    admin,
     docs,
     manifests,
     repositories,

@@ -50,6 +50,7 @@ class Operation:
     description: str = ""
     media_type: str = "application/json"
     paginated: bool = False  # sends Link rel="next"/"prev"
+    body: dict[str, Any] | None = None  # JSON schema of a required JSON request body
     view: Callable[..., Any] | None = field(default=None, repr=False)
 
 
@@ -88,14 +89,15 @@ def _rule(path: str) -> str:
 def operation(path: str, method: str, *, summary: str, tag: str, permission: str,
               response: dict[str, Any] | None, parameters: tuple[dict[str, Any], ...] = (),
               status: int = 200, description: str = "", paginated: bool = False,
-              media_type: str = "application/json") -> Callable[[Callable], Callable]:
+              media_type: str = "application/json",
+              body: dict[str, Any] | None = None) -> Callable[[Callable], Callable]:
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         op = Operation(path, method.upper(), view.__name__, summary, tag, permission,
                        list(parameters), response, status, description, media_type,
-                       paginated, view)
+                       paginated, body, view)
         OPERATIONS.append(op)
 
         def endpoint(**path_args: str) -> Response:
@@ -116,6 +118,10 @@ def _dispatch(op: Operation, path_args: dict[str, str]) -> Response:
         if param["in"] == "query":
             kwargs[param["name"].replace("-", "_")] = _query_value(param)
     access.check(op.permission, path_args.get("name"))
+    if op.body is not None:  # read after the permission check: strangers' bodies go unread
+        from ociregistry.web.api.bodies import read_json_body
+
+        kwargs["body"] = read_json_body(op.body)
     result = op.view(**kwargs)
     if isinstance(result, Response):
         return result

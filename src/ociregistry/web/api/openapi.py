@@ -36,6 +36,9 @@ def _operation(op: Any) -> dict[str, Any]:
     }
     if op.description:
         doc["description"] = op.description
+    if op.body is not None:
+        doc["requestBody"] = {"required": True,
+                              "content": {"application/json": {"schema": op.body}}}
     return doc
 
 

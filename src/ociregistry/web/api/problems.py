@@ -34,6 +34,7 @@ CODES: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "Method not allowed"),
     "unsupported": (405, "The operation is not enabled on this registry"),
     "conflict": (409, "The request conflicts with the current state"),
+    "not_configured": (409, "The registry is not set up for this"),
     "payload_too_large": (413, "The request body is too large"),
     "unsupported_media_type": (415, "Unsupported media type"),
     "too_many_requests": (429, "Too many requests"),
