@@ -15,7 +15,7 @@ import hmac
 import json
 from typing import Any
 
-MAX_CURSOR = 2048
+MAX_CURSOR = 512
 
 
 class BadCursor(ValueError):

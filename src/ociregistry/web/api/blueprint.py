@@ -180,7 +180,8 @@ def _registry_error(exc: RegistryError) -> Response:
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
-    problem = Problem(code_for_status(status), exc.description or exc.name)
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # Allow
+    problem = Problem(code_for_status(status), exc.description or exc.name, headers=headers)
     problem.status = status
     return problem.response()
 

@@ -11,7 +11,7 @@ from ociregistry.web.api.blueprint import REPOSITORY_NAME, api_services, operati
 DIGEST = {"name": "digest", "in": "path", "required": True,
           "description": "The manifest's digest, e.g. `sha256:...`.",
           "schema": {"type": "string", "maxLength": 160,
-                     "pattern": r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"}}
+                     "pattern": r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$"}}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 _NULLABLE_STRINGS = {"type": ["array", "null"], "items": {"type": "string"}}
 DESCRIPTOR = schema("Descriptor", {

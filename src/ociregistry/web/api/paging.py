@@ -13,7 +13,7 @@ from ociregistry.web.api.blueprint import query
 
 LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
               f"Items per page (1 to {MAX_LIMIT}).")
-CURSOR = query("cursor", {"type": "string", "maxLength": 2048},
+CURSOR = query("cursor", {"type": "string", "maxLength": 512},
                "Opaque cursor from a Link header (rel=\"next\" or \"prev\") of this listing; "
                "a cursor from another listing or an edited one is a 400 `invalid_cursor`.")
 ORDER = query("order", {"type": "string", "enum": ["asc", "desc"]},

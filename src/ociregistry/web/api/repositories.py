@@ -53,8 +53,8 @@ def repository_json(summary: RepositorySummary) -> dict[str, Any]:
     description="Repositories the caller may pull, in keyset pages. Sizes are deduplicated "
                 "within the repository (a layer shared by two tags counts once).",
     parameters=(
-        query("q", {"type": "string", "maxLength": 255}, "Names containing this text."),
-        query("glob", {"type": "string", "maxLength": 255},
+        query("q", {"type": "string", "maxLength": 128}, "Names containing this text."),
+        query("glob", {"type": "string", "maxLength": 128},
               "Names matching this glob (`*` any run of characters, `?` one)."),
         query("sort", {"type": "string", "enum": list(REPOSITORY_SORTS), "default": "name"},
               "name, pushed (last push) or size."),

@@ -51,7 +51,7 @@ def tag_json(tag: TagView) -> dict[str, Any]:
         REPOSITORY_NAME,
         query("exact", {"type": "string", "maxLength": 128}, "This tag only."),
         query("prefix", {"type": "string", "maxLength": 128}, "Tags starting with this."),
-        query("glob", {"type": "string", "maxLength": 255},
+        query("glob", {"type": "string", "maxLength": 128},
               "Tags matching this glob (`*` any run, `?` one character), e.g. `v1.*`."),
         query("sort", {"type": "string", "enum": list(TAG_SORTS), "default": "name"},
               "name, or pushed (when the tag was last set)."),
