@@ -143,7 +143,13 @@ def test_robot_tokens_created_once_used_and_revoked(live, http):
     revoked = api(live, http, "GET", "/admin/robots/tokens",
                   params={"robot": "deploy", "include-revoked": "true"}).json()["items"]
     assert [t["state"] for t in revoked] == ["revoked"]
-    assert api(live, http, "DELETE", "/admin/robots/deploy").status_code == 404
+    assert api(live, http, "DELETE", "/admin/robots/deploy/tokens").status_code == 404
+    second = api(live, http, "POST", "/admin/robots/tokens",
+                 json={"robot": "deploy", "scope": ["team/app:pull"], "expires": "1d"}
+                 ).json()["token"]
+    r = api(live, http, "DELETE", "/admin/robots/deploy/tokens")
+    assert r.status_code == 200 and len(r.json()["revoked"]) == 1
+    assert v2_status(live, http, ("robot$deploy", second)) == 401
 
 
 def wait_gc(live: Live, http: requests.Session) -> dict[str, Any]:

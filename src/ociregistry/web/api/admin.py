@@ -213,7 +213,7 @@ def revoke_token(token_id: str) -> None:
     services().robots.revoke_token(token_id)
 
 
-@operation("/admin/robots/{robot}", "DELETE", summary="Revoke every token of a robot",
+@operation("/admin/robots/{robot}/tokens", "DELETE", summary="Revoke every token of a robot",
            tag="admin", permission="admin", parameters=(
                {"name": "robot", "in": "path", "required": True,
                 "schema": {"type": "string", "maxLength": 64}},),
