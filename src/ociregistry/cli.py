@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from ociregistry import __version__, cli_ops, cli_tokens, cli_users
+from ociregistry import __version__, cli_ops, cli_remote, cli_tokens, cli_users
 from ociregistry.cli_ops import ProgressPrinter
 from ociregistry.config import ConfigError, Settings, load_settings
 from ociregistry.logs import setup_logging
@@ -63,6 +63,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
+    if args.remote:  # a remote registry's management API, not this machine's data
+        return cli_remote.run_gc_remote(args)
     from ociregistry.core.gc import GCAlreadyRunning
     from ociregistry.runtime import build_runtime
 
@@ -122,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--delete-untagged", action="store_true", help="also delete manifests with no tag"
     )
     gc.add_argument("--json", action="store_true", help="also print the result as JSON")
+    gc.add_argument("--remote", metavar="URL",
+                    help="run it on a remote registry through its management API (admin "
+                         "credentials from docker's config.json) instead of on local data")
+    gc.add_argument("--wait", type=float, default=3600, metavar="SECONDS",
+                    help="with --remote: how long to follow the run (default 3600)")
     gc.set_defaults(func=cmd_gc)
 
     db = sub.add_parser("db", help="database schema")
@@ -133,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ops.register(sub, _common, _settings)
 
     cli_users.register(sub)
+    cli_remote.register(sub)
     cli_tokens.register(sub, _common, _settings)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)

@@ -98,6 +98,13 @@ class UISettings(_Section):
     )
 
 
+class APISettings(_Section):
+    enabled: bool = Field(
+        True, description="the management API at /api/v1 (JSON, OpenAPI 3.1 at "
+                          "/api/v1/openapi.json, docs at /api/v1/docs)",
+    )
+
+
 class LogSettings(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -226,6 +233,7 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
     ui: UISettings = UISettings()
+    api: APISettings = APISettings()
 
     @property
     def storage_root(self) -> str:

@@ -59,7 +59,7 @@ def test_sign_in_with_the_registry_users(auth_client):
     assert r.status_code == 303 and r.headers["Location"] == "/ui/r/team/app"
     cookie = r.headers["Set-Cookie"]
     assert "ociregistry_ui=" in cookie
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/ui/" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/;" in cookie
     assert "Secure" not in cookie  # plain HTTP here
     html = auth_client.get("/ui/r/team/app").get_data(as_text=True)
     assert "Signed in as alice." in html and ">alice</span>" in html

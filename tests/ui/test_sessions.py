@@ -15,7 +15,7 @@ COOKIE = "ociregistry_ui"
 
 
 def _cookie(client: FlaskClient) -> str:
-    cookie = client.get_cookie(COOKIE, path="/ui/")
+    cookie = client.get_cookie(COOKIE, path="/")
     assert cookie is not None
     return cookie.value
 
@@ -34,10 +34,10 @@ def test_a_cookie_without_a_session_row_signs_nobody_in(auth_app):
     stamp = app.extensions["ociregistry.auth"].htpasswd.fingerprint("admin")
     forged = app.session_interface.get_signing_serializer(app).dumps(
         {"user": "admin", "stamp": stamp, "since": time.time()})
-    client.set_cookie(COOKIE, forged, path="/ui/")
+    client.set_cookie(COOKIE, forged, path="/")
     assert not _signed_in_as_admin(client)
     client.set_cookie(COOKIE, app.session_interface.get_signing_serializer(app).dumps(
-        {"sid": "made-up"}), path="/ui/")
+        {"sid": "made-up"}), path="/")
     assert not _signed_in_as_admin(client)
 
 
@@ -76,7 +76,7 @@ def test_a_password_edited_in_one_copy_of_the_file_ends_the_session_everywhere(t
                                 auth={"htpasswd": str(second), "rules": AUTH_RULES})
     a, b = app_a.test_client(), app_b.test_client()
     sign_in(a, "admin")
-    b.set_cookie(COOKIE, _cookie(a), path="/ui/")
+    b.set_cookie(COOKIE, _cookie(a), path="/")
     assert _signed_in_as_admin(a) and _signed_in_as_admin(b)
     # Instance A's file gets a new password (an editor, htpasswd -B, a config push).
     Htpasswd(str(first)).set_password("admin", "changed-on-a", cost=4)

@@ -22,9 +22,16 @@ import secrets
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import bcrypt
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one writer at a time is then on the operator
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("ociregistry.auth")
 
@@ -36,6 +43,14 @@ CACHE_SECONDS = 60.0
 
 
 class HtpasswdError(ValueError):
+    pass
+
+
+class UserExists(HtpasswdError):
+    pass
+
+
+class NoSuchUser(HtpasswdError):
     pass
 
 
@@ -216,20 +231,39 @@ class Htpasswd:
     def _current(self) -> dict[str, bytes]:
         return self._read() if os.path.exists(self.path) else {}
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One read-modify-write at a time: the CLI and every worker answering the
+        management API may change the file at once; without this, one change is lost."""
+        if fcntl is None:
+            yield
+            return
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        with open(self.path + ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def set_password(self, user: str, password: str, cost: int = 12, create: bool = True,
                      update: bool = True) -> None:
         validate_user(user)
-        hashes = self._current()
-        if user in hashes and not update:
-            raise HtpasswdError(f"user {user!r} already exists")
-        if user not in hashes and not create:
-            raise HtpasswdError(f"no such user {user!r}")
-        hashes[user] = hash_password(password, cost).encode()
-        self._write(hashes)
+        hashed = hash_password(password, cost).encode()  # bcrypt outside the lock
+        with self._exclusive():
+            hashes = self._current()
+            if user in hashes and not update:
+                raise UserExists(f"user {user!r} already exists")
+            if user not in hashes and not create:
+                raise NoSuchUser(f"no such user {user!r}")
+            hashes[user] = hashed
+            self._write(hashes)
 
     def remove(self, user: str) -> None:
-        hashes = self._current()
-        if user not in hashes:
-            raise HtpasswdError(f"no such user {user!r}")
-        del hashes[user]
-        self._write(hashes)
+        with self._exclusive():
+            hashes = self._current()
+            if user not in hashes:
+                raise NoSuchUser(f"no such user {user!r}")
+            del hashes[user]
+            self._write(hashes)

@@ -63,6 +63,7 @@ class TagView:
     platforms: list[str]
     created: str | None  # the image's own creation time, when the manifest says it
     pushed_at: float
+    artifact_type: str | None = None  # artifactType, else the config's media type
 
 
 @dataclass
@@ -272,9 +273,9 @@ class BrowseService:
             raise NameUnknown(detail={"name": name})
         rows, total = found
         sizes = q.content_sizes(self.db, [row.manifest_id for row in rows])
-        return Page([self._tag_view(row, sizes) for row in rows], total, page, per_page)
+        return Page([self.tag_view(row, sizes) for row in rows], total, page, per_page)
 
-    def _tag_view(self, row: q.TagRow, sizes: dict[int, int]) -> TagView:
+    def tag_view(self, row: q.TagRow, sizes: dict[int, int]) -> TagView:
         doc = _json(row.payload)
         config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
         artifact = doc.get("artifactType") or config.get("mediaType")
@@ -295,6 +296,7 @@ class BrowseService:
             platforms=platforms,
             created=annotations.get(CREATED_ANNOTATION),
             pushed_at=row.pushed_at,
+            artifact_type=str(artifact) if artifact else None,
         )
 
     # -- one manifest ---------------------------------------------------------

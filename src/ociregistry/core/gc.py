@@ -64,10 +64,23 @@ class GarbageCollector:
         dry_run: bool = False,
         delete_untagged: bool = False,
         progress: Progress | None = None,
+        holder: str | None = None,
     ) -> GCResult:
-        result = self._locked(dry_run, delete_untagged, progress, None)
+        """``holder``: a lock already taken with ``acquire`` (a run started elsewhere
+        is then refused before the caller returns, not later in a thread)."""
+        result = self._locked(dry_run, delete_untagged, progress, None, holder)
         assert result is not None
         return result
+
+    def acquire(self) -> str | None:
+        """Take the cluster-wide GC lock for a run to come; its holder, or None when
+        a collection is running. Pass the holder to ``run``; it expires if never run."""
+        holder = self._holder()
+        return holder if self.db.try_lock("gc", holder, ttl=LOCK_TTL) else None
+
+    @staticmethod
+    def _holder() -> str:
+        return f"{os.uname().nodename}:{os.getpid()}:{time.time()}"
 
     def run_if_due(self, interval: float, delete_untagged: bool = False) -> GCResult | None:
         """Run unless a run finished less than ``interval`` seconds ago.
@@ -96,8 +109,9 @@ class GarbageCollector:
         delete_untagged: bool,
         progress: Progress | None,
         due_interval: float | None,
+        holder: str | None = None,
     ) -> GCResult | None:
-        holder = f"{os.uname().nodename}:{os.getpid()}:{time.time()}"
+        holder = holder or self._holder()
         if not self.db.try_lock("gc", holder, ttl=LOCK_TTL):
             raise GCAlreadyRunning("a garbage collection is already running")
         started = time.monotonic()

@@ -45,6 +45,11 @@ class GCJobs:
         with self._lock:
             if self.status()["running"]:
                 return None
+            # The lock is taken here, not in the thread: of two processes or
+            # instances starting at once, exactly one gets a job id.
+            holder = self.gc.acquire()
+            if holder is None:
+                return None
             job = secrets.token_hex(8)
             state = {
                 "job": job, "state": "starting", "dry_run": dry_run,
@@ -52,12 +57,12 @@ class GCJobs:
                 "started_at": time.time(), "phase": "", "done": 0, "total": 0,
             }
             self._write(state)
-        thread = threading.Thread(target=self._run, args=(state,), daemon=True,
+        thread = threading.Thread(target=self._run, args=(state, holder), daemon=True,
                                   name=f"ui-gc-{job}")
         thread.start()
         return job
 
-    def _run(self, state: dict[str, Any]) -> None:
+    def _run(self, state: dict[str, Any], holder: str | None = None) -> None:
         last = [0.0, ""]
 
         def progress(phase: str, done: int, total: int) -> None:
@@ -70,7 +75,8 @@ class GCJobs:
         self._write({**state, "state": "running", "updated_at": time.time()})
         try:
             result = self.gc.run(dry_run=state["dry_run"],
-                                 delete_untagged=state["delete_untagged"], progress=progress)
+                                 delete_untagged=state["delete_untagged"], progress=progress,
+                                 holder=holder)
         except GCAlreadyRunning as exc:
             self._write({**state, "state": "refused", "error": str(exc),
                          "finished_at": time.time()})

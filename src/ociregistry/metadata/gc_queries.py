@@ -156,3 +156,16 @@ def last_finished_run(store: MetadataStore) -> float | None:
     query = sa.select(sa.func.max(t.gc_runs.c.finished_at)).where(t.gc_runs.c.dry_run.is_(False))
     with store.read() as conn:
         return conn.execute(query).scalar()
+
+
+def run_history(store: MetadataStore, limit: int, before_id: int | None = None) -> list[dict]:
+    """Finished runs, newest first, from ``before_id`` (exclusive; a keyset page)."""
+    g = t.gc_runs
+    query = sa.select(
+        g.c.id, g.c.started_at, g.c.finished_at, g.c.dry_run, g.c.manifests_deleted,
+        g.c.blobs_deleted, g.c.bytes_freed, g.c.uploads_expired,
+    ).order_by(g.c.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(g.c.id < before_id)
+    with store.read() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]

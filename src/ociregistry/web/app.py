@@ -9,6 +9,7 @@ from flask import Flask, Response, redirect
 
 from ociregistry.config import Settings
 from ociregistry.runtime import Runtime, build_runtime
+from ociregistry.web.api import register_api
 from ociregistry.web.auth import init_app as init_auth
 from ociregistry.web.errors import error_response, register_error_handlers
 from ociregistry.web.observability import register_observability
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(registry_bp)
     if runtime.settings.ui.enabled:
         register_ui(app, runtime)
+    if runtime.settings.api.enabled:
+        register_api(app, runtime)
 
     @app.after_request
     def _api_version(response: Response) -> Response:

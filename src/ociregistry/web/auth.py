@@ -214,12 +214,12 @@ def check_basic(auth: AuthService, user: str, password: str) -> Principal:
     return who
 
 
-def _authenticate(auth: AuthService) -> Principal:
+def _authenticate(auth: AuthService, any_basic: bool = False) -> Principal:
     credentials = _credentials()
     if credentials is None:
         return ANONYMOUS
     scheme, value = credentials
-    if scheme == "basic" and (auth.mode == "basic" or _robot_basic(value)):
+    if scheme == "basic" and (auth.mode == "basic" or any_basic or _robot_basic(value)):
         try:
             pair = _basic_pair(value)
             return ANONYMOUS if pair is None else check_basic(auth, *pair)
@@ -267,6 +267,23 @@ def _before_request() -> None:
         # without credentials (or token) is always challenged.
         if who is ANONYMOUS:
             raise _unauthorized("authentication required")
+
+
+def authenticate_api() -> Principal:
+    """The caller of a /api/v1 request, under the same limits as /v2.
+
+    Basic credentials are accepted in token mode too (scripts and the CLI send
+    what ``docker login`` stored); no Authorization header: ANONYMOUS.
+    """
+    by_address, by_user = current_app.extensions[EXTENSION + ".limits"]
+    _rate_limit(by_address, _client_key())
+    auth = service()
+    if not auth.enabled:
+        return NO_AUTH
+    who = _authenticate(auth, any_basic=True)
+    if who.user is not None:
+        _rate_limit(by_user, who.user)
+    return who
 
 
 # -- what the /v2/ handlers call ---------------------------------------------------

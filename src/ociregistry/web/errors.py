@@ -44,6 +44,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
+        if request.path.startswith("/api/"):  # no rule matched: still a problem document
+            from ociregistry.web.api.blueprint import unrouted_problem
+
+            problem = unrouted_problem(exc)
+            if problem is not None:
+                return problem
         status = exc.code or 500
         headers = {}
         if isinstance(exc, RequestedRangeNotSatisfiable) and exc.length is not None:

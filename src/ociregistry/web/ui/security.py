@@ -36,7 +36,8 @@ def configure_sessions(app: Flask, secret_key: bytes) -> None:
     app.session_interface = UISessionInterface()
     app.config.update(
         SESSION_COOKIE_NAME="ociregistry_ui",
-        SESSION_COOKIE_PATH="/ui/",
+        # "/": the UI calls /api/v1 with the same session (and its CSRF header).
+        SESSION_COOKIE_PATH="/",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )
