@@ -137,7 +137,7 @@ def _tamper(cursor: str) -> list[str]:
     decoded["n"] = "v0"
     forged = base64.urlsafe_b64encode(json.dumps(decoded).encode()).decode().rstrip("=")
     return [f"{forged}.{mac}", cursor[:-1] + ("A" if cursor[-1] != "A" else "B"),
-            "not-a-cursor", body, cursor + ".x", "%00"]
+            "not-a-cursor", body, cursor + ".x", "%00", "é.é", f"{body}.{mac[:-1]}é"]
 
 
 def test_tampered_or_foreign_cursors_are_a_400_problem(live, http):

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -57,7 +58,9 @@ def gc_page(url: str, cookie: str) -> requests.Response:
 
 def sign_out(url: str, cookie: str) -> None:
     s = requests.Session()
-    s.cookies.set(COOKIE, cookie)
+    # As the browser holds it: for the registry's host, so the updated cookie the
+    # server sets next replaces it (rather than a second cookie beside it).
+    s.cookies.set(COOKIE, cookie, domain=urlsplit(url).hostname, path="/")
     html = s.get(url + "/ui/gc").text  # the form's CSRF token lands in the cookie
     token = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert token, html[:1000]

@@ -39,9 +39,10 @@ class CursorCodec:
         return f"{body}.{self._mac(body, listing)}"
 
     def decode(self, listing: str, cursor: str) -> dict[str, Any]:
-        if len(cursor) > MAX_CURSOR or cursor.count(".") != 1:
+        if len(cursor) > MAX_CURSOR or cursor.count(".") != 1 or not cursor.isascii():
             raise BadCursor("malformed cursor")
         body, mac = cursor.split(".")
+        # Both ASCII (checked above): compare_digest refuses other str.
         if not hmac.compare_digest(mac, self._mac(body, listing)):
             raise BadCursor("this cursor does not belong to this listing")
         try:
