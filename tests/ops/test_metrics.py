@@ -49,6 +49,22 @@ def test_request_counts_are_summed_over_all_workers(three_workers):
     assert count >= 30
 
 
+def settled(url: str) -> dict:
+    """A scrape once the byte counters have stopped moving: they are updated when a
+    response has gone out (call_on_close), which may be just after its client has it."""
+    keys = ("registry_http_received_bytes_total", "registry_http_sent_bytes_total")
+    last = scrape(url + "/metrics")
+    steady = 0
+    deadline = time.monotonic() + 30
+    while steady < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = scrape(url + "/metrics")
+        same = all(value(now, k) == value(last, k) for k in keys)
+        steady = steady + 1 if same else 0
+        last = now
+    return last
+
+
 def test_push_and_pull_show_in_bytes_counts_and_stored_objects(three_workers):
     url = three_workers.url
     repo = "metrics/app"
@@ -56,7 +72,7 @@ def test_push_and_pull_show_in_bytes_counts_and_stored_objects(three_workers):
     assert put_manifest(url, repo, "v1", manifest).status_code == 201
     assert put_manifest(url, repo, "v2", manifest).status_code == 201
     layer = manifest["layers"][0]
-    before = scrape(url + "/metrics")
+    before = settled(url)
     blob = os.urandom(200_000)
     r = requests.post(
         f"{url}/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, data=blob
