@@ -130,7 +130,7 @@ def _greatest_sqlite(element: _greatest, compiler: Any, **kw: Any) -> str:
 
 
 # -- repositories --------------------------------------------------------------
-def _repo_figures(r: sa.Table) -> dict[str, sa.ScalarSelect]:
+def _repo_figures(r: Any) -> dict[str, sa.ScalarSelect]:
     m, tg, mb, b = t.manifests, t.tags, t.manifest_blobs, t.blobs
     referenced = (
         sa.select(mb.c.digest)
@@ -170,8 +170,9 @@ def repository_names(store: MetadataStore, search: str = "") -> list[str]:
         return list(conn.execute(query).scalars())
 
 
-def _summary_columns() -> tuple[list[Any], dict[str, Any]]:
-    r = t.repositories
+def _summary_columns(r: Any = None) -> tuple[list[Any], dict[str, Any]]:
+    """Figures of each row of ``r`` (the repositories table, or a page of its ids)."""
+    r = t.repositories if r is None else r
     figures = _repo_figures(r)
     # Last push: the newer of the last tag update and the last manifest stored.
     last_push = _greatest(

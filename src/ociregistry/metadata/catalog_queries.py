@@ -53,6 +53,30 @@ class SearchHit:
     annotations: str | None = None  # the manifest's annotations (JSON text)
 
 
+@dataclass
+class NameScope:
+    """Repository names a caller may see, as the database can test them: these names
+    exactly, or any name starting with one of the prefixes ("" starts every name)."""
+
+    exact: list[str]
+    prefixes: list[str]
+
+
+def scope_condition(column: Any, scope: NameScope) -> Any:
+    """Byte-wise (never LIKE, which SQLite folds for ASCII case) and index-friendly."""
+    terms: list[Any] = []
+    if scope.exact:
+        terms.append(_in(column, scope.exact))
+    for prefix in scope.prefixes:
+        if not prefix:
+            return sa.true()
+        # Every string starting with the prefix sorts in [prefix, prefix with its last
+        # character incremented).
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        terms.append(sa.and_(column >= prefix, column < upper))
+    return sa.or_(*terms) if terms else sa.false()
+
+
 def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -92,27 +116,39 @@ def _by_name(name_col: Any, keyset: Keyset | None, descending: bool) -> tuple[li
 def repositories_after(
     store: MetadataStore, *, contains: str = "", glob: str = "", sort: str = "name",
     descending: bool = False, keyset: Keyset | None = None, limit: int = 100,
-    names: Sequence[str] | None = None,
+    names: Sequence[str] | None = None, scope: NameScope | None = None,
 ) -> list[RepositorySummary]:
-    """Up to ``limit`` repositories (with a manifest) from ``keyset`` on, in page order."""
+    """Up to ``limit`` repositories (with a manifest) from ``keyset`` on, in page order.
+
+    Only the sort key is computed for every matching repository; the other
+    figures (counts, deduplicated size) only for the rows of the page.
+    """
     r = t.repositories
-    columns, _ = _summary_columns()
+    _, keys = _summary_columns()
     conditions = _repo_filters(contains, names)
+    if scope is not None:
+        conditions.append(scope_condition(r.c.name, scope))
     if glob:
         conditions.append(r.c.name.like(glob_pattern(glob), escape="\\"))
-    inner = sa.select(*columns).where(*conditions).subquery("repos")
-    name_col = inner.c.name
+    key_expr = None if sort == "name" else keys["size" if sort == "size" else "pushed"]
+    keyed = [r.c.id, r.c.name] + ([] if key_expr is None else [key_expr.label("key")])
+    inner = sa.select(*keyed).where(*conditions).subquery("repos")
     backwards = keyset is not None and keyset.backwards
-    query = sa.select(inner)
-    if sort == "name":  # the name is the key
-        ordering, after = _by_name(name_col, keyset, descending)
-    else:
-        key_col = inner.c["size" if sort == "size" else "last_push"]
-        ordering = _ordering(key_col, name_col, descending, backwards)
-        after = _after(key_col, name_col, keyset, descending) if keyset is not None else None
+
+    def order(source: Any) -> tuple[list[Any], Any]:
+        if key_expr is None:  # the name is the key
+            return _by_name(source.c.name, keyset, descending)
+        ordering = _ordering(source.c.key, source.c.name, descending, backwards)
+        return ordering, (_after(source.c.key, source.c.name, keyset, descending)
+                          if keyset is not None else None)
+
+    ordering, after = order(inner)
+    page_query = sa.select(inner)
     if after is not None:
-        query = query.where(after)
-    query = query.order_by(*ordering).limit(limit)
+        page_query = page_query.where(after)
+    page = page_query.order_by(*ordering).limit(limit).subquery("page")
+    columns, _ = _summary_columns(page)
+    query = sa.select(*columns).order_by(*order(page)[0])
     with store.read() as conn:
         rows = [_summary(row) for row in conn.execute(query)]
     return rows[::-1] if backwards else rows
@@ -163,12 +199,15 @@ def _namespace_condition(prefix: str) -> Any:
 
 
 def namespace_usage(store: MetadataStore, prefix: str,
-                    names: Sequence[str] | None = None) -> NamespaceUsage:
+                    names: Sequence[str] | None = None,
+                    scope: NameScope | None = None) -> NamespaceUsage:
     """Counts and the deduplicated size of every repository named ``prefix`` or under it."""
     r, m, tg, mb, b = (t.repositories, t.manifests, t.tags, t.manifest_blobs, t.blobs)
     repo_filter = [_namespace_condition(prefix)]
     if names is not None:
         repo_filter.append(_in(r.c.name, names))
+    if scope is not None:
+        repo_filter.append(scope_condition(r.c.name, scope))
     repo_ids = sa.select(r.c.id).where(*repo_filter)
     digests = (sa.select(mb.c.digest).select_from(mb.join(m, m.c.id == mb.c.manifest_id))
                .where(m.c.repository_id.in_(repo_ids)))
@@ -188,12 +227,15 @@ def namespace_usage(store: MetadataStore, prefix: str,
 
 
 def search(store: MetadataStore, text: str, limit: int,
-           names: Sequence[str] | None = None) -> list[SearchHit]:
+           names: Sequence[str] | None = None,
+           scope: NameScope | None = None) -> list[SearchHit]:
     """Repositories, tags and manifest annotations containing ``text`` (each up to ``limit``)."""
     r, tg, m = t.repositories, t.tags, t.manifests
     pattern = like_pattern(text)
     visible: list[Any] = [] if names is None else [_in(r.c.name, names)]
-    repos = (sa.select(r.c.name).where(*_repo_filters(text, names))
+    if scope is not None:
+        visible.append(scope_condition(r.c.name, scope))
+    repos = (sa.select(r.c.name).where(*_repo_filters(text, None), *visible)
              .order_by(r.c.name).limit(limit))
     tags = (sa.select(r.c.name, tg.c.name).select_from(tg.join(r, r.c.id == tg.c.repository_id))
             .where(tg.c.name.like(pattern, escape="\\"), *visible)
