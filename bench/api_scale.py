@@ -31,6 +31,7 @@ import yaml
 from bench.servers import free_port
 from ociregistry.auth.htpasswd import Htpasswd
 from ociregistry.metadata import schema as t
+from ociregistry.metadata.catalog_queries import recompute_repository_sizes
 from ociregistry.metadata.store import MetadataStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,16 +107,7 @@ def fill(store: MetadataStore, repos: int, tags: int, big_manifests: int = 1000)
         conn.execute(t.manifests.insert(), manifest_rows)
         conn.execute(t.manifest_blobs.insert(), mblob_rows)
         conn.execute(t.tags.insert(), tag_rows)
-        if "manifest_annotations" in t.metadata.tables:  # the indexed search (0008)
-            conn.execute(t.metadata.tables["manifest_annotations"].insert(), [
-                {"manifest_id": row["id"], "key": k, "value": v}
-                for row in manifest_rows for k, v in json.loads(row["annotations"]).items()
-            ])
-    refresh = getattr(__import__("ociregistry.metadata.catalog_queries",
-                                 fromlist=["refresh_all_summaries"]),
-                      "refresh_all_summaries", None)
-    if refresh is not None:  # the maintained repository figures (0008)
-        refresh(store)
+    recompute_repository_sizes(store)  # what pushes maintain (repository_stats)
 
 
 def start(data: Path, port: int) -> subprocess.Popen:

@@ -130,7 +130,11 @@ def repositories_after(
         conditions.append(scope_condition(r.c.name, scope))
     if glob:
         conditions.append(r.c.name.like(glob_pattern(glob), escape="\\"))
-    key_expr = None if sort == "name" else keys["size" if sort == "size" else "pushed"]
+    key_expr = None if sort == "name" else keys["pushed"]
+    if sort == "size":  # the maintained figure (repository_stats), not a computation
+        rs = t.repository_stats
+        key_expr = sa.func.coalesce(
+            sa.select(rs.c.size).where(rs.c.repository_id == r.c.id).scalar_subquery(), 0)
     keyed = [r.c.id, r.c.name] + ([] if key_expr is None else [key_expr.label("key")])
     inner = sa.select(*keyed).where(*conditions).subquery("repos")
     backwards = keyset is not None and keyset.backwards
@@ -148,10 +152,23 @@ def repositories_after(
         page_query = page_query.where(after)
     page = page_query.order_by(*ordering).limit(limit).subquery("page")
     columns, _ = _summary_columns(page)
+    if sort == "size":  # the figure the page was sorted and its cursor keyed on
+        columns = [page.c.key.label("size") if c.name == "size" else c for c in columns]
     query = sa.select(*columns).order_by(*order(page)[0])
     with store.read() as conn:
         rows = [_summary(row) for row in conn.execute(query)]
     return rows[::-1] if backwards else rows
+
+
+def recompute_repository_sizes(store: MetadataStore) -> None:
+    """Rebuild repository_stats from the references (after a bulk load; as migration 0008)."""
+    r, rs = t.repositories, t.repository_stats
+    columns, _ = _summary_columns()
+    size = next(c for c in columns if c.name == "size")
+    with store.write() as conn:
+        conn.execute(rs.delete())
+        conn.execute(rs.insert().from_select(["repository_id", "size"],
+                                             sa.select(r.c.id, sa.func.coalesce(size, 0))))
 
 
 def tags_after(

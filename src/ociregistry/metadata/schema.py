@@ -120,6 +120,22 @@ tags = sa.Table(
     sa.Index("ix_tags_updated", "updated_at"),
 )
 
+# Each repository's deduplicated size (the bytes of the distinct blobs its manifests
+# reference), kept up to date by the manifest inserts and deletes in the same
+# transaction, so that listing repositories by size need not compute every one.
+repository_stats = sa.Table(
+    "repository_stats",
+    metadata,
+    sa.Column(
+        "repository_id",
+        sa.Integer,
+        sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Index("ix_repository_stats_size", "size"),
+)
+
 uploads = sa.Table(
     "uploads",
     metadata,

@@ -326,6 +326,8 @@ class MetadataStore(UploadStore):
                 t.manifest_blobs.insert(),
                 [{"manifest_id": manifest_id, "digest": d} for d in dict.fromkeys(blob_digests)],
             )
+        if blob_digests:
+            self._adjust_repository_size(conn, repo_id, blob_digests, [manifest_id], 1)
         if child_digests:
             conn.execute(
                 t.manifest_children.insert(),
@@ -370,7 +372,42 @@ class MetadataStore(UploadStore):
             self._delete_manifest_rows(conn, [manifest_id])
             return True
 
+    def _adjust_repository_size(self, conn: Connection, repo_id: int, digests: Sequence[str],
+                                manifest_ids: Sequence[int], sign: int) -> None:
+        """Add (``sign`` 1) or remove (-1) the sizes of ``digests`` that no manifest of
+        the repository other than ``manifest_ids`` references (repository_stats)."""
+        rs, mb, m, b = t.repository_stats, t.manifest_blobs, t.manifests, t.blobs
+        # The stats row first, locked (PostgreSQL): a concurrent push to the same
+        # repository waits here, and the next statement then sees its references.
+        conn.execute(self._insert(rs).values(repository_id=repo_id, size=0)
+                     .on_conflict_do_nothing(index_elements=["repository_id"]))
+        conn.execute(sa.select(rs.c.size).where(rs.c.repository_id == repo_id).with_for_update())
+        elsewhere = (
+            sa.select(mb.c.digest).select_from(mb.join(m, m.c.id == mb.c.manifest_id))
+            .where(m.c.repository_id == repo_id, mb.c.digest == b.c.digest,
+                   mb.c.manifest_id.not_in(list(manifest_ids)))
+        )
+        delta = (
+            sa.select(sa.func.coalesce(sa.func.sum(b.c.size), 0))
+            .where(b.c.digest.in_(list(set(digests))), ~sa.exists(elsewhere))
+            .scalar_subquery()
+        )
+        conn.execute(rs.update().where(rs.c.repository_id == repo_id)
+                     .values(size=rs.c.size + sign * delta))
+
     def _delete_manifest_rows(self, conn: Connection, ids: Sequence[int]) -> None:
+        mb, m = t.manifest_blobs, t.manifests
+        by_repository: dict[int, list[int]] = {}
+        for manifest_id, repo_id in conn.execute(
+            sa.select(m.c.id, m.c.repository_id).where(m.c.id.in_(ids))
+        ):
+            by_repository.setdefault(repo_id, []).append(manifest_id)
+        for repo_id, manifest_ids in by_repository.items():
+            digests = list(conn.execute(
+                sa.select(mb.c.digest).where(mb.c.manifest_id.in_(manifest_ids)).distinct()
+            ).scalars())
+            if digests:
+                self._adjust_repository_size(conn, repo_id, digests, manifest_ids, -1)
         # Explicit deletes rather than relying on ON DELETE CASCADE everywhere.
         for table in (t.tags, t.manifest_blobs, t.manifest_children):
             conn.execute(table.delete().where(table.c.manifest_id.in_(ids)))
