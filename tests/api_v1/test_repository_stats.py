@@ -7,13 +7,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.browse_queries import _summary_columns
 from ociregistry.metadata.catalog_queries import repositories_after
+from tests.cluster.pg import postgres  # noqa: F401 (a throwaway PostgreSQL, on demand)
 from tests.ui import seed
 from tests.ui.conftest import make_app
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+def build(tmp_path: Path, database: str, request: pytest.FixtureRequest, **settings):
+    if database == "postgresql":
+        url = request.getfixturevalue("postgres").create_database()
+        settings["database"] = {"url": url}
+    return make_app(tmp_path, **settings)
 
 
 def maintained_and_computed(runtime) -> tuple[dict[str, int], dict[str, int]]:
@@ -34,8 +45,10 @@ def check(runtime) -> dict[str, int]:
     return computed
 
 
-def test_maintained_size_follows_pushes_deletes_and_gc(tmp_path: Path) -> None:
-    app, runtime = make_app(tmp_path, gc={"grace_period_seconds": 0})
+@pytest.mark.parametrize("database", DATABASES)
+def test_maintained_size_follows_pushes_deletes_and_gc(tmp_path: Path, database: str,
+                                                       request: pytest.FixtureRequest) -> None:
+    app, runtime = build(tmp_path, database, request, gc={"grace_period_seconds": 0})
     client = app.test_client()
     shared = os.urandom(4000)
     first = seed.image(client, "a/one", "v1")
@@ -72,12 +85,14 @@ def test_maintained_size_follows_pushes_deletes_and_gc(tmp_path: Path) -> None:
     runtime.metadata.dispose()
 
 
-def test_migration_backfills_the_sizes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", DATABASES)
+def test_migration_backfills_the_sizes(tmp_path: Path, database: str,
+                                       request: pytest.FixtureRequest) -> None:
     from alembic import command
 
     from ociregistry.metadata.migrate import _config
 
-    app, runtime = make_app(tmp_path)
+    app, runtime = build(tmp_path, database, request)
     client = app.test_client()
     seed.image(client, "c/three", "v1")
     seed.image(client, "c/three", "v2")
