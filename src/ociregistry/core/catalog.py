@@ -128,6 +128,16 @@ class CatalogService:
             return scope, None
         return None, [n for n in bq.repository_names(self.db, contains) if visible(n)]
 
+    def count_repositories(self, contains: str = "",
+                           visible: Callable[[str], bool] | None = None) -> int:
+        contains = contains.strip().lower()
+        scope, names = self._visibility(visible, contains)
+        return q.count_repositories(self.db, contains, names, scope)
+
+    def count_tags(self, name: str, contains: str = "") -> int:
+        validate_name(name)
+        return q.count_tags(self.db, name, contains)
+
     def repository(self, name: str) -> bq.RepositorySummary:
         return self.browse.repository(name)
 
@@ -139,15 +149,17 @@ class CatalogService:
 
     # -- tags -------------------------------------------------------------------
     def tags(self, name: str, *, exact: str = "", prefix: str = "", glob: str = "",
-             sort: str = "name", descending: bool = False, limit: int = 100,
-             cursor: str | None = None) -> KeysetPage[TagView]:
+             contains: str = "", sort: str = "name", descending: bool = False,
+             limit: int = 100, cursor: str | None = None) -> KeysetPage[TagView]:
         validate_name(name)
         limit = min(max(limit, 1), MAX_LIMIT)
+        identity: dict[str, Any] = {"contains": contains} if contains else {}
         listing = _listing("tags", repo=name, name=exact, prefix=prefix, glob=glob, sort=sort,
-                           desc=descending)
+                           desc=descending, **identity)
         start = self._start(listing, cursor)
-        rows = q.tags_after(self.db, name, exact=exact, prefix=prefix, glob=glob, sort=sort,
-                            descending=descending, keyset=start, limit=limit + 1)
+        rows = q.tags_after(self.db, name, exact=exact, prefix=prefix, glob=glob,
+                            contains=contains, sort=sort, descending=descending, keyset=start,
+                            limit=limit + 1)
         if rows is None:
             raise NameUnknown(detail={"name": name})
         key = (lambda r: None) if sort == "name" else (lambda r: r.pushed_at)

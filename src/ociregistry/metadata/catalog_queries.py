@@ -173,7 +173,7 @@ def recompute_repository_sizes(store: MetadataStore) -> None:
 
 def tags_after(
     store: MetadataStore, repository: str, *, exact: str = "", prefix: str = "",
-    glob: str = "", sort: str = "name", descending: bool = False,
+    glob: str = "", contains: str = "", sort: str = "name", descending: bool = False,
     keyset: Keyset | None = None, limit: int = 100,
 ) -> list[TagRow] | None:
     """Up to ``limit`` tags from ``keyset`` on; None when there is no such repository."""
@@ -189,6 +189,8 @@ def tags_after(
             conditions.append(tg.c.name.like(escape_like(prefix) + "%", escape="\\"))
         if glob:
             conditions.append(tg.c.name.like(glob_pattern(glob), escape="\\"))
+        if contains:  # within one repository's tags (the index narrows it first)
+            conditions.append(tg.c.name.like(like_pattern(contains), escape="\\"))
         backwards = keyset is not None and keyset.backwards
         if sort == "name":
             ordering, after = _by_name(tg.c.name, keyset, descending)
@@ -208,6 +210,30 @@ def tags_after(
         )
         rows = [TagRow(*row) for row in conn.execute(query)]
     return rows[::-1] if backwards else rows
+
+
+def count_repositories(store: MetadataStore, contains: str = "",
+                       names: Sequence[str] | None = None,
+                       scope: NameScope | None = None) -> int:
+    """How many repositories (with a manifest) a listing with these filters holds."""
+    r = t.repositories
+    conditions = _repo_filters(contains, names)
+    if scope is not None:
+        conditions.append(scope_condition(r.c.name, scope))
+    with store.read() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(r)
+                                .where(*conditions)).scalar() or 0)
+
+
+def count_tags(store: MetadataStore, repository: str, contains: str = "") -> int:
+    tg, r = t.tags, t.repositories
+    conditions: list[Any] = [r.c.name == repository]
+    if contains:
+        conditions.append(tg.c.name.like(like_pattern(contains), escape="\\"))
+    query = (sa.select(sa.func.count()).select_from(tg.join(r, r.c.id == tg.c.repository_id))
+             .where(*conditions))
+    with store.read() as conn:
+        return int(conn.execute(query).scalar() or 0)
 
 
 def _namespace_condition(prefix: str) -> Any:
