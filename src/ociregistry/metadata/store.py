@@ -64,6 +64,22 @@ def _hot_statements() -> dict[str, sa.Executable]:
         "manifest_by_tag": sa.select(*cols)
         .select_from(by_repo.join(t.tags, t.tags.c.manifest_id == m.c.id))
         .where(r.c.name == sa.bindparam("name"), t.tags.c.name == sa.bindparam("ref")),
+        # repository_stats on a manifest insert: add the sizes of the blobs the new
+        # manifest references that no other manifest of the repository does.
+        "stats_lock": sa.text(
+            "INSERT INTO repository_stats (repository_id, size) VALUES (:repo, 0)"
+            " ON CONFLICT (repository_id) DO UPDATE SET size = repository_stats.size"
+        ),
+        "stats_add_manifest": sa.text(
+            "INSERT INTO repository_stats (repository_id, size) VALUES (:repo, ("
+            "SELECT COALESCE(SUM(b.size), 0) FROM manifest_blobs mb"
+            " JOIN blobs b ON b.digest = mb.digest WHERE mb.manifest_id = :id"
+            " AND NOT EXISTS (SELECT 1 FROM manifest_blobs o"
+            " JOIN manifests m ON m.id = o.manifest_id WHERE o.digest = mb.digest"
+            " AND m.repository_id = :repo AND o.manifest_id <> :id)))"
+            " ON CONFLICT (repository_id) DO UPDATE"
+            " SET size = repository_stats.size + excluded.size"
+        ),
         "repository_blob_size": sa.select(t.blobs.c.size)
         .select_from(
             t.repository_blobs.join(r, r.c.id == t.repository_blobs.c.repository_id).join(
@@ -327,7 +343,11 @@ class MetadataStore(UploadStore):
                 [{"manifest_id": manifest_id, "digest": d} for d in dict.fromkeys(blob_digests)],
             )
         if blob_digests:
-            self._adjust_repository_size(conn, repo_id, blob_digests, [manifest_id], 1)
+            if self.dialect == "postgresql":
+                # The stats row locked first: a concurrent push to the repository waits
+                # here, and the next statement (a new snapshot) sees its references.
+                self._hot["stats_lock"].run(conn, repo=repo_id)
+            self._hot["stats_add_manifest"].run(conn, repo=repo_id, id=manifest_id)
         if child_digests:
             conn.execute(
                 t.manifest_children.insert(),
@@ -375,7 +395,8 @@ class MetadataStore(UploadStore):
     def _adjust_repository_size(self, conn: Connection, repo_id: int, digests: Sequence[str],
                                 manifest_ids: Sequence[int], sign: int) -> None:
         """Add (``sign`` 1) or remove (-1) the sizes of ``digests`` that no manifest of
-        the repository other than ``manifest_ids`` references (repository_stats)."""
+        the repository other than ``manifest_ids`` references (repository_stats).
+        Deletes use this; a push runs the prepared "stats_add_manifest"."""
         rs, mb, m, b = t.repository_stats, t.manifest_blobs, t.manifests, t.blobs
         # The stats row first, locked (PostgreSQL): a concurrent push to the same
         # repository waits here, and the next statement then sees its references.
