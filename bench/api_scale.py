@@ -107,6 +107,9 @@ def fill(store: MetadataStore, repos: int, tags: int, big_manifests: int = 1000)
         conn.execute(t.manifests.insert(), manifest_rows)
         conn.execute(t.manifest_blobs.insert(), mblob_rows)
         conn.execute(t.tags.insert(), tag_rows)
+        conn.execute(t.manifest_annotations.insert(), [
+            {"manifest_id": row["id"], "key": k, "value": v}
+            for row in manifest_rows for k, v in json.loads(row["annotations"]).items()])
     recompute_repository_sizes(store)  # what pushes maintain (repository_stats)
 
 
@@ -167,7 +170,10 @@ def measure(base: str, runs: int) -> list[tuple[str, str, str, float, int]]:
     cases.append(("tags prefix=v9", f"{api}/repositories/{BIG}/tags?prefix=v9&limit=100"))
     cases.append(("tags glob=v5.*9", f"{api}/repositories/{BIG}/tags?glob=v5.*9&limit=100"))
     cases.append(("search q=app0012", f"{api}/search?q=app0012&limit=50"))
-    cases.append(("search q=git.example/team2", f"{api}/search?q=git.example/team2&limit=50"))
+    cases.append(("search q=https://git.example/team2",
+                  f"{api}/search?q=https://git.example/team2&limit=50"))
+    cases.append(("search q=org.opencontainers.image.source",
+                  f"{api}/search?q=org.opencontainers.image.source&limit=50"))
     cases.append(("namespace usage team1", f"{api}/namespaces/team1/usage"))
     cases.append(("namespace usage big", f"{api}/namespaces/big/usage"))
     out = []

@@ -102,3 +102,40 @@ def test_migration_backfills_the_sizes(tmp_path: Path, database: str,
     command.upgrade(_config(runtime.metadata), "head")
     assert check(runtime) == expected
     runtime.metadata.dispose()
+
+
+def annotation_rows(runtime) -> set[tuple[str, str, str]]:
+    a, m = t.manifest_annotations, t.manifests
+    with runtime.metadata.read() as conn:
+        return set(conn.execute(sa.select(m.c.digest, a.c.key, a.c.value)
+                                .select_from(a.join(m, m.c.id == a.c.manifest_id))).all())
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_annotations_indexed_at_push_removed_on_delete_backfilled(
+        tmp_path: Path, database: str, request: pytest.FixtureRequest) -> None:
+    from alembic import command
+
+    from ociregistry.metadata.migrate import _config
+
+    app, runtime = build(tmp_path, database, request)
+    client = app.test_client()
+    source = "org.opencontainers.image.source"
+    one = seed.image(client, "e/five", "v1", annotations={source: "https://git.example/five",
+                                                         "long": "x" * 1000})
+    two = seed.image(client, "e/five", "v2", annotations={source: "https://git.example/six"})
+    expected = {(one.digest, source, "https://git.example/five"),
+                (one.digest, "long", "x" * t.ANNOTATION_VALUE),
+                (two.digest, source, "https://git.example/six")}
+    assert annotation_rows(runtime) == expected
+    hits = client.get("/api/v1/search", query_string={"q": "https://git.example/f"}).get_json()
+    assert [(h["kind"], h["digest"]) for h in hits["items"]] == [("annotation", one.digest)]
+    hits = client.get("/api/v1/search", query_string={"q": source}).get_json()
+    assert {h["digest"] for h in hits["items"]} == {one.digest, two.digest}
+    assert client.delete(f"/v2/e/five/manifests/{two.digest}").status_code == 202
+    expected = {row for row in expected if row[0] != two.digest}
+    assert annotation_rows(runtime) == expected
+    command.downgrade(_config(runtime.metadata), "0007")
+    command.upgrade(_config(runtime.metadata), "head")
+    assert annotation_rows(runtime) == expected
+    runtime.metadata.dispose()

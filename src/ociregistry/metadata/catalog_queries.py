@@ -272,7 +272,10 @@ def namespace_usage(store: MetadataStore, prefix: str,
 def search(store: MetadataStore, text: str, limit: int,
            names: Sequence[str] | None = None,
            scope: NameScope | None = None) -> list[SearchHit]:
-    """Repositories, tags and manifest annotations containing ``text`` (each up to ``limit``)."""
+    """Repositories and tags containing ``text``; manifests with an annotation whose key
+    is ``text`` or whose value starts with it (each kind up to ``limit``)."""
+    if not text:
+        return []
     r, tg, m = t.repositories, t.tags, t.manifests
     pattern = like_pattern(text)
     visible: list[Any] = [] if names is None else [_in(r.c.name, names)]
@@ -283,9 +286,13 @@ def search(store: MetadataStore, text: str, limit: int,
     tags = (sa.select(r.c.name, tg.c.name).select_from(tg.join(r, r.c.id == tg.c.repository_id))
             .where(tg.c.name.like(pattern, escape="\\"), *visible)
             .order_by(r.c.name, tg.c.name).limit(limit))
+    # Annotations: the key exactly, or the value by prefix, from their indexes.
+    a = t.manifest_annotations
+    matching = sa.select(a.c.manifest_id).where(sa.or_(
+        a.c.key == text, scope_condition(a.c.value, NameScope([], [text]))))
     annotated = (sa.select(r.c.name, m.c.digest, m.c.annotations)
                  .select_from(m.join(r, r.c.id == m.c.repository_id))
-                 .where(m.c.annotations.like(pattern, escape="\\"), *visible)
+                 .where(m.c.id.in_(matching), *visible)
                  .order_by(r.c.name, m.c.digest).limit(limit))
     with store.read() as conn:
         hits = [SearchHit("repository", name) for name in conn.execute(repos).scalars()]

@@ -28,6 +28,12 @@ class ManifestRow:
     subject: str | None = None
 
 
+def annotation_rows(manifest_id: int, annotations: dict[str, str]) -> list[dict[str, Any]]:
+    """manifest_annotations rows (values cut to the indexed length, over-long keys left out)."""
+    return [{"manifest_id": manifest_id, "key": k, "value": v[:t.ANNOTATION_VALUE]}
+            for k, v in annotations.items() if len(k) <= t.ANNOTATION_KEY]
+
+
 class _Prepared:
     """A statement compiled once for the engine's dialect.
 
@@ -342,6 +348,9 @@ class MetadataStore(UploadStore):
                 t.manifest_blobs.insert(),
                 [{"manifest_id": manifest_id, "digest": d} for d in dict.fromkeys(blob_digests)],
             )
+        rows = annotation_rows(manifest_id, annotations or {})
+        if rows:
+            conn.execute(t.manifest_annotations.insert(), rows)
         if blob_digests:
             if self.dialect == "postgresql":
                 # The stats row locked first: a concurrent push to the repository waits
@@ -430,7 +439,7 @@ class MetadataStore(UploadStore):
             if digests:
                 self._adjust_repository_size(conn, repo_id, digests, manifest_ids, -1)
         # Explicit deletes rather than relying on ON DELETE CASCADE everywhere.
-        for table in (t.tags, t.manifest_blobs, t.manifest_children):
+        for table in (t.tags, t.manifest_blobs, t.manifest_children, t.manifest_annotations):
             conn.execute(table.delete().where(table.c.manifest_id.in_(ids)))
         conn.execute(t.manifests.delete().where(t.manifests.c.id.in_(ids)))
 
