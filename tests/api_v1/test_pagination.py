@@ -106,11 +106,16 @@ def test_repository_search_and_usage(live, http):
 
 
 def test_search_finds_annotations_tags_and_names(live, http):
+    # Annotations: the value by prefix, the key exactly (indexed lookups).
+    for q in ("https://git.example", "org.opencontainers.image.source"):
+        r = http.get(live.url + "/api/v1/search", params={"q": q}, auth=ADMIN, timeout=60)
+        hits = r.json()["items"]
+        assert {h["kind"] for h in hits} == {"annotation"} and len(hits) == len(TAGS), q
+        assert (hits[0]["annotations"]["org.opencontainers.image.source"]
+                == "https://git.example/app")
     r = http.get(live.url + "/api/v1/search", params={"q": "git.example"}, auth=ADMIN,
                  timeout=60)
-    hits = r.json()["items"]
-    assert {h["kind"] for h in hits} == {"annotation"} and len(hits) == len(TAGS)
-    assert hits[0]["annotations"]["org.opencontainers.image.source"] == "https://git.example/app"
+    assert r.json()["items"] == []  # not a value's prefix, not a key
     r = http.get(live.url + "/api/v1/search", params={"q": "rc"}, auth=ADMIN, timeout=60)
     assert {"kind": "tag", "repository": "team/app", "tag": "v2.1-rc", "digest": None,
             "annotations": None} in r.json()["items"]

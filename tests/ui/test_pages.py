@@ -41,12 +41,18 @@ def test_repository_list_search_sort_and_paging(client):
     html = text(client, "/ui/repositories?per_page=25")
     names = re.findall(r'class="repo-name" href="/ui/r/([^"]+)"', html)
     assert names == [f"proj/svc{i:02d}" for i in range(25)]
-    assert "1–25 of 30 repositories" in html
-    assert 'rel="next" href="/ui/repositories?per_page=25&amp;page=2"' in html
-
-    page2 = text(client, "/ui/repositories?per_page=25&page=2")
+    assert "30 repositories" in html
+    assert 'rel="prev"' not in html
+    # Keyset pages, as /api/v1's: the next page continues after a signed cursor.
+    page2 = text(client, html_link(html, "next"))
     assert re.findall(r'class="repo-name" href="/ui/r/([^"]+)"', page2) == [
         f"proj/svc{i:02d}" for i in range(25, 30)]
+    assert 'rel="next"' not in page2
+    back = text(client, html_link(page2, "prev"))
+    assert re.findall(r'class="repo-name" href="/ui/r/([^"]+)"', back) == names
+    # A cursor edited, or taken to another listing, is refused rather than misread.
+    cursor = re.search(r'cursor=([^"&]+)', html_link(html, "next")).group(1)
+    assert client.get(f"/ui/repositories?sort=size&cursor={cursor}").status_code == 400
 
     by_size = text(client, "/ui/repositories?sort=size&order=desc&per_page=25")
     assert re.findall(r'class="repo-name" href="/ui/r/([^"]+)"', by_size)[:3] == [
@@ -82,13 +88,21 @@ def test_repository_page_lists_tags_with_their_manifests(client, seeded):
 def test_tags_search_sort_and_paging(client):
     for i in range(60):
         seed.manifest(client, "many/tags", f"t{i:03d}", _tiny(client, "many/tags"))
-    html = text(client, "/ui/r/many/tags?per_page=25&page=3")
+    html = text(client, "/ui/r/many/tags?per_page=25")
+    html = text(client, html_link(text(client, html_link(html, "next")), "next"))
     assert re.findall(r'-/tag/([^"]+)"', html) == [f"t{i:03d}" for i in range(50, 60)]
-    assert "51–60 of 60 tags" in html
+    assert "60 tags" in html and 'rel="next"' not in html
     newest = text(client, "/ui/r/many/tags?sort=pushed&per_page=25")
     assert re.findall(r'-/tag/([^"]+)"', newest)[0] == "t059"
     filtered = text(client, "/ui/r/many/tags?q=t05")
     assert re.findall(r'-/tag/([^"]+)"', filtered) == [f"t{i:03d}" for i in range(50, 60)]
+
+
+def html_link(html: str, rel: str) -> str:
+    """The href of the page's rel="next" or rel="prev" link."""
+    found = re.search(rf'rel="{rel}" href="([^"]+)"', html)
+    assert found, f"no {rel} link"
+    return found.group(1).replace("&amp;", "&")
 
 
 def _tiny(client: FlaskClient, repo: str) -> dict:

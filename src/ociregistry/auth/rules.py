@@ -150,10 +150,28 @@ class AccessRules:
     def allows(self, user: str | None, repository: str, action: str) -> bool:
         return action in self.allowed_actions(user, repository)
 
-    def pull_filter(self, user: str | None):  # -> Callable[[str], bool]
+    def pull_filter(self, user: str | None) -> PatternFilter:
         """A predicate for catalog filtering, with the caller's rules looked up once."""
         rules = self._rules_for(user)
         if any(ADMIN in rule.actions for rule in rules) and not is_robot(user):
-            return lambda _name: True
+            return PatternFilter(("**",), user)
         patterns = [p for rule in rules if PULL in rule.actions for p in rule.repositories]
-        return lambda name: any(glob_match(p, name, user) for p in patterns)
+        return PatternFilter(tuple(dict.fromkeys(patterns)), user)
+
+
+@dataclass(frozen=True)
+class PatternFilter:
+    """Names matching any of ``patterns`` (for ``user``): a predicate that also tells
+    listings its patterns, so they can filter in the database (core/catalog.py)."""
+
+    patterns: tuple[str, ...]
+    user: str | None
+
+    def __call__(self, name: str) -> bool:
+        return any(glob_match(p, name, self.user) for p in self.patterns)
+
+    def literal(self, pattern: str) -> str | None:
+        """The pattern with ``${user}`` filled in; None when it cannot match this caller."""
+        if "${user}" not in pattern:
+            return pattern
+        return pattern.replace("${user}", self.user) if self.user else None

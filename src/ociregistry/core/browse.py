@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from ociregistry.core import media_types as mt
 from ociregistry.core.digests import is_digest, parse_digest
@@ -24,33 +24,12 @@ from ociregistry.storage.base import BlobStorage
 log = logging.getLogger("ociregistry.ui")
 T = TypeVar("T")
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
-MAX_PAGE_SIZE = 200
 CREATED_ANNOTATION = "org.opencontainers.image.created"
 REFERENCE_TYPE = "vnd.docker.reference.type"  # buildx marks attestation manifests so
 IMAGE_CONFIGS = frozenset({
     "application/vnd.oci.image.config.v1+json",
     "application/vnd.docker.container.image.v1+json",
 })
-
-
-@dataclass
-class Page(Generic[T]):
-    items: list[T]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-    @property
-    def has_previous(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
 
 
 @dataclass
@@ -235,45 +214,13 @@ class BrowseService:
         self.db = registry.db
         self.storage = storage
 
-    # -- repositories -----------------------------------------------------
-    def repositories(
-        self,
-        search: str = "",
-        sort: str = "name",
-        descending: bool = False,
-        page: int = 1,
-        per_page: int = 50,
-        visible: Callable[[str], bool] | None = None,
-    ) -> Page[q.RepositorySummary]:
-        """``visible`` None: every repository; otherwise those it accepts."""
-        page, per_page = max(page, 1), min(max(per_page, 1), MAX_PAGE_SIZE)
-        names = None
-        if visible is not None:
-            names = [n for n in q.repository_names(self.db, search.strip().lower()) if visible(n)]
-        items, total = q.repository_page(
-            self.db, search.strip().lower(), sort, descending, (page - 1) * per_page, per_page,
-            names=names,
-        )
-        return Page(items, total, page, per_page)
-
+    # -- repositories (listings: core/catalog.py) ---------------------------
     def repository(self, name: str) -> q.RepositorySummary:
         validate_name(name)
         summary = q.repository_summary(self.db, name)
         if summary is None or not summary.manifests:
             raise NameUnknown(detail={"name": name})
         return summary
-
-    def tags(
-        self, name: str, search: str = "", sort: str = "name", page: int = 1, per_page: int = 50
-    ) -> Page[TagView]:
-        validate_name(name)
-        page, per_page = max(page, 1), min(max(per_page, 1), MAX_PAGE_SIZE)
-        found = q.tag_page(self.db, name, search.strip(), sort, (page - 1) * per_page, per_page)
-        if found is None:
-            raise NameUnknown(detail={"name": name})
-        rows, total = found
-        sizes = q.content_sizes(self.db, [row.manifest_id for row in rows])
-        return Page([self.tag_view(row, sizes) for row in rows], total, page, per_page)
 
     def tag_view(self, row: q.TagRow, sizes: dict[int, int]) -> TagView:
         doc = _json(row.payload)

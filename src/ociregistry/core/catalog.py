@@ -33,6 +33,30 @@ class KeysetPage(Generic[T]):
 _Trimmed = tuple[list[Any], str | None, str | None]  # rows, next cursor, previous cursor
 
 
+def name_scope(visible: Callable[[str], bool] | None) -> q.NameScope | None:
+    """The caller's visibility as a database condition, when its rules' globs allow it.
+
+    Rule patterns that are a literal name or a literal prefix followed by ``**``
+    (``${user}`` filled in) translate exactly; None when some pattern does not
+    (then the names are filtered here, in Python).
+    """
+    patterns = getattr(visible, "patterns", None)
+    if patterns is None:
+        return None
+    user = getattr(visible, "user", None)
+    scope = q.NameScope([], [])
+    for pattern in patterns:
+        body, anything = (pattern[:-2], True) if pattern.endswith("**") else (pattern, False)
+        parts = body.split("${user}")
+        if any("*" in part or "?" in part for part in parts):
+            return None
+        if len(parts) > 1 and not user:
+            continue  # a per-user pattern never matches an anonymous caller
+        literal = (user or "").join(parts)
+        (scope.prefixes if anything else scope.exact).append(literal)
+    return scope
+
+
 def _listing(kind: str, **identity: Any) -> str:
     """What a cursor is bound to: the listing's kind, sort, order and filters."""
     return kind + json.dumps(identity, sort_keys=True)
@@ -85,16 +109,34 @@ class CatalogService:
         contains = contains.strip().lower()
         listing = _listing("repositories", q=contains, glob=glob, sort=sort, desc=descending)
         start = self._start(listing, cursor)
-        names = None
-        if visible is not None:
-            names = [n for n in bq.repository_names(self.db, contains) if visible(n)]
+        scope, names = self._visibility(visible, contains)
         rows = q.repositories_after(self.db, contains=contains, glob=glob, sort=sort,
                                     descending=descending, keyset=start, limit=limit + 1,
-                                    names=names)
+                                    names=names, scope=scope)
         keys = {"name": None, "size": lambda r: r.size, "pushed": lambda r: r.last_push}
         key = keys[sort] or (lambda r: None)
         items, after, before = self._page(listing, rows, start, limit, key, lambda r: r.name)
         return KeysetPage(items, after, before)
+
+    def _visibility(self, visible: Callable[[str], bool] | None, contains: str = "",
+                    ) -> tuple[q.NameScope | None, list[str] | None]:
+        """What the caller may see: a condition for the database, else a list of names."""
+        if visible is None:
+            return None, None
+        scope = name_scope(visible)
+        if scope is not None:
+            return scope, None
+        return None, [n for n in bq.repository_names(self.db, contains) if visible(n)]
+
+    def count_repositories(self, contains: str = "",
+                           visible: Callable[[str], bool] | None = None) -> int:
+        contains = contains.strip().lower()
+        scope, names = self._visibility(visible, contains)
+        return q.count_repositories(self.db, contains, names, scope)
+
+    def count_tags(self, name: str, contains: str = "") -> int:
+        validate_name(name)
+        return q.count_tags(self.db, name, contains)
 
     def repository(self, name: str) -> bq.RepositorySummary:
         return self.browse.repository(name)
@@ -102,22 +144,22 @@ class CatalogService:
     def namespace_usage(self, prefix: str,
                         visible: Callable[[str], bool] | None = None) -> q.NamespaceUsage:
         validate_name(prefix)
-        names = None
-        if visible is not None:
-            names = [n for n in bq.repository_names(self.db, prefix) if visible(n)]
-        return q.namespace_usage(self.db, prefix, names)
+        scope, names = self._visibility(visible, prefix)
+        return q.namespace_usage(self.db, prefix, names, scope)
 
     # -- tags -------------------------------------------------------------------
     def tags(self, name: str, *, exact: str = "", prefix: str = "", glob: str = "",
-             sort: str = "name", descending: bool = False, limit: int = 100,
-             cursor: str | None = None) -> KeysetPage[TagView]:
+             contains: str = "", sort: str = "name", descending: bool = False,
+             limit: int = 100, cursor: str | None = None) -> KeysetPage[TagView]:
         validate_name(name)
         limit = min(max(limit, 1), MAX_LIMIT)
+        identity: dict[str, Any] = {"contains": contains} if contains else {}
         listing = _listing("tags", repo=name, name=exact, prefix=prefix, glob=glob, sort=sort,
-                           desc=descending)
+                           desc=descending, **identity)
         start = self._start(listing, cursor)
-        rows = q.tags_after(self.db, name, exact=exact, prefix=prefix, glob=glob, sort=sort,
-                            descending=descending, keyset=start, limit=limit + 1)
+        rows = q.tags_after(self.db, name, exact=exact, prefix=prefix, glob=glob,
+                            contains=contains, sort=sort, descending=descending, keyset=start,
+                            limit=limit + 1)
         if rows is None:
             raise NameUnknown(detail={"name": name})
         key = (lambda r: None) if sort == "name" else (lambda r: r.pushed_at)
@@ -129,7 +171,5 @@ class CatalogService:
     def search(self, text: str, limit: int = 50,
                visible: Callable[[str], bool] | None = None) -> list[q.SearchHit]:
         limit = min(max(limit, 1), MAX_LIMIT)
-        names = None
-        if visible is not None:
-            names = [n for n in bq.repository_names(self.db) if visible(n)]
-        return q.search(self.db, text, limit, names)
+        scope, names = self._visibility(visible)
+        return q.search(self.db, text, limit, names, scope)

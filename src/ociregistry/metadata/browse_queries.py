@@ -1,8 +1,8 @@
 """Read-only queries behind the web UI: one statement per page, never one per row.
 
-Listings are paged in SQL (LIMIT/OFFSET over indexed orderings); per-row
-figures (sizes, counts, last push) are correlated subqueries that each use an
-index, or one grouped query over the ids of the page.
+Per-row figures (sizes, counts, last push) are correlated subqueries that each
+use an index, or one grouped query over the ids of the page. The listings
+themselves (keyset pages) are in catalog_queries.py.
 """
 
 from __future__ import annotations
@@ -19,9 +19,6 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.store import MetadataStore
-
-REPO_SORTS = ("name", "size", "pushed")
-TAG_SORTS = ("name", "pushed")
 
 
 @dataclass
@@ -130,7 +127,7 @@ def _greatest_sqlite(element: _greatest, compiler: Any, **kw: Any) -> str:
 
 
 # -- repositories --------------------------------------------------------------
-def _repo_figures(r: sa.Table) -> dict[str, sa.ScalarSelect]:
+def _repo_figures(r: Any) -> dict[str, sa.ScalarSelect]:
     m, tg, mb, b = t.manifests, t.tags, t.manifest_blobs, t.blobs
     referenced = (
         sa.select(mb.c.digest)
@@ -170,8 +167,9 @@ def repository_names(store: MetadataStore, search: str = "") -> list[str]:
         return list(conn.execute(query).scalars())
 
 
-def _summary_columns() -> tuple[list[Any], dict[str, Any]]:
-    r = t.repositories
+def _summary_columns(r: Any = None) -> tuple[list[Any], dict[str, Any]]:
+    """Figures of each row of ``r`` (the repositories table, or a page of its ids)."""
+    r = t.repositories if r is None else r
     figures = _repo_figures(r)
     # Last push: the newer of the last tag update and the last manifest stored.
     last_push = _greatest(
@@ -190,38 +188,6 @@ def _summary(row: Any) -> RepositorySummary:
                              row.last_push)
 
 
-def repository_page(
-    store: MetadataStore,
-    search: str = "",
-    sort: str = "name",
-    descending: bool = False,
-    offset: int = 0,
-    limit: int = 50,
-    names: Sequence[str] | None = None,
-) -> tuple[list[RepositorySummary], int]:
-    """One page of repositories (those with a manifest) and how many match in all.
-
-    ``names`` None: every repository; otherwise only these (what a caller may see).
-    """
-    r = t.repositories
-    columns, keys = _summary_columns()
-    conditions = _repo_filters(search, names)
-    order_key = keys[sort if sort in REPO_SORTS else "name"]
-    ordering = [order_key.desc() if descending else order_key.asc(), r.c.name.asc()]
-    query = (
-        sa.select(*columns)
-        .where(*conditions)
-        .order_by(*ordering)
-        .offset(max(offset, 0))
-        .limit(max(limit, 0))
-    )
-    count = sa.select(sa.func.count()).select_from(r).where(*conditions)
-    with store.read() as conn:
-        rows = [_summary(row) for row in conn.execute(query)]
-        total = conn.execute(count).scalar() or 0
-    return rows, total
-
-
 def repository_summary(store: MetadataStore, name: str) -> RepositorySummary | None:
     columns, _ = _summary_columns()
     query = sa.select(*columns).where(t.repositories.c.name == name)
@@ -231,45 +197,6 @@ def repository_summary(store: MetadataStore, name: str) -> RepositorySummary | N
 
 
 # -- tags ----------------------------------------------------------------------
-def tag_page(
-    store: MetadataStore,
-    repository: str,
-    search: str = "",
-    sort: str = "name",
-    offset: int = 0,
-    limit: int = 50,
-) -> tuple[list[TagRow], int] | None:
-    """A page of a repository's tags with their manifests; None if no such repository."""
-    tg, m = t.tags, t.manifests
-    with store.read() as conn:
-        repo_id = store.repository_id(conn, repository)
-        if repo_id is None:
-            return None
-        conditions: list[Any] = [tg.c.repository_id == repo_id]
-        if search:
-            conditions.append(tg.c.name.like(like_pattern(search), escape="\\"))
-        if sort == "pushed":
-            ordering = [tg.c.updated_at.desc(), tg.c.name.asc()]
-        else:
-            ordering = [tg.c.name.asc()]
-        query = (
-            sa.select(
-                tg.c.name, tg.c.updated_at, m.c.id, m.c.digest, m.c.media_type, m.c.size,
-                m.c.payload, m.c.created_at,
-            )
-            .select_from(tg.join(m, m.c.id == tg.c.manifest_id))
-            .where(*conditions)
-            .order_by(*ordering)
-            .offset(max(offset, 0))
-            .limit(max(limit, 0))
-        )
-        rows = [TagRow(*row) for row in conn.execute(query)]
-        total = conn.execute(
-            sa.select(sa.func.count()).select_from(tg).where(*conditions)
-        ).scalar() or 0
-    return rows, total
-
-
 def content_sizes(store: MetadataStore, manifest_ids: Sequence[int]) -> dict[int, int]:
     """Bytes of the distinct blobs each manifest references, its children's included.
 

@@ -120,6 +120,44 @@ tags = sa.Table(
     sa.Index("ix_tags_updated", "updated_at"),
 )
 
+# A manifest's annotations, one row per key, for search: the key exactly, or the
+# value by prefix, answered from the indexes (manifests.annotations keeps the JSON).
+# Written with the manifest in the push transaction. Values are kept up to
+# ANNOTATION_VALUE chars (index entries have a size limit); longer keys are left out.
+ANNOTATION_KEY, ANNOTATION_VALUE = 255, 400
+manifest_annotations = sa.Table(
+    "manifest_annotations",
+    metadata,
+    sa.Column(
+        "manifest_id",
+        sa.Integer,
+        sa.ForeignKey("manifests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.String(ANNOTATION_KEY).with_variant(
+        sa.String(ANNOTATION_KEY, collation="C"), "postgresql"), primary_key=True),
+    sa.Column("value", sa.String(ANNOTATION_VALUE).with_variant(
+        sa.String(ANNOTATION_VALUE, collation="C"), "postgresql"), nullable=False),
+    sa.Index("ix_manifest_annotations_key", "key"),
+    sa.Index("ix_manifest_annotations_value", "value"),
+)
+
+# Each repository's deduplicated size (the bytes of the distinct blobs its manifests
+# reference), kept up to date by the manifest inserts and deletes in the same
+# transaction, so that listing repositories by size need not compute every one.
+repository_stats = sa.Table(
+    "repository_stats",
+    metadata,
+    sa.Column(
+        "repository_id",
+        sa.Integer,
+        sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Index("ix_repository_stats_size", "size"),
+)
+
 uploads = sa.Table(
     "uploads",
     metadata,

@@ -28,6 +28,12 @@ class ManifestRow:
     subject: str | None = None
 
 
+def annotation_rows(manifest_id: int, annotations: dict[str, str]) -> list[dict[str, Any]]:
+    """manifest_annotations rows (values cut to the indexed length, over-long keys left out)."""
+    return [{"manifest_id": manifest_id, "key": k, "value": v[:t.ANNOTATION_VALUE]}
+            for k, v in annotations.items() if len(k) <= t.ANNOTATION_KEY]
+
+
 class _Prepared:
     """A statement compiled once for the engine's dialect.
 
@@ -64,6 +70,22 @@ def _hot_statements() -> dict[str, sa.Executable]:
         "manifest_by_tag": sa.select(*cols)
         .select_from(by_repo.join(t.tags, t.tags.c.manifest_id == m.c.id))
         .where(r.c.name == sa.bindparam("name"), t.tags.c.name == sa.bindparam("ref")),
+        # repository_stats on a manifest insert: add the sizes of the blobs the new
+        # manifest references that no other manifest of the repository does.
+        "stats_lock": sa.text(
+            "INSERT INTO repository_stats (repository_id, size) VALUES (:repo, 0)"
+            " ON CONFLICT (repository_id) DO UPDATE SET size = repository_stats.size"
+        ),
+        "stats_add_manifest": sa.text(
+            "INSERT INTO repository_stats (repository_id, size) VALUES (:repo, ("
+            "SELECT COALESCE(SUM(b.size), 0) FROM manifest_blobs mb"
+            " JOIN blobs b ON b.digest = mb.digest WHERE mb.manifest_id = :id"
+            " AND NOT EXISTS (SELECT 1 FROM manifest_blobs o"
+            " JOIN manifests m ON m.id = o.manifest_id WHERE o.digest = mb.digest"
+            " AND m.repository_id = :repo AND o.manifest_id <> :id)))"
+            " ON CONFLICT (repository_id) DO UPDATE"
+            " SET size = repository_stats.size + excluded.size"
+        ),
         "repository_blob_size": sa.select(t.blobs.c.size)
         .select_from(
             t.repository_blobs.join(r, r.c.id == t.repository_blobs.c.repository_id).join(
@@ -326,6 +348,15 @@ class MetadataStore(UploadStore):
                 t.manifest_blobs.insert(),
                 [{"manifest_id": manifest_id, "digest": d} for d in dict.fromkeys(blob_digests)],
             )
+        rows = annotation_rows(manifest_id, annotations or {})
+        if rows:
+            conn.execute(t.manifest_annotations.insert(), rows)
+        if blob_digests:
+            if self.dialect == "postgresql":
+                # The stats row locked first: a concurrent push to the repository waits
+                # here, and the next statement (a new snapshot) sees its references.
+                self._hot["stats_lock"].run(conn, repo=repo_id)
+            self._hot["stats_add_manifest"].run(conn, repo=repo_id, id=manifest_id)
         if child_digests:
             conn.execute(
                 t.manifest_children.insert(),
@@ -370,9 +401,45 @@ class MetadataStore(UploadStore):
             self._delete_manifest_rows(conn, [manifest_id])
             return True
 
+    def _adjust_repository_size(self, conn: Connection, repo_id: int, digests: Sequence[str],
+                                manifest_ids: Sequence[int], sign: int) -> None:
+        """Add (``sign`` 1) or remove (-1) the sizes of ``digests`` that no manifest of
+        the repository other than ``manifest_ids`` references (repository_stats).
+        Deletes use this; a push runs the prepared "stats_add_manifest"."""
+        rs, mb, m, b = t.repository_stats, t.manifest_blobs, t.manifests, t.blobs
+        # The stats row first, locked (PostgreSQL): a concurrent push to the same
+        # repository waits here, and the next statement then sees its references.
+        conn.execute(self._insert(rs).values(repository_id=repo_id, size=0)
+                     .on_conflict_do_nothing(index_elements=["repository_id"]))
+        conn.execute(sa.select(rs.c.size).where(rs.c.repository_id == repo_id).with_for_update())
+        elsewhere = (
+            sa.select(mb.c.digest).select_from(mb.join(m, m.c.id == mb.c.manifest_id))
+            .where(m.c.repository_id == repo_id, mb.c.digest == b.c.digest,
+                   mb.c.manifest_id.not_in(list(manifest_ids)))
+        )
+        delta = (
+            sa.select(sa.func.coalesce(sa.func.sum(b.c.size), 0))
+            .where(b.c.digest.in_(list(set(digests))), ~sa.exists(elsewhere))
+            .scalar_subquery()
+        )
+        conn.execute(rs.update().where(rs.c.repository_id == repo_id)
+                     .values(size=rs.c.size + sign * delta))
+
     def _delete_manifest_rows(self, conn: Connection, ids: Sequence[int]) -> None:
+        mb, m = t.manifest_blobs, t.manifests
+        by_repository: dict[int, list[int]] = {}
+        for manifest_id, repo_id in conn.execute(
+            sa.select(m.c.id, m.c.repository_id).where(m.c.id.in_(ids))
+        ):
+            by_repository.setdefault(repo_id, []).append(manifest_id)
+        for repo_id, manifest_ids in by_repository.items():
+            digests = list(conn.execute(
+                sa.select(mb.c.digest).where(mb.c.manifest_id.in_(manifest_ids)).distinct()
+            ).scalars())
+            if digests:
+                self._adjust_repository_size(conn, repo_id, digests, manifest_ids, -1)
         # Explicit deletes rather than relying on ON DELETE CASCADE everywhere.
-        for table in (t.tags, t.manifest_blobs, t.manifest_children):
+        for table in (t.tags, t.manifest_blobs, t.manifest_children, t.manifest_annotations):
             conn.execute(table.delete().where(table.c.manifest_id.in_(ids)))
         conn.execute(t.manifests.delete().where(t.manifests.c.id.in_(ids)))
 

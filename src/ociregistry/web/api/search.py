@@ -24,10 +24,11 @@ HIT = schema("SearchHit", {
     "/search", "GET", summary="Search repositories, tags and annotations", tag="search",
     permission="list", response={"type": "object", "required": ["items"],
                                  "properties": {"items": {"type": "array", "items": HIT}}},
-    description="Case-sensitive substring match on repository names (lower case), tag names "
-                "and manifest annotations (keys and values, e.g. "
-                "`org.opencontainers.image.source`); up to `limit` hits of each kind, only in "
-                "repositories the caller may pull.",
+    description="Repository names (lower case) and tag names containing the text; manifests "
+                "with an annotation whose key is the text (e.g. "
+                "`org.opencontainers.image.source`) or whose value starts with it (e.g. "
+                "`https://github.com/org/`), answered from indexes; up to `limit` hits of "
+                "each kind, only in repositories the caller may pull.",
     parameters=(
         query("q", {"type": "string", "minLength": 1, "maxLength": 255}, "Text to find.",
               required=True),

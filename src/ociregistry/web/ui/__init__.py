@@ -1,8 +1,9 @@
 """The web management UI, served at /ui/ by the registry's own Flask app.
 
 Server-rendered Jinja2 pages with a little plain JavaScript; reading works
-without JavaScript. Pages call the core's browse services (core/browse.py),
-never SQL or files; permissions go through access.py.
+without JavaScript. Pages call the core's services: the listings /api/v1 serves
+(core/catalog.py, keyset pages) and core/browse.py (a manifest, the overview,
+deletes), never SQL or files; permissions go through access.py.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from flask import Flask
 
 from ociregistry.auth.sessions import UISessions
 from ociregistry.core.browse import BrowseService
+from ociregistry.core.catalog import CatalogService
+from ociregistry.core.cursors import CursorCodec
 from ociregistry.core.gc_jobs import GCJobs, ui_secret_key
 from ociregistry.runtime import Runtime
 from ociregistry.web.ui import actions, pages, robots  # noqa: F401  (they add the routes)
@@ -28,8 +31,10 @@ def register_ui(app: Flask, runtime: Runtime) -> None:
     configure_sessions(app, key)
     app.extensions[SESSIONS_EXTENSION] = UISessions(
         runtime.metadata, runtime.settings.ui.session_lifetime_seconds)
+    browse = BrowseService(runtime.registry, runtime.storage)
     app.extensions[SERVICES] = UIServices(
-        BrowseService(runtime.registry, runtime.storage),
-        GCJobs(runtime.gc, runtime.registry),
+        browse, GCJobs(runtime.gc, runtime.registry),
+        # Cursors signed with the same key as /api/v1's: one listing, one cursor.
+        CatalogService(browse, CursorCodec(key)),
     )
     app.register_blueprint(bp)

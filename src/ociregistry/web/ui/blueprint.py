@@ -11,6 +11,7 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 from ociregistry.core.browse import BrowseService, manifest_kind
+from ociregistry.core.catalog import CatalogService
 from ociregistry.core.errors import RegistryError
 from ociregistry.core.gc_jobs import GCJobs
 from ociregistry.web.ui import access
@@ -29,9 +30,10 @@ bp = Blueprint(
 
 
 class UIServices:
-    def __init__(self, browse: BrowseService, gc_jobs: GCJobs) -> None:
+    def __init__(self, browse: BrowseService, gc_jobs: GCJobs, catalog: CatalogService) -> None:
         self.browse = browse
         self.gc_jobs = gc_jobs
+        self.catalog = catalog  # the listings /api/v1 serves, for the same pages
 
 
 def services() -> UIServices:
@@ -40,6 +42,10 @@ def services() -> UIServices:
 
 def browse() -> BrowseService:
     return services().browse
+
+
+def catalog() -> CatalogService:
+    return services().catalog
 
 
 @bp.before_request

@@ -7,9 +7,10 @@ from typing import Any
 from flask import abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ociregistry.metadata.browse_queries import REPO_SORTS, TAG_SORTS
+from ociregistry.core.catalog import REPOSITORY_SORTS, TAG_SORTS, KeysetPage
+from ociregistry.core.cursors import BadCursor
 from ociregistry.web.ui import access
-from ociregistry.web.ui.blueprint import bp, browse, services
+from ociregistry.web.ui.blueprint import bp, browse, catalog, services
 
 PER_PAGE_CHOICES = (25, 50, 100)
 
@@ -33,6 +34,19 @@ def page_link(**changes: Any) -> str:
         else:
             args[key] = value
     return url_for(request.endpoint or "ui.overview", **(request.view_args or {}), **args)
+
+
+def cursor_arg() -> str | None:
+    return request.args.get("cursor", "")[:512] or None
+
+
+def keyset(fetch: Any) -> KeysetPage[Any]:
+    """A keyset page; a cursor from another listing (or edited) is a 400, as on the API."""
+    try:
+        return fetch()
+    except BadCursor:
+        abort(400, description="This page link is not valid for this list; start again "
+                               "from its first page.")
 
 
 def require_pull(name: str) -> Response | None:
@@ -61,16 +75,17 @@ def overview() -> str:
 def repositories() -> str:
     search = request.args.get("q", "")[:256]
     sort = request.args.get("sort", "name")
-    sort = sort if sort in REPO_SORTS else "name"
+    sort = sort if sort in REPOSITORY_SORTS else "name"
     default_order = "asc" if sort == "name" else "desc"
     order = request.args.get("order", default_order)
     order = order if order in ("asc", "desc") else default_order
-    page = browse().repositories(
-        search, sort, order == "desc", int_arg("page", 1), per_page(),
-        visible=access.visible_repositories(),
-    )
-    return render_template("ui/repositories.html", page=page, search=search, sort=sort,
-                           order=order, page_link=page_link)
+    visible = access.visible_repositories()
+    page = keyset(lambda: catalog().repositories(
+        contains=search, sort=sort, descending=order == "desc", limit=per_page(),
+        cursor=cursor_arg(), visible=visible))
+    total = catalog().count_repositories(search, visible)
+    return render_template("ui/repositories.html", page=page, total=total, search=search,
+                           sort=sort, order=order, page_link=page_link)
 
 
 @bp.get("/r/<path:name>")
@@ -82,9 +97,12 @@ def repository(name: str) -> Response | str:
     search = request.args.get("q", "")[:256]
     sort = request.args.get("sort", "name")
     sort = sort if sort in TAG_SORTS else "name"
-    tags = browse().tags(name, search, sort, int_arg("page", 1), per_page())
-    return render_template("ui/repository.html", repo=summary, tags=tags, search=search,
-                           sort=sort, page_link=page_link)
+    tags = keyset(lambda: catalog().tags(
+        name, contains=search.strip(), sort=sort, descending=sort != "name",
+        limit=per_page(), cursor=cursor_arg()))
+    total = catalog().count_tags(name, search.strip()) if search.strip() else summary.tags
+    return render_template("ui/repository.html", repo=summary, tags=tags, total=total,
+                           search=search, sort=sort, page_link=page_link)
 
 
 @bp.get("/r/<path:name>/-/tag/<tag>")
