@@ -90,6 +90,12 @@ class Registry:
     def _command(self) -> tuple[list[str], dict[str, str]]:
         storage = self.workdir / "storage"
         env = {k: v for k, v in os.environ.items() if not k.startswith("OCIREGISTRY_")}
+        # BENCH_OURS_OCIREGISTRY_X=v sets OCIREGISTRY_X=v for ours only (a setting to
+        # compare, e.g. BENCH_OURS_OCIREGISTRY_STORAGE__FSYNC=false); the harness's own
+        # environment never leaks into either registry otherwise.
+        if self.kind == OURS:
+            env.update({k.removeprefix("BENCH_OURS_"): v for k, v in os.environ.items()
+                        if k.startswith("BENCH_OURS_OCIREGISTRY_")})
         if self.kind == OURS:
             env["PYTHONPATH"] = os.pathsep.join(
                 [str(self.source / "src"), *filter(None, [env.get("PYTHONPATH")])])
