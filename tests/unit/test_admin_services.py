@@ -10,15 +10,15 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from ociregistry.admin.errors import Conflict, InvalidRequest, NotConfigured, NotFound
+from ociregistry.admin.gc import GCAdmin
+from ociregistry.admin.robots import RobotAdmin, token_dict
+from ociregistry.admin.users import UserAdmin
 from ociregistry.auth.htpasswd import Htpasswd
 from ociregistry.auth.robots import RobotService
 from ociregistry.auth.rules import AccessRules
 from ociregistry.auth.sessions import UISessions
 from ociregistry.config import RobotSettings, Settings
-from ociregistry.core.admin_errors import Conflict, InvalidRequest, NotConfigured, NotFound
-from ociregistry.core.admin_gc import GCAdmin
-from ociregistry.core.admin_robots import RobotAdmin, token_dict
-from ociregistry.core.admin_users import UserAdmin
 from ociregistry.core.gc_jobs import GCJobs
 from ociregistry.runtime import build_runtime
 

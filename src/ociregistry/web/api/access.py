@@ -18,7 +18,6 @@ from flask import current_app, g, request, session
 from ociregistry.auth.rules import DELETE, PULL, PUSH
 from ociregistry.auth.service import Principal
 from ociregistry.web import auth as registry_auth
-from ociregistry.web.api.blueprint import bp
 from ociregistry.web.api.problems import Problem
 from ociregistry.web.ui.access import SESSIONS_EXTENSION
 from ociregistry.web.ui.access import viewer as ui_viewer
@@ -27,8 +26,8 @@ from ociregistry.web.ui.security import CSRF_FIELD, CSRF_HEADER, UNSAFE_METHODS
 _ACTIONS = {"repository:pull": PULL, "repository:push": PUSH, "repository:delete": DELETE}
 
 
-@bp.before_request
-def _authenticate() -> None:
+def authenticate() -> None:
+    """Who is calling (the blueprint runs this before every operation)."""
     who = registry_auth.authenticate_api()
     if who.user is None and "Authorization" not in request.headers:
         who = _session_principal() or who

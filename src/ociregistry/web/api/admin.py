@@ -1,7 +1,7 @@
 """/api/v1/admin/...: users and groups, robot accounts and tokens, GC runs. Admins only.
 
-HTTP only: each view calls a core service (core/admin_users.py,
-core/admin_robots.py, core/admin_gc.py), the same rules the CLI and the web
+HTTP only: each view calls a service of the admin package (admin/users.py,
+admin/robots.py, admin/gc.py), the same rules the CLI and the web
 UI apply. Robots are never admins, so a robot token is refused here (403).
 """
 
@@ -12,11 +12,11 @@ from typing import Any
 
 from flask import Response, current_app, g
 
+from ociregistry.admin.errors import AdminError
+from ociregistry.admin.gc import MAX_PAGE, GCAdmin
+from ociregistry.admin.robots import RobotAdmin, token_dict
+from ociregistry.admin.users import UserAdmin
 from ociregistry.auth.sessions import UISessions
-from ociregistry.core.admin_errors import AdminError
-from ociregistry.core.admin_gc import MAX_PAGE, GCAdmin
-from ociregistry.core.admin_robots import RobotAdmin, token_dict
-from ociregistry.core.admin_users import UserAdmin
 from ociregistry.core.gc_jobs import GCJobs
 from ociregistry.web import auth as registry_auth
 from ociregistry.web.api.blueprint import bp, operation, query, schema

@@ -24,9 +24,11 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from ociregistry.core.errors import RegistryError
+from ociregistry.web.api import access
 from ociregistry.web.api.problems import Problem, code_for_status, from_registry_error
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+bp.before_request(access.authenticate)
 PREFIX = "/api/v1"
 
 # Who may call an operation. "repository:<action>": that action on the repository
@@ -111,8 +113,6 @@ def operation(path: str, method: str, *, summary: str, tag: str, permission: str
 
 
 def _dispatch(op: Operation, path_args: dict[str, str]) -> Response:
-    from ociregistry.web.api import access
-
     kwargs: dict[str, Any] = dict(path_args)
     for param in op.parameters:
         if param["in"] == "query":

@@ -7,13 +7,14 @@ sessions on every instance at once (auth/sessions.py); refresh tokens die with
 the old password hash by themselves. Groups come from the configuration file
 (``auth.groups``) and are read-only here: change them there.
 
-Robot accounts (``robot$NAME``) are not users: see core/admin_robots.py.
+Robot accounts (``robot$NAME``) are not users: see admin/robots.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ociregistry.admin.errors import Conflict, InvalidRequest, NotConfigured, NotFound
 from ociregistry.auth.htpasswd import (
     Htpasswd,
     HtpasswdError,
@@ -23,7 +24,6 @@ from ociregistry.auth.htpasswd import (
 )
 from ociregistry.auth.rules import AccessRules
 from ociregistry.auth.sessions import UISessions
-from ociregistry.core.admin_errors import Conflict, InvalidRequest, NotConfigured, NotFound
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ociregistry.admin.errors import InvalidRequest, NotConfigured, NotFound
 from ociregistry.auth.robots import (
     RobotError,
     RobotService,
@@ -19,7 +20,6 @@ from ociregistry.auth.robots import (
     parse_duration,
     parse_scope,
 )
-from ociregistry.core.admin_errors import InvalidRequest, NotConfigured, NotFound
 
 
 def token_dict(info: TokenInfo, now: float | None = None) -> dict[str, Any]:

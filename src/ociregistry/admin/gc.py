@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ociregistry.core.admin_errors import Conflict, InvalidRequest
+from ociregistry.admin.errors import Conflict, InvalidRequest
 from ociregistry.core.gc_jobs import GCJobs
 from ociregistry.metadata import gc_queries as q
 
