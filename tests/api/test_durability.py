@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,10 +84,18 @@ def test_a_pushed_blob_is_on_disk_before_its_201(traced):
     target = f"{directory}/{hexdigest}"
     wal = str((server.data_dir / "registry.db-wal").resolve())
 
-    # the thread that served the push: its trace holds the rename
-    threads = [parse(path) for path in tmp.glob("trace.*")]
-    served = [calls for calls in threads
-              if any(c.name.startswith("rename") and target in c.args for c in calls)]
+    # the thread that served the push: its trace holds the rename. strace writes a
+    # call's line once the call has returned, which may be just after the client has
+    # the response: read until the trace shows the 201 going out (or give up).
+    deadline = time.monotonic() + 60
+    while True:
+        threads = [parse(path) for path in tmp.glob("trace.*")]
+        served = [calls for calls in threads
+                  if any(c.name.startswith("rename") and target in c.args for c in calls)]
+        sent = served and any("HTTP/1.1 201" in c.args for c in served[0])
+        if sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert len(served) == 1, "no (or more than one) thread renamed the blob into place"
     calls = served[0]
 
