@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ociregistry.metadata import repository_stats
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.engine import create_engine
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
@@ -26,12 +27,6 @@ class ManifestRow:
     media_type: str
     payload: bytes
     subject: str | None = None
-
-
-def annotation_rows(manifest_id: int, annotations: dict[str, str]) -> list[dict[str, Any]]:
-    """manifest_annotations rows (values cut to the indexed length, over-long keys left out)."""
-    return [{"manifest_id": manifest_id, "key": k, "value": v[:t.ANNOTATION_VALUE]}
-            for k, v in annotations.items() if len(k) <= t.ANNOTATION_KEY]
 
 
 class _Prepared:
@@ -348,7 +343,7 @@ class MetadataStore(UploadStore):
                 t.manifest_blobs.insert(),
                 [{"manifest_id": manifest_id, "digest": d} for d in dict.fromkeys(blob_digests)],
             )
-        rows = annotation_rows(manifest_id, annotations or {})
+        rows = repository_stats.annotation_rows(manifest_id, annotations or {})
         if rows:
             conn.execute(t.manifest_annotations.insert(), rows)
         if blob_digests:
@@ -401,30 +396,6 @@ class MetadataStore(UploadStore):
             self._delete_manifest_rows(conn, [manifest_id])
             return True
 
-    def _adjust_repository_size(self, conn: Connection, repo_id: int, digests: Sequence[str],
-                                manifest_ids: Sequence[int], sign: int) -> None:
-        """Add (``sign`` 1) or remove (-1) the sizes of ``digests`` that no manifest of
-        the repository other than ``manifest_ids`` references (repository_stats).
-        Deletes use this; a push runs the prepared "stats_add_manifest"."""
-        rs, mb, m, b = t.repository_stats, t.manifest_blobs, t.manifests, t.blobs
-        # The stats row first, locked (PostgreSQL): a concurrent push to the same
-        # repository waits here, and the next statement then sees its references.
-        conn.execute(self._insert(rs).values(repository_id=repo_id, size=0)
-                     .on_conflict_do_nothing(index_elements=["repository_id"]))
-        conn.execute(sa.select(rs.c.size).where(rs.c.repository_id == repo_id).with_for_update())
-        elsewhere = (
-            sa.select(mb.c.digest).select_from(mb.join(m, m.c.id == mb.c.manifest_id))
-            .where(m.c.repository_id == repo_id, mb.c.digest == b.c.digest,
-                   mb.c.manifest_id.not_in(list(manifest_ids)))
-        )
-        delta = (
-            sa.select(sa.func.coalesce(sa.func.sum(b.c.size), 0))
-            .where(b.c.digest.in_(list(set(digests))), ~sa.exists(elsewhere))
-            .scalar_subquery()
-        )
-        conn.execute(rs.update().where(rs.c.repository_id == repo_id)
-                     .values(size=rs.c.size + sign * delta))
-
     def _delete_manifest_rows(self, conn: Connection, ids: Sequence[int]) -> None:
         mb, m = t.manifest_blobs, t.manifests
         by_repository: dict[int, list[int]] = {}
@@ -437,7 +408,7 @@ class MetadataStore(UploadStore):
                 sa.select(mb.c.digest).where(mb.c.manifest_id.in_(manifest_ids)).distinct()
             ).scalars())
             if digests:
-                self._adjust_repository_size(conn, repo_id, digests, manifest_ids, -1)
+                repository_stats.subtract(conn, self._insert, repo_id, digests, manifest_ids)
         # Explicit deletes rather than relying on ON DELETE CASCADE everywhere.
         for table in (t.tags, t.manifest_blobs, t.manifest_children, t.manifest_annotations):
             conn.execute(table.delete().where(table.c.manifest_id.in_(ids)))
