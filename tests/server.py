@@ -41,7 +41,7 @@ def children_of(pid: int) -> list[int]:
 class RegistryProcess:
     """A registry server process with its own data directory."""
 
-    ready_path = "/v2/"  # answers 200 once the server is up (/healthz when auth is on)
+    ready_path = "/v2/"  # 200 once the server is up, or 401 with authentication on
 
     def __init__(
         self,

@@ -22,16 +22,11 @@ from tests.auth.support import PASSWORDS, RULES, write_htpasswd
 from tests.cluster.pg import PostgresCluster
 from tests.cluster.s3 import SeaweedFS
 from tests.cluster.topology import Cluster
-from tests.server import RegistryProcess
 
 ADMIN = ("root", PASSWORDS["root"])
 REPO = "team-a/app"
 TAGS = [f"v{i:02d}" for i in range(7)]
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-
-
-class AuthedProcess(RegistryProcess):
-    ready_path = "/healthz"  # /v2/ answers 401 to anonymous callers here
 
 
 @pytest.fixture
@@ -42,11 +37,6 @@ def api_cluster(postgres: PostgresCluster, seaweedfs: SeaweedFS, s3_bucket: str,
     cluster = Cluster(tmp_path / "cluster", postgres.create_database(), seaweedfs, s3_bucket,
                       size=3, settings={"auth": auth, "ui": {"secret_key": ""},
                                         "storage": {"s3": {"redirect": False}}})
-    cluster.instances = [
-        AuthedProcess(inst.data_dir, workers=2, env=cluster.env, config=cluster.config,
-                      port=inst.port)
-        for inst in cluster.instances
-    ]
     cluster.start()
     yield cluster
     cluster.stop()

@@ -23,13 +23,8 @@ from ociregistry.auth.tokens import load_or_create_key
 from tests.auth.support import PASSWORDS, RULES, write_htpasswd
 from tests.cluster.pg import PostgresCluster
 from tests.cluster.topology import Cluster
-from tests.server import RegistryProcess
 
 SERVICE = "cluster-registry"
-
-
-class AuthedProcess(RegistryProcess):
-    ready_path = "/healthz"  # /v2/ answers 401 to anonymous callers here
 
 
 @pytest.fixture
@@ -44,11 +39,6 @@ def authed_cluster(postgres: PostgresCluster, tmp_path: Path) -> Iterator[Cluste
     }
     cluster = Cluster(tmp_path / "cluster", postgres.create_database(), size=3,
                       settings={"auth": auth})
-    cluster.instances = [
-        AuthedProcess(inst.data_dir, workers=2, env=cluster.env, config=cluster.config,
-                      port=inst.port)
-        for inst in cluster.instances
-    ]
     cluster.start()
     yield cluster
     cluster.stop()
