@@ -349,13 +349,15 @@ def test_gc_lock_of_a_killed_gc_expires_and_is_renewed_while_running(tmp_path):
     db.create_schema()
     collector = gcmod.GarbageCollector(db, FilesystemStorage(str(tmp_path / "s")), 0, 0)
     # A GC that died holding the lock: it blocks others only until the TTL runs out.
-    assert db.try_lock("gc", "dead-process", ttl=0.2)
+    # (A TTL of seconds: on a loaded machine with durable commits, 0.2 s ran out before
+    # the second collector even asked.)
+    assert db.try_lock("gc", "dead-process", ttl=3)
     try:
         collector.run()
         raise AssertionError("the lock of a live GC must be respected")
     except gcmod.GCAlreadyRunning:
         pass
-    _time.sleep(0.3)
+    _time.sleep(3.2)
     assert collector.run().dry_run is False
     # While running, the holder's lock is pushed forward.
     report = collector._renewing("me", None)
