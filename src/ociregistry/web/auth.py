@@ -40,6 +40,7 @@ from ociregistry.auth.service import (
 )
 from ociregistry.auth.tokens import Scope, parse_scopes
 from ociregistry.config import Settings
+from ociregistry.core.actor import current_actor, set_actor
 from ociregistry.core.errors import Denied, RegistryError, TooManyRequests, Unauthorized
 from ociregistry.web.proxies import ClientAddress, is_local
 
@@ -260,6 +261,7 @@ def _before_request() -> None:
     who = _authenticate(auth)
     g.principal = who
     g.user_name = who.user  # for the access log
+    _set_actor(who)
     if who.user is not None:
         _rate_limit(by_user, who.user)
     if path in ("/v2", "/v2/"):
@@ -281,9 +283,15 @@ def authenticate_api() -> Principal:
     if not auth.enabled:
         return NO_AUTH
     who = _authenticate(auth, any_basic=True)
+    _set_actor(who)
     if who.user is not None:
         _rate_limit(by_user, who.user)
     return who
+
+
+def _set_actor(who: Principal) -> None:
+    """Events, tag history and audit entries name the authenticated caller."""
+    set_actor(current_actor().as_user(who.user, robot=who.robot is not None))
 
 
 # -- what the /v2/ handlers call ---------------------------------------------------

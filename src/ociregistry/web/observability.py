@@ -12,6 +12,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from ociregistry import metrics
+from ociregistry.core.actor import SYSTEM, Actor, set_actor
 from ociregistry.runtime import Runtime
 
 access_log = logging.getLogger("ociregistry.access")
@@ -33,6 +34,15 @@ def register_observability(app: Flask, runtime: Runtime) -> None:
         g.started = time.perf_counter()
         given = request.headers.get("X-Request-ID", "")
         g.request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        # Anonymous until authentication says otherwise (web/auth.py).
+        g.actor_token = set_actor(Actor("anonymous", None, request.remote_addr, g.request_id))
+
+    @app.teardown_request
+    def _forget_actor(_exc: BaseException | None) -> None:
+        # gthread reuses threads: the next request must not inherit this actor.
+        token = g.pop("actor_token", None)
+        if token is not None:
+            set_actor(SYSTEM)
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -24,6 +24,7 @@ from flask import Flask, current_app, g, request, session
 from ociregistry.auth.bruteforce import FailureLimiter
 from ociregistry.auth.service import AuthService
 from ociregistry.auth.sessions import UISessions
+from ociregistry.core.actor import current_actor, set_actor
 from ociregistry.web.auth import EXTENSION as AUTH_EXTENSION
 from ociregistry.web.auth import FAILURES_EXTENSION
 from ociregistry.web.proxies import is_local
@@ -129,6 +130,8 @@ def viewer() -> Viewer:
         if user is None:
             session.clear()
     g.ui_viewer = Viewer(user, active is not None)
+    if user is not None:  # what the UI changes is done by this user
+        set_actor(current_actor().as_user(user))
     return g.ui_viewer
 
 
