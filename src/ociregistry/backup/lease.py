@@ -36,10 +36,31 @@ class BackupLease:
 
     def __enter__(self) -> BackupLease:
         if not self.store.try_lock(LEASE, self.holder, ttl=self.ttl):
-            raise BackupRunning("another backup holds the backup lease")
+            self._take_over_dead_holder()
+            if not self.store.try_lock(LEASE, self.holder, ttl=self.ttl):
+                raise BackupRunning("another backup holds the backup lease")
         self._thread = threading.Thread(target=self._renew, name="backup-lease", daemon=True)
         self._thread.start()
         return self
+
+    def _take_over_dead_holder(self) -> None:
+        """A lease left by a killed backup on this machine need not wait for its expiry."""
+        from ociregistry.metadata.backup_lease import holder
+
+        current = holder(self.store)
+        if current is None:
+            return
+        host, _, rest = current[0].partition(":")
+        pid = rest.partition(":")[0]
+        if host != os.uname().nodename or not pid.isdigit():
+            return
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            log.warning("taking over the backup lease of %s (no such process)", current[0])
+            self.store.unlock(LEASE, current[0])
+        except PermissionError:  # alive, someone else's
+            pass
 
     def _renew(self) -> None:
         every = min(RENEW_EVERY, self.ttl / 4)
