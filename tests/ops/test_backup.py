@@ -303,3 +303,35 @@ def test_restore_refuses_a_registry_in_place_unless_forced(populated, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "3 other files removed" in result.stdout  # app/three's blobs
     check_clean(data)
+
+
+def test_backup_refuses_a_corrupt_blob_and_records_nothing(populated, tmp_path):
+    data, _tags = populated
+    victim = next(p for p in (data / "blobs").rglob("*") if p.is_file())
+    original = victim.read_bytes()
+    victim.write_bytes(bytes([original[0] ^ 1]) + original[1:])
+    dest = tmp_path / "backup"
+    result = cli("backup", "--data-dir", str(data), str(dest))
+    assert result.returncode == 1
+    assert victim.name in result.stderr and "ociregistry check" in result.stderr
+    assert not (dest / "backup.json").exists()
+    assert not blob_file(dest, f"sha256:{victim.name}").exists()
+
+
+def test_one_backup_at_a_time_and_backup_lease_runs_the_command(populated, tmp_path):
+    from ociregistry.backup.lease import BackupLease
+    from ociregistry.metadata.store import MetadataStore
+
+    data, _tags = populated
+    store = MetadataStore(f"sqlite:///{data / 'registry.db'}")
+    try:
+        with BackupLease(store):  # held by this (live) process
+            result = cli("backup", "--data-dir", str(data), str(tmp_path / "backup"))
+            assert result.returncode == 1 and "another backup" in result.stderr
+            result = cli("backup-lease", "--data-dir", str(data), "--", "true")
+            assert result.returncode == 3
+        result = cli("backup-lease", "--data-dir", str(data), "--", "sh", "-c", "exit 7")
+        assert result.returncode == 7 and "backup lease held" in result.stderr
+        assert store.try_lock("backup", "probe", ttl=1)  # released when the command ended
+    finally:
+        store.dispose()
