@@ -16,12 +16,13 @@ from ociregistry.cli_ops import ProgressPrinter, _human
 def cmd_backup(args: argparse.Namespace, settings_of: Callable) -> int:
     from ociregistry.backup.layout import BackupError
     from ociregistry.backup.lease import BackupRunning
-    from ociregistry.backup.take import require_embedded, take_backup
+    from ociregistry.backup.take import require_apart, require_embedded, take_backup
     from ociregistry.runtime import build_runtime
 
     settings = settings_of(args)
     try:
         require_embedded(settings)
+        require_apart(args.dest, settings)
         runtime = build_runtime(settings, migrate=True)
         result = take_backup(runtime, args.dest, ProgressPrinter(),
                              verify_existing=args.verify_existing)

@@ -335,3 +335,13 @@ def test_one_backup_at_a_time_and_backup_lease_runs_the_command(populated, tmp_p
         assert store.try_lock("backup", "probe", ttl=1)  # released when the command ended
     finally:
         store.dispose()
+
+
+def test_backup_and_restore_keep_out_of_the_registrys_data(populated, tmp_path):
+    data, _tags = populated
+    for dest in (data, data / "backup", tmp_path):
+        result = cli("backup", "--data-dir", str(data), str(dest))
+        assert result.returncode == 1 and "overlaps the registry's data" in result.stderr
+    backup(data, tmp_path / "backup")
+    result = restore(tmp_path / "backup", tmp_path / "backup" / "data")
+    assert result.returncode == 1 and "overlaps" in result.stderr

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 from ociregistry.backup import layout
 from ociregistry.backup.layout import BackupError
-from ociregistry.backup.take import require_embedded, sqlite_path
+from ociregistry.backup.take import require_apart, require_embedded, sqlite_path
 from ociregistry.config import Settings
 from ociregistry.metadata import gc_queries
 from ociregistry.runtime import Runtime
@@ -70,6 +70,7 @@ def restore_backup(
     settings: Settings, src: str, force: bool = False, progress: Progress | None = None
 ) -> RestoreResult:
     require_embedded(settings)
+    require_apart(src, settings)
     progress = progress or (lambda *_: None)
     started = time.monotonic()
     src = os.path.abspath(src)

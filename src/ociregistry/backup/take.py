@@ -61,6 +61,17 @@ def require_embedded(runtime_settings: object) -> None:
         )
 
 
+def require_apart(backup_dir: str, settings: object) -> None:
+    """Refuse a backup directory that is, holds, or lies inside the registry's data:
+    pruning it (or restoring from it) would then delete the registry's own files."""
+    backup_dir = os.path.realpath(backup_dir)
+    for place in {settings.storage_root, settings.data_dir}:  # type: ignore[attr-defined]
+        place = os.path.realpath(place)
+        if os.path.commonpath([backup_dir, place]) in (backup_dir, place):
+            raise BackupError(f"{backup_dir} overlaps the registry's data ({place}): "
+                              "keep backups in a directory of their own")
+
+
 def snapshot_database(source: str, target: str) -> None:
     """Copy the live database into ``target`` in one read transaction (WAL: writers go on),
     then drop what a restored registry must not inherit: upload sessions (their
@@ -88,6 +99,7 @@ def take_backup(
     lease_ttl: float = LEASE_TTL,
 ) -> BackupResult:
     require_embedded(runtime.settings)
+    require_apart(dest, runtime.settings)
     progress = progress or (lambda *_: None)
     started = time.monotonic()
     dest = os.path.abspath(dest)
