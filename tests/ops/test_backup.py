@@ -345,3 +345,14 @@ def test_backup_and_restore_keep_out_of_the_registrys_data(populated, tmp_path):
     backup(data, tmp_path / "backup")
     result = restore(tmp_path / "backup", tmp_path / "backup" / "data")
     assert result.returncode == 1 and "overlaps" in result.stderr
+
+
+def test_restore_refuses_a_backup_from_a_newer_schema(populated, tmp_path):
+    data, _tags = populated
+    dest = tmp_path / "backup"
+    backup(data, dest)
+    marker = json.loads((dest / "backup.json").read_text())
+    marker["schema_revision"] = "9999"
+    (dest / "backup.json").write_text(json.dumps(marker))
+    result = restore(dest, tmp_path / "restored")
+    assert result.returncode == 1 and "newer than this version" in result.stderr

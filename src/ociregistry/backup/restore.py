@@ -57,7 +57,23 @@ def load_backup(src: str) -> tuple[dict, str]:
     if layout.file_digest(snapshot) != marker["snapshot_digest"]:
         raise BackupError(f"the backup's database snapshot {marker['snapshot']} does not "
                           "match its recorded digest: it was altered or damaged")
+    revision = marker.get("schema_revision")
+    if revision is not None and revision not in _known_revisions():
+        raise BackupError(f"the backup's schema ({revision}) is newer than this version of "
+                          f"ociregistry knows (backup made by {marker.get('ociregistry')}): "
+                          "restore with that version or a later one")
     return marker, snapshot
+
+
+def _known_revisions() -> set[str]:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from ociregistry.metadata.migrate import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    return {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
 
 
 def _has_data(db_path: str, root: str) -> bool:
