@@ -104,6 +104,7 @@ def restore_backup(
     layout.write_atomic(resume, src.encode())
     result = RestoreResult(snapshot_created_at=marker["created_at"])
     blobs = layout.snapshot_blobs(snapshot)
+    directories: set[str] = set()
     for i, (digest, size) in enumerate(blobs, 1):
         target = layout.blob_file(root, digest)
         result.blobs += 1
@@ -119,7 +120,12 @@ def restore_backup(
             except BackupError as exc:
                 raise BackupError(f"the backup's copy is damaged, nothing restored: {exc}") \
                     from None
+            directory = os.path.dirname(target)
+            directories.update((directory, os.path.dirname(directory),
+                                os.path.dirname(os.path.dirname(directory))))
         progress("blobs", i, len(blobs))
+    for directory in sorted(directories):  # the blobs' names outlive a power cut
+        layout.fsync_dir(directory)
     listed = {digest for digest, _ in blobs}
     for digest, path in list(layout.walk_blob_files(root)):
         if digest not in listed:  # the replaced registry's, or a killed copy's leftovers

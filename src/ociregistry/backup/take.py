@@ -117,6 +117,7 @@ def take_backup(
     result = BackupResult(snapshot=f"snapshots/{name}")
     with BackupLease(runtime.metadata, ttl=lease_ttl) as lease:
         progress("snapshot", 0, 1)
+        taken_at = time.time()
         snapshot_database(sqlite_path(runtime.settings.database_url), partial)
         progress("snapshot", 1, 1)
         blobs = layout.snapshot_blobs(partial)
@@ -130,7 +131,10 @@ def take_backup(
             else:
                 result.copied_bytes += _copy_blob(runtime, digest, size, target)
                 result.copied += 1
+                # the file's directory, and the <xx> and <alg> ones it may have made
                 directories.add(os.path.dirname(target))
+                directories.add(os.path.dirname(os.path.dirname(target)))
+                directories.add(os.path.dirname(os.path.dirname(os.path.dirname(target))))
             progress("blobs", i, len(blobs))
         for directory in sorted(directories):  # the new names outlive a power cut
             layout.fsync_dir(directory)
@@ -142,7 +146,7 @@ def take_backup(
     marker = {
         "format": layout.FORMAT,
         "ociregistry": __version__,
-        "created_at": time.time(),
+        "created_at": taken_at,  # the state it holds is the registry's at this time
         "snapshot": result.snapshot,
         "snapshot_digest": layout.file_digest(snapshot),
         "snapshot_size": os.path.getsize(snapshot),
