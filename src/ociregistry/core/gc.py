@@ -9,17 +9,20 @@ upload or mount that touched them.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from ociregistry import metrics
+from ociregistry.metadata import backup_lease
 from ociregistry.metadata import gc_queries as q
 from ociregistry.metadata.store import MetadataStore
 from ociregistry.storage.base import BlobStorage
 
 Progress = Callable[[str, int, int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -204,6 +207,11 @@ class GarbageCollector:
         gone: set[int] | None = None,
     ) -> None:
         found = q.unreferenced_blobs(self.db, cutoff, gone or set())
+        if found and not dry_run and backup_lease.holder(self.db) is not None:
+            # Each deletion would refuse anyway (checked in its transaction).
+            log.info("a backup holds its lease: %d unreferenced blobs kept for a later run",
+                     len(found))
+            return
         for i, (digest, size) in enumerate(found, 1):
             if dry_run or q.delete_blob_if_unreferenced(self.db, digest, cutoff):
                 if not dry_run:  # committed: now the bytes (if this stops, an orphan)

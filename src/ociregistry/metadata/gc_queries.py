@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection
 
 import sqlalchemy as sa
 
+from ociregistry.metadata import backup_lease
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.store import MetadataStore
 
@@ -105,11 +106,14 @@ def delete_blob_if_unreferenced(store: MetadataStore, digest: str, cutoff: float
 
     Bytes removed inside this transaction would be lost if its commit then
     failed: the row would come back with nothing behind it. The caller removes
-    them with ``remove_unrecorded_bytes`` once this has committed.
+    them with ``remove_unrecorded_bytes`` once this has committed. Nothing is
+    deleted while a backup holds its lease (metadata/backup_lease.py).
     """
     b = t.blobs
     with store.write() as conn:
         store.lock_digest(conn, digest)
+        if backup_lease.held(store, conn):  # a backup's snapshot may list it: keep it
+            return False
         if conn.execute(
             sa.select(b.c.digest).where(b.c.digest == digest, *_unreferenced(b, cutoff))
         ).first() is None:
