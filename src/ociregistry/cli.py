@@ -90,11 +90,15 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from ociregistry.metadata.migrate import describe
     from ociregistry.metadata.store import MetadataStore
 
     settings = _settings(args)
-    MetadataStore(settings.database_url).create_schema()
-    print("database schema is up to date")
+    store = MetadataStore(settings.database_url)
+    try:
+        print(describe(*store.create_schema()))
+    finally:
+        store.dispose()
     return 0
 
 
