@@ -12,6 +12,7 @@ from pathlib import Path
 from tests.clients import images
 from tests.clients.clitools import Skopeo, write_client_config
 from tests.deploy import walkthrough
+from tests.deploy.debian_services import DebianNginx, DebianPostgres
 
 
 def _push_and_pull(tmp_path: Path, host: str, password: str) -> None:
@@ -49,3 +50,48 @@ def test_single_node_walkthrough(tmp_path):
     assert down.returncode == 0, walkthrough.failure(down)
     assert not walkthrough.wait_ports_free([port]), "the registry still listens"
     assert not home.exists()
+
+
+def test_cluster_walkthrough(tmp_path):
+    """Three instances, Debian's PostgreSQL (a cluster of the test's own, Debian's
+    pg_hba.conf) and nginx (Debian's configuration, default site included), SeaweedFS
+    from the wheel."""
+    registry_port, *instances = walkthrough.free_ports(4)
+    weed = walkthrough.free_ports(4, spread=10000)
+    home = tmp_path / "ociregistry"
+    postgres = DebianPostgres().start()
+    nginx = None
+    try:
+        nginx = DebianNginx(tmp_path / "nginx").start()
+        env = {
+            "OCIR_HOME": str(home), "SRC": str(walkthrough.ROOT),
+            "REGISTRY_PORT": str(registry_port),
+            "INSTANCE_PORTS": " ".join(map(str, instances)),
+            "PG_PORT": str(postgres.port), "NGINX_CONF": str(nginx.conf),
+            "S3_PORT": str(weed[0]), "WEED_MASTER_PORT": str(weed[1]),
+            "WEED_VOLUME_PORT": str(weed[2]), "WEED_FILER_PORT": str(weed[3]),
+            "REGISTRY_PASSWORD": secrets.token_hex(12),
+        }
+        try:
+            result = walkthrough.run("cluster", env)
+            assert result.returncode == 0, walkthrough.failure(result, home / "run" / "*.log",
+                                                               nginx.error_log)
+            assert f"registry on port {registry_port}" in result.stdout
+            _push_and_pull(tmp_path, f"127.0.0.1:{registry_port}", env["REGISTRY_PASSWORD"])
+            # Through nginx, round robin: every instance took a share of the requests.
+            for i in range(1, len(instances) + 1):
+                log = (home / "run" / f"instance-{i}.log").read_text(errors="replace")
+                assert "/v2/walkthrough/app/" in log, f"instance {i} served nothing:\n{log}"
+        finally:
+            down = walkthrough.run("cluster", env, teardown=True, timeout=300)
+        assert down.returncode == 0, walkthrough.failure(down)
+        taken = walkthrough.wait_ports_free(
+            [registry_port, *instances, *weed, *(p + 10000 for p in weed)])
+        assert not taken, f"still listening after the teardown: {taken}"
+        assert not home.exists()
+        # Debian's default site kept working throughout, beside the registry's file.
+        assert not (nginx.conf.parent / "conf.d" / "ociregistry.conf").exists()
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        postgres.stop()
