@@ -57,6 +57,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
+        if settings.storage.driver == "s3":
+            from ociregistry.storage.s3_encryption import refused_encryption
+
+            problem = refused_encryption(runtime.storage)  # type: ignore[arg-type]
+            if problem:
+                print(f"error: {problem}", file=sys.stderr)
+                return 2
     finally:
         runtime.metadata.dispose()
     return serve(settings)

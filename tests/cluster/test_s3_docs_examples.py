@@ -1,6 +1,7 @@
 """docs/deployment.md's S3 examples: each loads through the settings model, and the one
 for S3-compatible servers works as written on SeaweedFS started as the docs start it (no
-encryption key). `sse: AES256` fails on that server, as the docs warn."""
+encryption key). `sse: AES256` fails on that server, as the docs warn, so `serve` refuses
+to start with it rather than answer 500 to every upload."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from ociregistry.config import S3Settings
@@ -20,6 +22,7 @@ from ociregistry.storage.s3 import S3Storage
 from tests.cluster.s3 import SeaweedFS
 from tests.deploy.support import settings_of
 from tests.deploy.walkthrough import DEPLOYMENT_MD
+from tests.server import RegistryProcess
 
 REPO = "docs/example"
 
@@ -101,3 +104,42 @@ def test_sse_aes256_fails_on_seaweedfs_without_a_key_as_the_docs_warn(
     with pytest.raises((botocore.exceptions.ClientError, OSError)):
         _push(tmp_path, settings)
     assert "500 InternalError" in DEPLOYMENT_MD.read_text()
+
+
+def _serve(tmp_path: Path, settings: S3Settings) -> RegistryProcess:
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"storage": {"driver": "s3",
+                                                  "s3": settings.model_dump(mode="json")}}))
+    config.chmod(0o600)
+    return RegistryProcess(tmp_path / "data", workers=1, config=config)
+
+
+def test_serve_refuses_encryption_the_store_cannot_do_and_says_what_to_change(
+    tmp_path, plain_seaweedfs, bucket
+):
+    server = _serve(tmp_path, _as_documented(plain_seaweedfs, bucket, sse="AES256"))
+    with pytest.raises(RuntimeError) as exited:
+        server.start()
+    message = str(exited.value)
+    assert "refuses server-side encryption storage.s3.sse: 'AES256'" in message, message
+    assert "WEED_S3_SSE_KEY" in message and 'storage.s3.sse: ""' in message
+    assert server.proc is not None and server.proc.wait(timeout=60) == 2
+    # The probe left nothing behind.
+    assert plain_seaweedfs.keys(bucket) == []
+
+
+def test_serve_starts_with_the_documented_example_and_takes_a_push(
+    tmp_path, plain_seaweedfs, bucket
+):
+    settings = _as_documented(plain_seaweedfs, bucket, redirect=False)
+    server = _serve(tmp_path, settings).start()
+    try:
+        data = os.urandom(100_000)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        response = requests.post(f"{server.url}/v2/{REPO}/blobs/uploads/",
+                                 params={"digest": digest}, data=data, timeout=120)
+        assert response.status_code == 201, response.text
+        assert requests.get(f"{server.url}/v2/{REPO}/blobs/{digest}",
+                            timeout=120).content == data
+    finally:
+        server.stop()
