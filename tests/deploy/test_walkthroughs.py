@@ -9,6 +9,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import requests
+
 from tests.clients import images
 from tests.clients.clitools import Skopeo, write_client_config
 from tests.deploy import walkthrough
@@ -35,6 +37,12 @@ def _push_and_pull(tmp_path: Path, host: str, password: str) -> None:
     assert refused.returncode != 0
 
 
+def _default_site_answers(nginx: DebianNginx) -> None:
+    response = requests.get(f"http://127.0.0.1:{nginx.default_site_port}/", timeout=30)
+    assert response.headers.get("Server", "").startswith("nginx"), response.headers
+    assert response.status_code in (200, 403, 404), response.status_code  # /var/www/html's
+
+
 def test_single_node_walkthrough(tmp_path):
     (port,) = walkthrough.free_ports(1)
     home = tmp_path / "ociregistry"
@@ -56,8 +64,9 @@ def test_cluster_walkthrough(tmp_path):
     """Three instances, Debian's PostgreSQL (a cluster of the test's own, Debian's
     pg_hba.conf) and nginx (Debian's configuration, default site included), SeaweedFS
     from the wheel."""
-    registry_port, *instances = walkthrough.free_ports(4)
     weed = walkthrough.free_ports(4, spread=10000)
+    registry_port, *instances = walkthrough.free_ports(
+        4, avoid=frozenset([*weed, *(p + 10000 for p in weed)]))
     home = tmp_path / "ociregistry"
     postgres = DebianPostgres().start()
     nginx = None
@@ -78,6 +87,8 @@ def test_cluster_walkthrough(tmp_path):
                                                                nginx.error_log)
             assert f"registry on port {registry_port}" in result.stdout
             _push_and_pull(tmp_path, f"127.0.0.1:{registry_port}", env["REGISTRY_PASSWORD"])
+            # Debian's default site still answers beside it, on its own port.
+            _default_site_answers(nginx)
             # Through nginx, round robin: every instance took a share of the requests.
             for i in range(1, len(instances) + 1):
                 log = (home / "run" / f"instance-{i}.log").read_text(errors="replace")
@@ -89,8 +100,8 @@ def test_cluster_walkthrough(tmp_path):
             [registry_port, *instances, *weed, *(p + 10000 for p in weed)])
         assert not taken, f"still listening after the teardown: {taken}"
         assert not home.exists()
-        # Debian's default site kept working throughout, beside the registry's file.
         assert not (nginx.conf.parent / "conf.d" / "ociregistry.conf").exists()
+        _default_site_answers(nginx)
     finally:
         if nginx is not None:
             nginx.stop()

@@ -67,18 +67,22 @@ def wait_ports_free(ports: list[int], timeout: float = 90) -> list[int]:
         time.sleep(0.5)
 
 
-def free_ports(count: int, spread: int = 0) -> list[int]:
-    """``count`` distinct free loopback ports; with ``spread``, ``port + spread`` is free too
-    (SeaweedFS puts each gRPC port 10000 above its HTTP port)."""
+def free_ports(count: int, spread: int = 0, avoid: frozenset[int] = frozenset()) -> list[int]:
+    """``count`` distinct free loopback ports, none in ``avoid``; with ``spread``,
+    ``port + spread`` is free too (SeaweedFS puts each gRPC port 10000 above its HTTP
+    port) and none of the ports is another's ``port + spread``."""
     found: list[int] = []
     while len(found) < count:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if spread and (port + spread > 65535 or not port_free(port + spread)):
+        if port in found or port in avoid:
             continue
-        if port not in found and all(abs(port - p) != spread for p in found):
-            found.append(port)
+        if spread and (port + spread > 65535 or port + spread in avoid
+                       or not port_free(port + spread)
+                       or any(abs(port - p) == spread for p in found)):
+            continue
+        found.append(port)
     return found
 
 
