@@ -15,8 +15,27 @@ for pkg in "${DEBIAN_PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  echo "installing Debian packages: ${missing[*]}"
+  apt_log=$(mktemp)
+  # Quiet unless it fails. Another apt (unattended-upgrades on a fresh machine) may hold
+  # a lock: wait for it instead of failing at once. DPkg::Lock::Timeout covers the dpkg
+  # lock; `apt-get update` does not wait for the lists lock, so retry that (10 min).
+  apt() {
+    local deadline=$((SECONDS + 600))
+    until $SUDO env DEBIAN_FRONTEND=noninteractive \
+        apt-get -o DPkg::Lock::Timeout=600 -y -qq "$@" >"$apt_log" 2>&1; do
+      if grep -q "Could not get lock" "$apt_log" && ((SECONDS < deadline)); then
+        sleep 5
+        continue
+      fi
+      cat "$apt_log" >&2
+      echo "apt-get $1 failed" >&2
+      exit 1
+    done
+  }
+  apt update
+  apt install "${missing[@]}"
+  rm -f "$apt_log"
 fi
 
 PYTHON=${PYTHON:-python3}

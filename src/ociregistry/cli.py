@@ -57,6 +57,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
+        if settings.storage.driver == "s3":
+            from ociregistry.storage.s3_encryption import refused_encryption
+
+            problem = refused_encryption(runtime.storage)  # type: ignore[arg-type]
+            if problem:
+                print(f"error: {problem}", file=sys.stderr)
+                return 2
     finally:
         runtime.metadata.dispose()
     return serve(settings)
@@ -90,11 +97,15 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from ociregistry.metadata.migrate import describe
     from ociregistry.metadata.store import MetadataStore
 
     settings = _settings(args)
-    MetadataStore(settings.database_url).create_schema()
-    print("database schema is up to date")
+    store = MetadataStore(settings.database_url)
+    try:
+        print(describe(*store.create_schema()))
+    finally:
+        store.dispose()
     return 0
 
 

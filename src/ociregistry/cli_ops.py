@@ -12,7 +12,9 @@ from typing import Any
 
 import yaml
 
-_SECRET_KEY = re.compile(r"(password|secret|token|private_key)$", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"(password|secret|secret_key|token|private_key)$", re.IGNORECASE)
+# The password of a URL's user info (database.url): scheme://user:PASSWORD@host
+_URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@\s]*:)\S*(@)", re.IGNORECASE)
 
 
 class ProgressPrinter:
@@ -38,6 +40,7 @@ class ProgressPrinter:
 
 
 def mask_secrets(value: Any) -> Any:
+    """The value with secrets replaced by ********: keys named like one, URL passwords."""
     if isinstance(value, dict):
         return {
             k: ("********" if _SECRET_KEY.search(k) and v else mask_secrets(v))
@@ -45,6 +48,8 @@ def mask_secrets(value: Any) -> Any:
         }
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\1********\2", value)
     return value
 
 

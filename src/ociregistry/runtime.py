@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from ociregistry.config import Settings
@@ -38,7 +39,11 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
         durable=settings.storage.fsync,
     )
     if migrate:
-        metadata.create_schema()
+        before, after = metadata.create_schema()
+        if before != after:  # one line, not alembic's one per revision
+            from ociregistry.metadata.migrate import describe
+
+            logging.getLogger(__name__).info(describe(before, after))
     storage = build_storage(settings)
     options = RegistryOptions(
         delete_enabled=settings.delete_enabled,

@@ -93,7 +93,8 @@ def s3_client(endpoint_url: str, access_key: str, secret_key: str) -> Any:
 class SeaweedFS:
     """``weed server -s3`` in a temporary directory; ``client()`` and buckets."""
 
-    def __init__(self) -> None:
+    def __init__(self, sse_key: bool = True) -> None:
+        """``sse_key=False``: no key for SSE-S3, as `weed` runs unless given one."""
         self.binary = weed_binary()
         self.base = Path(tempfile.mkdtemp(prefix="ociregistry-seaweedfs-"))
         self.log_path = self.base / "weed.log"
@@ -101,7 +102,7 @@ class SeaweedFS:
         self.secret_key = uuid.uuid4().hex
         self.region = REGION
         self.proc: subprocess.Popen | None = None
-        self.sse_key = base64.b64encode(os.urandom(32)).decode()
+        self.sse_key = base64.b64encode(os.urandom(32)).decode() if sse_key else ""
         self._log: Any = None
         self.ports: dict[str, int] = {}
 
@@ -161,7 +162,8 @@ class SeaweedFS:
                 self._command(identities, data), stdout=self._log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, cwd=self.base,
                 # A key for SSE-S3, so that storage.s3.sse: AES256 can be tested.
-                env={**aws_free_environ(), "WEED_S3_SSE_KEY": self.sse_key},
+                env={**aws_free_environ(),
+                     **({"WEED_S3_SSE_KEY": self.sse_key} if self.sse_key else {})},
             )
             try:
                 self._wait_ready()

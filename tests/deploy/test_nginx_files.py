@@ -16,8 +16,10 @@ from cryptography.x509.oid import NameOID
 
 from tests.deploy.support import (
     NGINX_CONF,
+    NGINX_DEBIAN_CONF,
     TLS_BEGIN,
     TLS_END,
+    debian_nginx_copy,
     tool,
     upstream_hosts,
 )
@@ -164,3 +166,58 @@ def test_nginx_streams_bodies_and_balances_without_affinity():
     assert len(upstream_hosts(text)) >= 2
 
 
+# -- Debian's nginx -----------------------------------------------------------------
+
+
+def _debian_nginx_test(site: str, tmp_path: Path) -> None:
+    """`nginx -t` with the site dropped into conf.d of Debian's own configuration."""
+    nginx = tool("nginx", "nginx")
+    main = debian_nginx_copy(tmp_path)
+    (main.parent / "conf.d" / "ociregistry.conf").write_text(site)
+    result = subprocess.run(
+        [nginx, "-t", "-c", str(main), "-e", str(tmp_path / "log" / "error.log")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test is successful" in result.stderr, result.stderr
+
+
+def test_debian_conf_drops_into_debians_conf_d_beside_the_default_site(tmp_path):
+    _debian_nginx_test(NGINX_DEBIAN_CONF.read_text(), tmp_path)
+    sites = (tmp_path / "etc-nginx" / "sites-enabled" / "default").read_text()
+    assert re.search(r"listen 80 default_server;", sites), "Debian's default site is gone"
+    # As documented: loopback instances, a port of its own, never port 80 by default.
+    text = re.sub(r"#[^\n]*", "", NGINX_DEBIAN_CONF.read_text())
+    assert re.findall(r"^\s*server\s+(127\.0\.0\.1:\d+)", text, re.M) == [
+        "127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003"]
+    (plain,) = _server_blocks(text)
+    assert re.findall(r"^\s*listen\s+([^;]+);", plain, re.M) == ["5000"]
+
+
+def test_debian_tls_example_passes_nginx_t(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    head, example = _split_tls_example(NGINX_DEBIAN_CONF.read_text())
+    example = (example.replace("/etc/ssl/registry/fullchain.pem", str(cert))
+               .replace("/etc/ssl/registry/privkey.pem", str(key)))
+    _debian_nginx_test(head + example, tmp_path)
+
+
+def test_debian_conf_proxies_like_the_compose_one():
+    """Same streaming, timeouts and retries: only the upstreams and the port differ."""
+    for tls in (False, True):
+        proxying = []
+        for path in (NGINX_CONF, NGINX_DEBIAN_CONF):
+            head, example = _split_tls_example(path.read_text())
+            blocks = _server_blocks(example if tls else head)
+            proxying.append(_proxying(next(b for b in blocks if "proxy_pass" in b)))
+        assert proxying[0] == proxying[1]
+
+
+def test_a_refused_connection_is_retried_on_the_next_instance():
+    """A rolling restart: the instance being restarted refuses connections meanwhile."""
+    for path in (NGINX_CONF, NGINX_DEBIAN_CONF):
+        text = re.sub(r"#[^\n]*", "", path.read_text())
+        (plain,) = _server_blocks(text)
+        assert re.search(r"proxy_next_upstream\s+error\b", plain), path
+        tries = int(re.search(r"proxy_next_upstream_tries\s+(\d+);", plain).group(1))
+        assert tries >= 2, path

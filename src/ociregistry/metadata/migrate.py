@@ -1,14 +1,24 @@
-"""Alembic migrations, run programmatically (no alembic.ini needed)."""
+"""Alembic migrations, run programmatically (no alembic.ini needed).
+
+Alembic's own INFO lines (plugin set-up, "Context impl", one per revision) are
+kept out of the logs: ``upgrade`` returns the revisions before and after, and
+the caller says what happened in one line.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+# Before alembic is imported (it logs its plugin set-up then): warnings and errors
+# still show, the chatter does not.
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
 
 if TYPE_CHECKING:
     from ociregistry.metadata.store import MetadataStore
@@ -23,13 +33,27 @@ def _config(store: MetadataStore) -> Config:
     return config
 
 
-def upgrade(store: MetadataStore, revision: str = "head") -> None:
+def current_revision(store: MetadataStore) -> str | None:
+    """The database's schema revision (None: an empty database)."""
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(store: MetadataStore, revision: str = "head") -> tuple[str | None, str | None]:
+    """Apply migrations up to ``revision``; the revisions (before, after)."""
+    before = current_revision(store)
     command.upgrade(_config(store), revision)
+    return before, current_revision(store)
+
+
+def describe(before: str | None, after: str | None) -> str:
+    """One line for operators: what an upgrade did."""
+    if before == after:
+        return f"database schema is up to date (revision {after})"
+    return f"database schema upgraded from revision {before or 'none'} to {after}"
 
 
 def pending(store: MetadataStore) -> bool:
     """True when the database schema is behind the code."""
     head = ScriptDirectory.from_config(_config(store)).get_current_head()
-    with store.engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-    return current != head
+    return current_revision(store) != head

@@ -117,11 +117,11 @@ class MetadataStore(UploadStore):
         with self._writer.begin() as conn:
             yield conn
 
-    def create_schema(self) -> None:
-        """Bring the schema to the newest migration."""
+    def create_schema(self) -> tuple[str | None, str | None]:
+        """Bring the schema to the newest migration; the revisions (before, after)."""
         from ociregistry.metadata.migrate import upgrade
 
-        upgrade(self)
+        return upgrade(self)
 
     def dispose(self) -> None:
         self.engine.dispose()
