@@ -1,0 +1,386 @@
+"""Import a Distribution store into this registry: online, incremental, idempotent.
+
+One pass lists the store (link files with their sizes, every blob with its
+size), then each repository is imported in an order that never shows anything
+half done:
+
+1. blobs (its ``_layers`` links and whatever its manifests reference) are copied
+   through the upload service (streamed, digest checked, committed one by one),
+   or only linked when this registry already stores them;
+2. manifests go through ``Registry.put_manifest`` by digest, images before the
+   indexes that list them: a manifest becomes visible in one transaction, and
+   only when every blob and child it references is there;
+3. tags go through ``put_manifest`` by tag, so tag rules and history apply.
+
+What is already here is skipped, so a second run after the switch-over picks up
+only what changed, and a run killed at any point is simply run again (a blob
+being copied at the kill is copied again; its upload session expires in GC).
+Broken input (empty or dangling link files, missing blobs, manifests that do
+not parse or whose digest is wrong) is reported with its path, never fatal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ociregistry.core.actor import Actor, acting_as
+from ociregistry.core.digests import is_digest, parse_digest
+from ociregistry.core.errors import RegistryError
+from ociregistry.core.manifests import ParsedManifest, manifest_digest, parse_manifest
+from ociregistry.core.names import validate_name, validate_tag
+from ociregistry.core.registry import Registry
+from ociregistry.importer.sources import Source
+from ociregistry.metadata import import_queries as q
+
+IMPORT_ACTOR = Actor("system", name="import")
+
+
+@dataclass
+class Problem:
+    kind: str  # empty-link, missing-blob, bad-link, unparsable-manifest, ...
+    path: str  # where in the source, for the operator to look
+    detail: str
+
+
+@dataclass
+class ImportStats:
+    """Counters the progress display and the summary read (updated as it goes)."""
+
+    repositories_total: int = 0
+    repositories_done: int = 0
+    manifests_total: int = 0
+    manifests_done: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    manifests_imported: int = 0
+    manifests_present: int = 0
+    tags_imported: int = 0
+    tags_present: int = 0
+    blobs_copied: int = 0
+    bytes_copied: int = 0
+    blobs_present: int = 0
+    untagged: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "repositories": self.repositories_done,
+            "manifests_imported": self.manifests_imported,
+            "manifests_present": self.manifests_present,
+            "tags_imported": self.tags_imported,
+            "tags_present": self.tags_present,
+            "blobs_copied": self.blobs_copied,
+            "bytes_copied": self.bytes_copied,
+            "blobs_present": self.blobs_present,
+            "untagged": self.untagged,
+            "problems": [p.__dict__ for p in self.problems],
+        }
+
+
+@dataclass
+class _Repository:
+    tags: dict[str, str] = field(default_factory=dict)  # tag -> link path
+    revisions: dict[str, str] = field(default_factory=dict)  # digest -> link path
+    layers: dict[str, str] = field(default_factory=dict)  # digest -> link path
+
+
+def _link_digest(parts: list[str]) -> str | None:
+    """``<alg>/<hex>/link`` -> ``<alg>:<hex>`` when well formed."""
+    if len(parts) != 3 or parts[2] != "link":
+        return None
+    digest = f"{parts[0]}:{parts[1]}"
+    try:
+        parse_digest(digest)
+    except RegistryError:
+        return None
+    return digest
+
+
+class DistributionImporter:
+    """Indexes a Distribution store into ``registry`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        source: Source,
+        progress: Callable[[ImportStats], None] | None = None,
+        jobs: int = 4,
+    ) -> None:
+        self.registry = registry
+        self.db = registry.db
+        self.storage = registry.storage
+        self.source = source
+        self.progress = progress or (lambda _stats: None)
+        self.jobs = max(1, jobs)
+        self.stats = ImportStats()
+        self._lock = threading.Lock()
+        self._source_blobs: dict[str, int] = {}
+        self._last_report = 0.0
+        self._bytes_counted: set[str] = set()  # digests whose bytes count as done
+
+    # -- reporting --------------------------------------------------------
+    def _problem(self, kind: str, path: str, detail: str) -> None:
+        with self._lock:
+            self.stats.problems.append(Problem(kind, path, detail))
+
+    def _tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_report >= 1.0:
+            self._last_report = now
+            self.progress(self.stats)
+
+    # -- the run ----------------------------------------------------------
+    def run(self) -> ImportStats:
+        with acting_as(IMPORT_ACTOR):
+            repositories = self._scan()
+            for name in sorted(repositories):
+                self._import_repository(name, repositories[name])
+                self.stats.repositories_done += 1
+                self._tick()
+        self._tick(force=True)
+        return self.stats
+
+    def _scan(self) -> dict[str, _Repository]:
+        self._source_blobs = dict(self.source.blobs())
+        repositories: dict[str, _Repository] = {}
+        invalid: set[str] = set()
+        for rel, size in self.source.repository_files():
+            parts = rel.split("/")
+            marks = [i for i, p in enumerate(parts) if p in ("_manifests", "_layers", "_uploads")]
+            if not marks or parts[marks[0]] == "_uploads":
+                continue
+            at = marks[0]
+            name, rest = "/".join(parts[:at]), parts[at:]
+            if name not in repositories and name not in invalid:
+                try:
+                    validate_name(name)
+                except RegistryError:
+                    invalid.add(name)
+                    self._problem("invalid-name", self.source.describe(name), "not importable")
+                    continue
+            if name in invalid:
+                continue
+            repo = repositories.setdefault(name, _Repository())
+            kind = self._classify(rest)
+            if kind is None:
+                continue  # tag history (index/), other bookkeeping
+            if size == 0:
+                self._problem("empty-link", self.source.describe(rel),
+                              "empty link file (left by a crash); ignored")
+                continue
+            if kind[0] == "tag":
+                repo.tags[kind[1]] = rel
+            elif kind[1] is None:
+                self._problem("bad-link", self.source.describe(rel), "link path is no digest")
+            elif kind[0] == "revision":
+                repo.revisions[kind[1]] = rel
+            else:
+                repo.layers[kind[1]] = rel
+        counted: set[str] = set()
+        for repo in repositories.values():
+            counted.update(repo.layers)
+            counted.update(repo.revisions)
+            self.stats.manifests_total += len(repo.revisions)
+        self.stats.repositories_total = len(repositories)
+        self.stats.bytes_total = sum(self._source_blobs.get(d, 0) for d in counted)
+        return repositories
+
+    @staticmethod
+    def _classify(rest: list[str]) -> tuple[str, str | None] | None:
+        if rest[0] == "_layers":
+            return "layer", _link_digest(rest[1:])
+        if len(rest) >= 2 and rest[1] == "revisions":
+            return "revision", _link_digest(rest[2:])
+        if len(rest) == 5 and rest[1] == "tags" and rest[3:] == ["current", "link"]:
+            return "tag", rest[2]
+        return None
+
+    # -- one repository ---------------------------------------------------
+    def _import_repository(self, name: str, repo: _Repository) -> None:
+        have_manifests, have_tags, have_blobs = q.repository_contents(self.db, name)
+        targets = self._read_tags(name, repo)
+        manifests = self._read_manifests(name, repo, have_manifests)
+        needed: dict[str, str] = {d: self.source.describe(rel) for d, rel in repo.layers.items()}
+        for digest, (_payload, parsed) in manifests.items():
+            for blob in parsed.blobs:
+                needed.setdefault(blob, f"blob of manifest {name}@{digest}")
+        self._import_blobs(name, {d: w for d, w in needed.items() if d not in have_blobs})
+        done = self._insert_manifests(name, manifests) | have_manifests
+        self._set_tags(name, repo, targets, have_tags, done)
+        # Revisions without a tag, other than an index's children: imported, and
+        # listed, since they are reachable only by digest.
+        reachable = set(targets.values())
+        for _payload, parsed in manifests.values():
+            reachable.update(parsed.children)
+        for digest in sorted(set(manifests) - reachable):
+            if digest in done:
+                self.stats.untagged.append(f"{name}@{digest}")
+
+    def _read_tags(self, name: str, repo: _Repository) -> dict[str, str]:
+        targets: dict[str, str] = {}
+        for tag, rel in sorted(repo.tags.items()):
+            where = self.source.describe(rel)
+            try:
+                validate_tag(tag)
+                content = self.source.read_repository_file(rel).decode("ascii").strip()
+            except FileNotFoundError:
+                continue  # the tag was deleted since the listing
+            except (RegistryError, OSError, UnicodeDecodeError, ValueError) as exc:
+                self._problem("bad-link", where, f"tag {tag!r}: {exc}")
+                continue
+            if not content:
+                self._problem("empty-link", where, "empty link file (left by a crash); ignored")
+                continue
+            if not is_digest(content):
+                self._problem("bad-link", where, f"tag {tag!r} link holds no digest")
+                continue
+            targets[tag] = content
+        return targets
+
+    def _read_manifests(
+        self, name: str, repo: _Repository, have: set[str]
+    ) -> dict[str, tuple[bytes, ParsedManifest]]:
+        limit = self.registry.options.max_manifest_size
+        found: dict[str, tuple[bytes, ParsedManifest]] = {}
+        for digest, rel in sorted(repo.revisions.items()):
+            if digest in have:
+                self.stats.manifests_present += 1
+                self.stats.manifests_done += 1
+                continue
+            where = self.source.describe(rel)
+            if digest not in self._source_blobs:
+                self._problem("missing-blob", where, f"revision {digest}: its blob is missing")
+                self.stats.manifests_done += 1
+                continue
+            try:
+                payload = self.source.read_blob(digest, limit)
+                if len(payload) > limit:
+                    raise ValueError(f"larger than the {limit}-byte manifest limit")
+                parsed = parse_manifest(payload, None)
+                actual = manifest_digest(payload, parsed.media_type, parse_digest(digest)[0])
+                if actual != digest:
+                    raise ValueError(f"its bytes have digest {actual}")
+            except RegistryError as exc:
+                self._problem("unparsable-manifest", self.source.blob_location(digest),
+                              f"{name}@{digest}: {exc.message} {exc.detail or ''}".strip())
+                self.stats.manifests_done += 1
+                continue
+            except (OSError, ValueError) as exc:
+                self._problem("unreadable-manifest", self.source.blob_location(digest),
+                              f"{name}@{digest}: {exc}")
+                self.stats.manifests_done += 1
+                continue
+            found[digest] = (payload, parsed)
+        return found
+
+    def _import_blobs(self, name: str, needed: dict[str, str]) -> None:
+        def one(digest: str) -> None:
+            try:
+                self._import_blob(name, digest, needed[digest])
+            except Exception as exc:  # one bad blob must not stop the others
+                self._problem("blob-failed", self.source.blob_location(digest), repr(exc))
+
+        if self.jobs == 1 or len(needed) < 2:
+            for digest in sorted(needed):
+                one(digest)
+            return
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="import") as pool:
+            list(pool.map(one, sorted(needed)))
+
+    def _import_blob(self, name: str, digest: str, wanted_by: str) -> None:
+        source_size = self._source_blobs.get(digest)
+        size = q.link_stored_blob(self.db, name, digest, self.storage.blob_exists)
+        if size is not None:
+            with self._lock:
+                self.stats.blobs_present += 1
+                if digest not in self._bytes_counted:
+                    self._bytes_counted.add(digest)
+                    self.stats.bytes_done += source_size or 0
+            return
+        if source_size is None:
+            self._problem("missing-blob", wanted_by, f"{digest} is not in the store")
+            return
+        try:
+            with acting_as(IMPORT_ACTOR):
+                self.registry.uploads.monolithic(name, digest, self._counted(digest))
+        except RegistryError as exc:  # DIGEST_INVALID: the stored bytes rotted
+            self._problem("corrupt-blob", self.source.blob_location(digest),
+                          f"{exc.message} {exc.detail or ''}".strip())
+            return
+        with self._lock:
+            self.stats.blobs_copied += 1
+            self.stats.bytes_copied += source_size
+            self._bytes_counted.add(digest)
+
+    def _counted(self, digest: str) -> Iterator[bytes]:
+        for chunk in self.source.open_blob(digest):
+            with self._lock:
+                self.stats.bytes_done += len(chunk)
+            self._tick()
+            yield chunk
+
+    def _insert_manifests(
+        self, name: str, manifests: dict[str, tuple[bytes, ParsedManifest]]
+    ) -> set[str]:
+        """Images first, then the indexes whose children are all in: a child that
+        failed makes its index fail too (put_manifest refuses it)."""
+        done: set[str] = set()
+        pending = dict(manifests)
+        while pending:
+            ready = [d for d, (_p, parsed) in pending.items()
+                     if not any(c in pending for c in parsed.children)]
+            if not ready:  # a cycle can't be built with digests; stop rather than spin
+                ready = list(pending)
+            for digest in sorted(ready):
+                payload, parsed = pending.pop(digest)
+                self.stats.manifests_done += 1
+                try:
+                    self.registry.put_manifest(name, digest, payload, parsed.media_type)
+                except RegistryError as exc:
+                    self._problem("manifest-refused", self.source.blob_location(digest),
+                                  f"{name}@{digest}: {exc.code} {exc.message} "
+                                  f"{exc.detail or ''}".strip())
+                    continue
+                done.add(digest)
+                self.stats.manifests_imported += 1
+                self._tick()
+        return done
+
+    def _set_tags(
+        self,
+        name: str,
+        repo: _Repository,
+        targets: dict[str, str],
+        have: dict[str, str],
+        present: Iterable[str],
+    ) -> None:
+        present = set(present)
+        for tag, digest in sorted(targets.items()):
+            where = self.source.describe(repo.tags[tag])
+            if have.get(tag) == digest:
+                self.stats.tags_present += 1
+                continue
+            if digest not in repo.revisions:
+                self._problem("dangling-tag", where,
+                              f"tag {tag!r} points at {digest}, which has no revision link")
+                continue
+            if digest not in present:
+                self._problem("tag-skipped", where,
+                              f"tag {tag!r}: its manifest {digest} was not imported")
+                continue
+            row = self.db.get_manifest(name, digest, True)
+            if row is None:  # deleted here meanwhile
+                continue
+            try:
+                self.registry.put_manifest(name, tag, row.payload, row.media_type)
+            except RegistryError as exc:  # e.g. an immutable tag here
+                self._problem("tag-refused", where, f"tag {tag!r}: {exc.code} {exc.message}")
+                continue
+            self.stats.tags_imported += 1
