@@ -6,10 +6,12 @@ directory or in an S3 bucket; never the machine's own service or /etc config.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 import requests
 import yaml
 
+from ociregistry.core.manifests import canonical_payload
 from tests.server import free_port
 
 START_TIMEOUT = 60
@@ -114,6 +117,7 @@ class Distribution:
         return requests.get(f"{self.url}/v2/{repo}/tags/list", timeout=30).json()["tags"] or []
 
 
+SIGNED_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 ACCEPT = ", ".join([
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.oci.image.manifest.v1+json",
@@ -145,3 +149,134 @@ def blob_digest(url: str, repo: str, digest: str, auth: Any = None) -> str | Non
         for chunk in r.iter_content(1 << 20):
             h.update(chunk)
         return "sha256:" + h.hexdigest()
+
+
+# -- filling a Distribution and comparing what two registries serve -----------
+
+@dataclass
+class Filled:
+    """What a Distribution was filled with: refs to compare and refs that must 404."""
+
+    refs: list[tuple[str, str]] = field(default_factory=list)  # (repo, tag or digest)
+    gone: list[tuple[str, str]] = field(default_factory=list)
+    broken: dict[str, str] = field(default_factory=dict)  # kind -> a path in the report
+
+
+def _digest_of(url: str, repo: str, ref: str) -> str:
+    status, _body, digest, _ctype = get_manifest(url, repo, ref)
+    assert status == 200 and digest, (repo, ref, status)
+    return digest
+
+
+def fill(dist: Distribution, skopeo: Any, base: Path, salt: str) -> Filled:
+    """Pushes with skopeo: a multi-layer OCI image, the same as Docker schema 2 and
+    as signed schema 1, a multi-arch index, a moved tag (old revision kept untagged)
+    and a deleted manifest with its tag."""
+    from tests.clients import images
+
+    filled = Filled()
+    one, two, multi = base / "one", base / "two", base / "multi"
+    images.write_image(one, f"{salt}-one", tag="v1")
+    images.write_image(two, f"{salt}-two", tag="v1")
+    images.write_multiarch(multi, f"{salt}-multi", tag="m")
+    host = dist.host
+
+    def push(src: Path, tag: str, dest: str, *options: str) -> None:
+        skopeo.copy(f"oci:{src}:{tag}", f"docker://{host}/{dest}", *options)
+
+    push(one, "v1", "team/app:oci")
+    push(one, "v1", "team/app:docker", "--format", "v2s2")
+    push(one, "v1", "team/legacy:v1", "--format", "v2s1")
+    push(multi, "m", "team/multi:m", "--all")
+    push(two, "v1", "team/app:moving")
+    old = _digest_of(dist.url, "team/app", "moving")
+    push(one, "v1", "team/app:moving")  # the tag moves; its old revision stays untagged
+    push(two, "v1", "other/deleted:gone", "--format", "v2s2")
+    deleted = _digest_of(dist.url, "other/deleted", "gone")
+    skopeo.delete(f"docker://{host}/other/deleted:gone")
+    push(one, "v1", "other/deleted:kept")
+    for repo in dist.catalog():
+        for tag in dist.tags(repo):
+            filled.refs.append((repo, tag))
+    filled.refs.append(("team/app", old))
+    filled.gone += [("other/deleted", "gone"), ("other/deleted", deleted)]
+    return filled
+
+
+def plant_broken(put: Any, filled: Filled) -> None:
+    """Files as a crash or a bad tool leaves them; ``put(rel, data)`` writes a file
+    under docker/registry/v2."""
+    import hashlib
+
+    missing = "sha256:" + hashlib.sha256(b"never stored " + os.urandom(8)).hexdigest()
+    garbage = b"{ this is not a manifest"
+    bad = "sha256:" + hashlib.sha256(garbage).hexdigest()
+    repo = "repositories/team/app"
+    layer = f"{repo}/_layers/sha256/{missing[7:]}/link"
+    put(layer, missing.encode())
+    put(f"repositories/team/broken/_manifests/revisions/sha256/{missing[7:]}/link",
+        missing.encode())
+    put(f"blobs/sha256/{bad[7:9]}/{bad[7:]}/data", garbage)
+    put(f"repositories/team/broken/_manifests/revisions/sha256/{bad[7:]}/link", bad.encode())
+    put("repositories/team/broken/_manifests/tags/junk/current/link", bad.encode())
+    empty = f"{repo}/_manifests/tags/crashed/current/link"
+    put(empty, b"")
+    filled.broken = {"missing-blob": layer, "empty-link": empty,
+                     "unparsable-manifest": bad, "missing-revision": missing}
+
+
+def _children(body: bytes) -> tuple[list[str], list[str]]:
+    """(child manifests, blobs) a manifest references."""
+    doc = json.loads(body)
+    if "manifests" in doc:
+        return [m["digest"] for m in doc["manifests"]], []
+    if doc.get("schemaVersion") == 1:
+        return [], [layer["blobSum"] for layer in doc["fsLayers"]]
+    return [], [doc["config"]["digest"], *(layer["digest"] for layer in doc["layers"])]
+
+
+def assert_serves_the_same(dist_url: str, our_url: str, filled: Filled,
+                           auth: Any = None) -> int:
+    """Every ref (and every child and blob under it) byte-identical on both;
+    every gone ref 404 on both. Returns how many manifests were compared."""
+    seen: set[tuple[str, str]] = set()
+    queue = list(filled.refs)
+    while queue:
+        repo, ref = queue.pop()
+        if (repo, ref) in seen:
+            continue
+        seen.add((repo, ref))
+        theirs = get_manifest(dist_url, repo, ref)
+        ours = get_manifest(our_url, repo, ref, auth)
+        assert theirs[0] == 200, (repo, ref, theirs[:1])
+        assert ours[0] == 200, (repo, ref, ours[0])
+        if theirs[3] == SIGNED_SCHEMA1:
+            # Distribution keeps schema 1 unsigned and signs it afresh on each GET
+            # (two of its own GETs differ); what it stored is the signed part.
+            assert ours[1] == canonical_payload(theirs[1], SIGNED_SCHEMA1), f"{repo}:{ref}"
+        else:
+            assert ours[1] == theirs[1], f"{repo}:{ref}: manifest bytes differ"
+        assert ours[2] == theirs[2], f"{repo}:{ref}: digest differs"
+        children, blobs = _children(theirs[1])
+        queue += [(repo, child) for child in children]
+        for blob in set(blobs):
+            assert blob_digest(our_url, repo, blob, auth) == blob, f"{repo}: blob {blob}"
+    for repo, ref in filled.gone:
+        assert get_manifest(dist_url, repo, ref)[0] == 404
+        assert get_manifest(our_url, repo, ref, auth)[0] == 404, (repo, ref)
+    return len(seen)
+
+
+def push_blob(url: str, repo: str, data: bytes) -> str:
+    """POST then PUT (Distribution does not take a monolithic POST)."""
+    import hashlib
+    from urllib.parse import urljoin
+
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    r = requests.post(f"{url}/v2/{repo}/blobs/uploads/", timeout=60)
+    assert r.status_code == 202, r.text
+    location = urljoin(url, r.headers["Location"])
+    r = requests.put(location, params={"digest": digest}, data=data, timeout=300,
+                     headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 201, r.text
+    return digest
