@@ -195,11 +195,13 @@ def fill(dist: Distribution, skopeo: Any, base: Path, salt: str) -> Filled:
     deleted = _digest_of(dist.url, "other/deleted", "gone")
     skopeo.delete(f"docker://{host}/other/deleted:gone")
     push(one, "v1", "other/deleted:kept")
+    filled.gone += [("other/deleted", "gone"), ("other/deleted", deleted)]
     for repo in dist.catalog():
         for tag in dist.tags(repo):
-            filled.refs.append((repo, tag))
+            # On S3, Distribution may still list a deleted manifest's tag (404 on GET).
+            if (repo, tag) not in filled.gone:
+                filled.refs.append((repo, tag))
     filled.refs.append(("team/app", old))
-    filled.gone += [("other/deleted", "gone"), ("other/deleted", deleted)]
     return filled
 
 
