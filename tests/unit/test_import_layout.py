@@ -1,0 +1,131 @@
+"""The importer on hand-made Distribution layouts: the odd files a real store can hold.
+
+(tests/clients/test_import_distribution.py runs it on what Distribution itself wrote.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from ociregistry.config import load_settings
+from ociregistry.importer.distribution import DistributionImporter
+from ociregistry.importer.sources import FilesystemSource, SourceError
+from ociregistry.runtime import build_runtime
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Store:
+    """Writes files as Distribution lays them out under docker/registry/v2."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.v2 = root / "docker" / "registry" / "v2"
+        (self.v2 / "repositories").mkdir(parents=True)
+
+    def put(self, rel: str, data: bytes) -> None:
+        path = self.v2 / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def blob(self, data: bytes) -> str:
+        d = digest(data)
+        self.put(f"blobs/sha256/{d[7:9]}/{d[7:]}/data", data)
+        return d
+
+    def image(self, repo: str, tag: str | None, salt: str) -> tuple[str, bytes]:
+        config, layer = f'{{"salt":"{salt}"}}'.encode(), f"layer {salt}".encode()
+        blobs = [self.blob(config), self.blob(layer)]
+        for d in blobs:
+            self.put(f"repositories/{repo}/_layers/sha256/{d[7:]}/link", d.encode())
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": blobs[0], "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": blobs[1], "size": len(layer)}],
+        }).encode()
+        m = self.blob(manifest)
+        self.put(f"repositories/{repo}/_manifests/revisions/sha256/{m[7:]}/link", m.encode())
+        if tag:
+            self.put(f"repositories/{repo}/_manifests/tags/{tag}/current/link", m.encode())
+        return m, manifest
+
+
+@pytest.fixture
+def runtime(tmp_path: Path):
+    rt = build_runtime(load_settings(None, {"data_dir": str(tmp_path / "data")}), migrate=True)
+    yield rt
+    rt.metadata.dispose()
+
+
+def run(runtime, root: Path):
+    return DistributionImporter(runtime.registry, FilesystemSource(str(root)), jobs=2).run()
+
+
+def test_not_a_distribution_root_is_refused(tmp_path: Path):
+    with pytest.raises(SourceError):
+        FilesystemSource(str(tmp_path))
+
+
+def test_odd_files_are_reported_and_the_rest_imported(runtime, tmp_path: Path):
+    store = Store(tmp_path / "dist")
+    good, payload = store.image("team/app", "v1", "good")
+    # a revision whose stored bytes are not what its digest says
+    wrong = store.blob(b'{"schemaVersion": 2}')
+    forged = "sha256:" + "ab" * 32
+    store.put(f"blobs/sha256/ab/{forged[7:]}/data", payload)
+    store.put(f"repositories/team/app/_manifests/revisions/sha256/{forged[7:]}/link",
+              forged.encode())
+    store.put("repositories/team/app/_manifests/tags/forged/current/link", forged.encode())
+    store.put("repositories/team/app/_manifests/tags/nowhere/current/link",
+              ("sha256:" + "cd" * 32).encode())  # no revision link for it
+    store.put("repositories/team/app/_manifests/tags/text/current/link", b"not a digest")
+    store.put("repositories/team/app/_layers/sha256/nothex/link", b"x")
+    store.put(f"repositories/team/app/_manifests/revisions/sha256/{wrong[7:]}/link", b"")
+    store.put("repositories/Bad..Name/_layers/sha256/00/link", b"x")
+    store.put("repositories/team/app/_uploads/u1/data", b"in progress")
+
+    stats = run(runtime, store.root)
+    kinds = sorted(p.kind for p in stats.problems)
+    assert kinds == ["bad-link", "bad-link", "dangling-tag", "empty-link", "invalid-name",
+                     "tag-skipped", "unreadable-manifest"], stats.problems
+    assert stats.manifests_imported == 1 and stats.tags_imported == 1
+    row = runtime.metadata.get_manifest("team/app", "v1", False)
+    assert row is not None and row.digest == good and row.payload == payload
+    assert runtime.metadata.get_manifest("team/app", forged, True) is None
+
+
+def test_an_index_goes_in_after_its_children_and_not_without_them(runtime, tmp_path: Path):
+    store = Store(tmp_path / "dist")
+    a, a_bytes = store.image("team/multi", None, "a")
+    b, b_bytes = store.image("team/multi", None, "b")
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [{"mediaType": OCI_MANIFEST, "digest": d, "size": len(x)}
+                                      for d, x in ((a, a_bytes), (b, b_bytes))]}).encode()
+    i = store.blob(index)
+    store.put(f"repositories/team/multi/_manifests/revisions/sha256/{i[7:]}/link", i.encode())
+    store.put("repositories/team/multi/_manifests/tags/m/current/link", i.encode())
+    # b's layer is gone from the store: b can't come in, so neither can the index.
+    layer_b = digest(b"layer b")
+    (store.v2 / f"blobs/sha256/{layer_b[7:9]}/{layer_b[7:]}/data").unlink()
+
+    stats = run(runtime, store.root)
+    assert stats.manifests_imported == 1  # a only
+    assert runtime.metadata.get_manifest("team/multi", i, True) is None
+    assert {p.kind for p in stats.problems} >= {"missing-blob", "manifest-refused", "tag-skipped"}
+
+    # The blob turns up (restored from a backup): the next run completes the index.
+    store.blob(b"layer b")
+    again = run(runtime, store.root)
+    assert again.manifests_imported == 2 and again.tags_imported == 1
+    assert again.manifests_present == 1 and again.blobs_copied == 1
+    assert runtime.metadata.get_manifest("team/multi", "m", False).digest == i
