@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -39,6 +40,8 @@ from tests.server import RegistryProcess
 def run_import(data: Path, source: str, *extra: str) -> dict:
     proc = cli("import", "distribution", "--data-dir", str(data), source, "--json", *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # Progress: repositories, manifests, bytes, rate and time left.
+    assert re.search(r"repositories \d+/\d+  manifests \d+/\d+  .* left", proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -199,3 +202,9 @@ def test_a_killed_import_shows_nothing_half_done_and_resumes(tmp_path):
             server.stop()
     finally:
         dist.stop()
+
+
+def test_a_path_that_is_no_distribution_store_is_an_error(tmp_path):
+    proc = cli("import", "distribution", "--data-dir", str(tmp_path / "data"), str(tmp_path))
+    assert proc.returncode == 2
+    assert "not a Distribution root" in proc.stderr
