@@ -188,6 +188,7 @@ def fill(dist: Distribution, skopeo: Any, base: Path, salt: str) -> Filled:
     push(one, "v1", "team/app:docker", "--format", "v2s2")
     push(one, "v1", "team/legacy:v1", "--format", "v2s1")
     push(multi, "m", "team/multi:m", "--all")
+    push(multi, "m", "team/multi:docker", "--all", "--format", "v2s2")  # a manifest list
     push(two, "v1", "team/app:moving")
     old = _digest_of(dist.url, "team/app", "moving")
     push(one, "v1", "team/app:moving")  # the tag moves; its old revision stays untagged

@@ -29,6 +29,7 @@ from tests.distribution import (
     Filled,
     assert_serves_the_same,
     fill,
+    get_manifest,
     plant_broken,
     push_blob,
 )
@@ -81,6 +82,15 @@ def test_every_tag_pulls_byte_identical(store, imported):
     dist, filled = store
     server, _data, report = imported
     compared = assert_serves_the_same(dist.url, server.url, filled)
+    # Every kind of manifest was among them.
+    kinds = {get_manifest(dist.url, repo, ref)[3] for repo, ref in filled.refs}
+    assert kinds >= {
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    }, kinds
     assert compared >= len(filled.refs) + 2  # an index's children too
     assert sorted(requests.get(f"{server.url}/v2/_catalog").json()["repositories"]) == sorted(
         r for r in dist.catalog() if r != "team/broken"
