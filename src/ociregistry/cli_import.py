@@ -71,7 +71,7 @@ def cmd_import_distribution(args: argparse.Namespace, settings_of: Callable) -> 
         return 2
     importer = DistributionImporter(
         runtime.registry, source, progress=None if args.quiet else ImportProgress(),
-        jobs=args.jobs,
+        jobs=args.jobs, link=args.link,
     )
     stats = importer.run()
     if not args.quiet and ImportProgress().tty:
@@ -86,7 +86,7 @@ def _summary(s: ImportStats) -> None:
     elapsed = time.monotonic() - s.started
     print(
         f"imported: {s.manifests_imported} manifests, {s.tags_imported} tags, "
-        f"{s.blobs_copied} blobs ({_human(s.bytes_copied)}) "
+        f"{s.blobs_copied} blobs copied ({_human(s.bytes_copied)}), {s.blobs_linked} linked "
         f"from {s.repositories_done} repositories in {elapsed:.1f}s"
     )
     print(
@@ -116,6 +116,9 @@ def register(sub: Any, common: Callable, settings_of: Callable) -> None:
     common(dist)
     dist.add_argument("source", help="PATH or s3://bucket/prefix")
     dist.add_argument("--jobs", type=int, default=4, help="blobs copied at once (default 4)")
+    dist.add_argument("--link", action="store_true",
+                      help="hard-link blobs instead of copying them when both stores are on "
+                           "one filesystem (digests still checked); copy otherwise")
     dist.add_argument("--s3-endpoint-url", dest="s3_endpoint_url",
                       help="the source bucket's S3 endpoint (default: storage.s3's)")
     dist.add_argument("--s3-access-key", dest="s3_access_key")

@@ -218,3 +218,17 @@ def test_a_path_that_is_no_distribution_store_is_an_error(tmp_path):
     proc = cli("import", "distribution", "--data-dir", str(tmp_path / "data"), str(tmp_path))
     assert proc.returncode == 2
     assert "not a Distribution root" in proc.stderr
+
+
+def test_link_mode_adopts_the_files_in_place(store, tmp_path):
+    """--link on one filesystem: no byte copied, every tag still byte-identical."""
+    dist, filled = store
+    data = tmp_path / "linked"
+    report = run_import(data, str(dist.root), "--link")
+    assert report["blobs_copied"] == 0 and report["blobs_linked"] > 0
+    server = RegistryProcess(data).start()
+    try:
+        assert_serves_the_same(dist.url, server.url, filled)
+    finally:
+        server.stop()
+    assert cli("check", "--data-dir", str(data)).returncode == 0

@@ -129,3 +129,29 @@ def test_an_index_goes_in_after_its_children_and_not_without_them(runtime, tmp_p
     assert again.manifests_imported == 2 and again.tags_imported == 1
     assert again.manifests_present == 1 and again.blobs_copied == 1
     assert runtime.metadata.get_manifest("team/multi", "m", False).digest == i
+
+
+def test_link_mode_shares_the_files_and_still_checks_digests(runtime, tmp_path: Path):
+    store = Store(tmp_path / "dist")
+    good, _payload = store.image("team/app", "v1", "linked")
+    rotten, _ = store.image("team/rot", "v1", "rotten")
+    layer = digest(b"layer rotten")
+    source_file = store.v2 / f"blobs/sha256/{layer[7:9]}/{layer[7:]}/data"
+    source_file.write_bytes(b"layer rotteN")  # same size, other bytes
+
+    stats = DistributionImporter(runtime.registry, FilesystemSource(str(store.root)),
+                                 link=True).run()
+    assert stats.blobs_copied == 0 and stats.blobs_linked == 3  # 2 of app, rot's config
+    assert [p.kind for p in stats.problems] == ["corrupt-blob", "manifest-refused",
+                                                "tag-skipped"]
+    assert runtime.metadata.get_manifest("team/app", "v1", False).digest == good
+    assert runtime.metadata.get_manifest("team/rot", rotten, True) is None
+    config = digest(b'{"salt":"linked"}')
+    ours = Path(runtime.storage.blob_path(config))
+    theirs = store.v2 / f"blobs/sha256/{config[7:9]}/{config[7:]}/data"
+    assert ours.stat().st_ino == theirs.stat().st_ino  # one file, two names
+    # The rotten file is left where it was; nothing of it stays here.
+    assert source_file.read_bytes() == b"layer rotteN"
+    assert not runtime.storage.blob_exists(layer)
+    assert list(runtime.storage.list_uploads()) == []
+    assert not list((tmp_path / "data" / "uploads").iterdir())

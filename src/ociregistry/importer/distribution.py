@@ -65,6 +65,7 @@ class ImportStats:
     tags_present: int = 0
     blobs_copied: int = 0
     bytes_copied: int = 0
+    blobs_linked: int = 0
     blobs_present: int = 0
     untagged: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
@@ -78,6 +79,7 @@ class ImportStats:
             "tags_present": self.tags_present,
             "blobs_copied": self.blobs_copied,
             "bytes_copied": self.bytes_copied,
+            "blobs_linked": self.blobs_linked,
             "blobs_present": self.blobs_present,
             "untagged": self.untagged,
             "problems": [p.__dict__ for p in self.problems],
@@ -112,6 +114,7 @@ class DistributionImporter:
         source: Source,
         progress: Callable[[ImportStats], None] | None = None,
         jobs: int = 4,
+        link: bool = False,
     ) -> None:
         self.registry = registry
         self.db = registry.db
@@ -119,6 +122,7 @@ class DistributionImporter:
         self.source = source
         self.progress = progress or (lambda _stats: None)
         self.jobs = max(1, jobs)
+        self.link = link  # hard-link blobs instead of copying, where the storage can
         self.stats = ImportStats()
         self._lock = threading.Lock()
         self._source_blobs: dict[str, int] = {}
@@ -309,15 +313,42 @@ class DistributionImporter:
             return
         try:
             with acting_as(IMPORT_ACTOR):
-                self.registry.uploads.monolithic(name, digest, self._counted(digest))
+                linked = self.link and self._link(name, digest)
+                if not linked:
+                    self.registry.uploads.monolithic(name, digest, self._counted(digest))
         except RegistryError as exc:  # DIGEST_INVALID: the stored bytes rotted
             self._problem("corrupt-blob", self.source.blob_location(digest),
                           f"{exc.message} {exc.detail or ''}".strip())
             return
         with self._lock:
-            self.stats.blobs_copied += 1
-            self.stats.bytes_copied += source_size
+            if linked:
+                self.stats.blobs_linked += 1
+                self.stats.bytes_done += source_size
+            else:
+                self.stats.blobs_copied += 1
+                self.stats.bytes_copied += source_size
             self._bytes_counted.add(digest)
+
+    def _link(self, name: str, digest: str) -> bool:
+        """Adopt the source's file by a hard link, through an upload session: the
+        finish re-hashes it (the digest is checked) and publishes it as a push
+        would. False (nothing done) when the storage can't link it."""
+        path = self.source.local_path(digest)
+        if path is None:
+            return False
+        uploads = self.registry.uploads
+        state = uploads.start(name, parse_digest(digest)[0])
+        try:
+            if not self.storage.link_upload(state.id, path):
+                uploads.cancel(name, state.id)
+                return False
+            uploads.finish(name, state.id, digest, [])
+        except RegistryError:
+            raise  # finish dropped the session (a digest mismatch: only our link goes)
+        except OSError:  # e.g. the file can't be opened here: copy it instead
+            uploads.cancel(name, state.id)
+            return False
+        return True
 
     def _counted(self, digest: str) -> Iterator[bytes]:
         for chunk in self.source.open_blob(digest):

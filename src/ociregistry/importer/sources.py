@@ -47,6 +47,9 @@ class Source(Protocol):
 
     def blob_location(self, digest: str) -> str: ...
 
+    def local_path(self, digest: str) -> str | None:
+        """The blob's file on this machine (for hard links), or None."""
+
 
 def _blob_rel(digest: str) -> str:
     algorithm, _, hexpart = digest.partition(":")
@@ -115,6 +118,9 @@ class FilesystemSource:
     def blob_location(self, digest: str) -> str:
         return os.path.join(self.base, _blob_rel(digest))
 
+    def local_path(self, digest: str) -> str | None:
+        return self.blob_location(digest)
+
 
 class S3Source:
     """A Distribution store in a bucket (its s3 driver's ``rootdirectory`` as prefix)."""
@@ -174,3 +180,6 @@ class S3Source:
 
     def blob_location(self, digest: str) -> str:
         return f"s3://{self.bucket}/{self.base}{_blob_rel(digest)}"
+
+    def local_path(self, digest: str) -> str | None:
+        return None
