@@ -12,6 +12,7 @@ from typing import Any
 from ociregistry.cli_ops import _human
 from ociregistry.importer.distribution import DistributionImporter, ImportStats
 from ociregistry.importer.sources import FilesystemSource, S3Source, Source, SourceError
+from ociregistry.importer.status import ImportRecorder
 
 
 class ImportProgress:
@@ -69,11 +70,24 @@ def cmd_import_distribution(args: argparse.Namespace, settings_of: Callable) -> 
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # The run is recorded for the management API (GET /api/v1/admin/imports).
+    recorder = ImportRecorder(runtime.metadata, args.source)
+    printer = None if args.quiet else ImportProgress()
+
+    def progress(stats: ImportStats) -> None:
+        if printer is not None:
+            printer(stats)
+        recorder(stats)
+
     importer = DistributionImporter(
-        runtime.registry, source, progress=None if args.quiet else ImportProgress(),
-        jobs=args.jobs, link=args.link,
+        runtime.registry, source, progress=progress, jobs=args.jobs, link=args.link
     )
-    stats = importer.run()
+    try:
+        stats = importer.run()
+    except BaseException as exc:
+        recorder.finish(importer.stats, error=repr(exc)[:2000])
+        raise
+    recorder.finish(stats)
     if not args.quiet and ImportProgress().tty:
         print(file=sys.stderr)
     _summary(stats)

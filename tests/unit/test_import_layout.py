@@ -155,3 +155,23 @@ def test_link_mode_shares_the_files_and_still_checks_digests(runtime, tmp_path: 
     assert not runtime.storage.blob_exists(layer)
     assert list(runtime.storage.list_uploads()) == []
     assert not list((tmp_path / "data" / "uploads").iterdir())
+
+
+def test_a_run_whose_figures_stop_moving_is_stalled(runtime, tmp_path: Path):
+    from ociregistry.importer.status import ImportRecorder, ImportRuns
+    from ociregistry.metadata import schema as t
+
+    store = Store(tmp_path / "dist")
+    store.image("team/app", "v1", "s")
+    recorder = ImportRecorder(runtime.metadata, str(store.root))
+    stats = DistributionImporter(runtime.registry, FilesystemSource(str(store.root)),
+                                 progress=recorder).run()
+    runs = ImportRuns(runtime.metadata)
+    assert runs.page(10, None)[0]["state"] == "running"
+    with runtime.metadata.write() as conn:  # the process died long ago
+        conn.execute(t.import_runs.update().values(updated_at=0.0))
+    assert runs.page(10, None)[0]["state"] == "stalled"
+    recorder.finish(stats)
+    run = runs.get(recorder.run_id)
+    assert run["state"] == "finished" and run["stats"]["manifests_imported"] == 1
+    assert run["problems"] == []

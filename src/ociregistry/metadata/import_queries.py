@@ -1,6 +1,9 @@
-"""What a repository already holds, for the importer to skip (one query each)."""
+"""The importer's SQL: what a repository already holds (to skip it), and import runs."""
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -54,3 +57,46 @@ def link_stored_blob(store: MetadataStore, name: str, digest: str, exists: objec
         repo_id = store.ensure_repository(conn, name)
         store.record_blob(conn, repo_id, digest, size)
     return size
+
+
+# -- import runs (importer/status.py) ------------------------------------------
+
+def start_run(store: MetadataStore, source: str, host: str, stats: str) -> int:
+    now = time.time()
+    with store.write() as conn:
+        return conn.execute(
+            t.import_runs.insert().values(
+                source=source[:1024], host=host[:255], state="running", started_at=now,
+                updated_at=now, stats=stats, problems="[]",
+            )
+        ).inserted_primary_key[0]
+
+
+def update_run(
+    store: MetadataStore, run_id: int, stats: str, problems: str,
+    state: str | None = None, error: str | None = None,
+) -> None:
+    now = time.time()
+    values: dict[str, Any] = {"updated_at": now, "stats": stats, "problems": problems}
+    if state is not None:
+        values.update(state=state, finished_at=now, error=error)
+    with store.write() as conn:
+        conn.execute(t.import_runs.update().where(t.import_runs.c.id == run_id).values(**values))
+
+
+def runs(store: MetadataStore, limit: int, before: int | None) -> list[dict[str, Any]]:
+    """Newest first, without their problems."""
+    r = t.import_runs
+    query = sa.select(*(c for c in r.c if c.name != "problems")).order_by(r.c.id.desc())
+    if before is not None:
+        query = query.where(r.c.id < before)
+    with store.read() as conn:
+        return [dict(row._mapping) for row in conn.execute(query.limit(limit))]
+
+
+def run(store: MetadataStore, run_id: int) -> dict[str, Any] | None:
+    with store.read() as conn:
+        row = conn.execute(
+            sa.select(t.import_runs).where(t.import_runs.c.id == run_id)
+        ).first()
+    return dict(row._mapping) if row else None
