@@ -15,11 +15,15 @@ import sys
 import uuid
 from pathlib import Path
 
+import requests
+
+from tests.auth.support import PASSWORDS, RULES, write_htpasswd
 from tests.clients.clitools import Skopeo, write_client_config
 from tests.cluster.s3 import REGION, SeaweedFS, aws_free_environ
 from tests.distribution import V2, Distribution, assert_serves_the_same, fill, plant_broken
 
 PREFIX = "dist"
+ADMIN = ("root", PASSWORDS["root"])
 
 
 def run_import(cluster, source: str, *extra: str) -> dict:
@@ -52,7 +56,8 @@ def test_import_from_distribution_on_s3(make_cluster, seaweedfs: SeaweedFS, s3_b
             client.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/{V2}/{rel}", Body=data)
 
         plant_broken(put, filled)
-        cluster = make_cluster()
+        auth = {"htpasswd": str(write_htpasswd(tmp_path / "htpasswd")), "rules": RULES}
+        cluster = make_cluster(settings={"auth": auth})
         source = f"s3://{s3_bucket}/{PREFIX}"
         report = run_import(cluster, source)  # endpoint and keys: the cluster's storage.s3
         assert report["blobs_copied"] > 0 and report["manifests_imported"] >= 7
@@ -61,7 +66,7 @@ def test_import_from_distribution_on_s3(make_cluster, seaweedfs: SeaweedFS, s3_b
         assert ("empty-link", filled.broken["empty-link"]) in kinds
         assert all(p["path"].startswith(f"s3://{s3_bucket}/{PREFIX}/{V2}/")
                    for p in report["problems"])
-        assert_serves_the_same(dist.url, cluster.url, filled)
+        assert_serves_the_same(dist.url, cluster.url, filled, auth=ADMIN)
 
         # Once more, with the source named by flags: nothing is copied again.
         again = run_import(
@@ -71,5 +76,12 @@ def test_import_from_distribution_on_s3(make_cluster, seaweedfs: SeaweedFS, s3_b
         )
         assert again["blobs_copied"] == 0 and again["manifests_imported"] == 0
         assert again["manifests_present"] == report["manifests_imported"]
+        # Both runs are visible through the management API, from any instance.
+        runs = requests.get(f"{cluster.url}/api/v1/admin/imports", timeout=60,
+                            auth=ADMIN).json()["items"]
+        mine = [r for r in runs if r["source"] == source]
+        assert [r["state"] for r in mine] == ["finished", "finished"]
+        assert mine[1]["stats"]["manifests_imported"] == report["manifests_imported"]
+        assert mine[0]["stats"]["blobs_copied"] == 0
     finally:
         dist.stop()
