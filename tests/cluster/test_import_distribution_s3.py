@@ -15,8 +15,10 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 import requests
 
+from ociregistry.importer.sources import S3Source, SourceError
 from tests.auth.support import PASSWORDS, RULES, write_htpasswd
 from tests.clients.clitools import Skopeo, write_client_config
 from tests.cluster.s3 import REGION, SeaweedFS, aws_free_environ
@@ -85,3 +87,20 @@ def test_import_from_distribution_on_s3(make_cluster, seaweedfs: SeaweedFS, s3_b
         assert mine[0]["stats"]["blobs_copied"] == 0
     finally:
         dist.stop()
+
+
+def test_s3_source_failures_read_as_file_errors(seaweedfs: SeaweedFS, s3_bucket: str):
+    client = seaweedfs.client()
+    client.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/{V2}/repositories/a/_layers/x", Body=b"")
+    source = S3Source(client, s3_bucket, PREFIX)
+    assert list(source.repository_files()) == [("a/_layers/x", 0)]
+    with pytest.raises(FileNotFoundError):
+        source.read_repository_file("a/_manifests/tags/gone/current/link")
+    with pytest.raises(FileNotFoundError):
+        list(source.open_blob("sha256:" + "0" * 64))
+    with pytest.raises(SourceError):
+        S3Source(client, s3_bucket, "elsewhere")  # nothing under that prefix
+    with pytest.raises(SourceError):
+        S3Source(client, "no-such-bucket-" + uuid.uuid4().hex[:8], PREFIX)
+    with pytest.raises(SourceError):
+        S3Source(seaweedfs.client(secret_key="wrong"), s3_bucket, PREFIX)

@@ -236,8 +236,11 @@ class DistributionImporter:
                 content = self.source.read_repository_file(rel).decode("ascii").strip()
             except FileNotFoundError:
                 continue  # the tag was deleted since the listing
-            except (RegistryError, OSError, UnicodeDecodeError, ValueError) as exc:
+            except (RegistryError, UnicodeDecodeError, ValueError) as exc:
                 self._problem("bad-link", where, f"tag {tag!r}: {exc}")
+                continue
+            except Exception as exc:  # I/O of any kind (a file, an S3 GET): report, go on
+                self._problem("unreadable-link", where, f"tag {tag!r}: {exc!r}")
                 continue
             if not content:
                 self._problem("empty-link", where, "empty link file (left by a crash); ignored")
@@ -276,7 +279,7 @@ class DistributionImporter:
                               f"{name}@{digest}: {exc.message} {exc.detail or ''}".strip())
                 self.stats.manifests_done += 1
                 continue
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # too large, wrong digest, or any I/O failure
                 self._problem("unreadable-manifest", self.source.blob_location(digest),
                               f"{name}@{digest}: {exc}")
                 self.stats.manifests_done += 1

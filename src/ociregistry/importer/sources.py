@@ -139,6 +139,21 @@ class S3Source:
         if not listed.get("KeyCount"):
             raise SourceError(f"s3://{bucket}/{self.base}repositories/ holds nothing")
 
+    def _get(self, key: str) -> Any:
+        """The object's streaming body; a missing key is FileNotFoundError and any
+        other failure OSError, as for files (the importer reports, and goes on)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(key) from exc
+            raise OSError(f"{key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise OSError(f"{key}: {exc}") from exc
+
     def _list(self, prefix: str) -> Iterator[tuple[str, int]]:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
@@ -151,8 +166,11 @@ class S3Source:
                 yield rel, size
 
     def read_repository_file(self, rel: str) -> bytes:
-        key = self.base + "repositories/" + rel
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(4096)
+        body = self._get(self.base + "repositories/" + rel)
+        try:
+            return body.read(4096)
+        finally:
+            body.close()
 
     def blobs(self) -> Iterator[tuple[str, int]]:
         for rel, size in self._list(self.base + "blobs/"):
@@ -161,7 +179,7 @@ class S3Source:
                 yield digest, size
 
     def open_blob(self, digest: str) -> Iterator[bytes]:
-        body = self.client.get_object(Bucket=self.bucket, Key=self.base + _blob_rel(digest))["Body"]
+        body = self._get(self.base + _blob_rel(digest))
         try:
             while chunk := body.read(CHUNK):
                 yield chunk
@@ -169,7 +187,7 @@ class S3Source:
             body.close()
 
     def read_blob(self, digest: str, limit: int) -> bytes:
-        body = self.client.get_object(Bucket=self.bucket, Key=self.base + _blob_rel(digest))["Body"]
+        body = self._get(self.base + _blob_rel(digest))
         try:
             return body.read(limit + 1)
         finally:
