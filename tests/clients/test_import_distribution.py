@@ -232,3 +232,54 @@ def test_link_mode_adopts_the_files_in_place(store, tmp_path):
     finally:
         server.stop()
     assert cli("check", "--data-dir", str(data)).returncode == 0
+
+
+def test_an_import_while_distribution_takes_pushes(tmp_path, skopeo):
+    """Pushes go on during the first run (tags moving, images arriving); it reports no
+    false problem, and a final run after the pushes stop makes both registries agree."""
+    import threading
+
+    from tests.clients import images
+
+    dist = Distribution(tmp_path).start()
+    try:
+        layouts = []
+        for i in range(6):
+            layout = tmp_path / f"img{i}"
+            images.write_image(layout, f"{uuid.uuid4().hex[:8]}-{i}", tag="v1")
+            layouts.append(layout)
+        skopeo.copy(f"oci:{layouts[0]}:v1", f"docker://{dist.host}/live/app:latest")
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def pusher() -> None:
+            try:
+                for i, layout in enumerate(layouts[1:], 1):
+                    if stop.is_set():
+                        return
+                    skopeo.copy(f"oci:{layout}:v1", f"docker://{dist.host}/live/app:latest")
+                    skopeo.copy(f"oci:{layout}:v1", f"docker://{dist.host}/live/r{i}:v1")
+            except BaseException as exc:  # reported by the test thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=pusher)
+        thread.start()
+        ours = tmp_path / "ours"
+        runs = []
+        while thread.is_alive():  # as many runs as fit while the pushes go on
+            runs.append(run_import(ours, str(dist.root)))
+        thread.join()
+        assert not errors, errors
+        runs.append(run_import(ours, str(dist.root)))
+        for report in runs:
+            assert report["problems"] == [], report["problems"]
+        assert len(runs) >= 2
+        server = RegistryProcess(ours).start()
+        try:
+            refs = [(repo, tag) for repo in dist.catalog() for tag in dist.tags(repo)]
+            assert len(refs) == 6
+            assert_serves_the_same(dist.url, server.url, Filled(refs=refs))
+        finally:
+            server.stop()
+    finally:
+        dist.stop()

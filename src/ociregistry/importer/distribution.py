@@ -140,6 +140,19 @@ class DistributionImporter:
             self._last_report = now
             self.progress(self.stats)
 
+    def _size(self, digest: str) -> int | None:
+        """A source blob's size: from the listing, else asked now (pushed since)."""
+        size = self._source_blobs.get(digest)
+        if size is None:
+            try:
+                size = self.source.blob_size(digest)
+            except OSError:
+                return None
+            if size is not None:
+                with self._lock:
+                    self._source_blobs[digest] = size
+        return size
+
     # -- the run ----------------------------------------------------------
     def run(self) -> ImportStats:
         with acting_as(IMPORT_ACTOR):
@@ -210,6 +223,7 @@ class DistributionImporter:
     def _import_repository(self, name: str, repo: _Repository) -> None:
         have_manifests, have_tags, have_blobs = q.repository_contents(self.db, name)
         targets = self._read_tags(name, repo)
+        self._late_revisions(repo, targets)
         manifests = self._read_manifests(name, repo, have_manifests)
         needed: dict[str, str] = {d: self.source.describe(rel) for d, rel in repo.layers.items()}
         for digest, (_payload, parsed) in manifests.items():
@@ -251,6 +265,20 @@ class DistributionImporter:
             targets[tag] = content
         return targets
 
+    def _late_revisions(self, repo: _Repository, targets: dict[str, str]) -> None:
+        """A tag read now may point at a manifest pushed after the listing: take its
+        revision if its link is there now (Distribution writes it before the tag)."""
+        prefix = next(iter(repo.tags.values()), "").split("/_manifests/", 1)[0]
+        for digest in set(targets.values()) - set(repo.revisions):
+            algorithm, _, hexpart = digest.partition(":")
+            rel = f"{prefix}/_manifests/revisions/{algorithm}/{hexpart}/link"
+            try:
+                if self.source.read_repository_file(rel).strip():
+                    repo.revisions[digest] = rel
+                    self.stats.manifests_total += 1
+            except Exception:  # not there (a dangling tag, reported later) or unreadable
+                continue
+
     def _read_manifests(
         self, name: str, repo: _Repository, have: set[str]
     ) -> dict[str, tuple[bytes, ParsedManifest]]:
@@ -262,7 +290,7 @@ class DistributionImporter:
                 self.stats.manifests_done += 1
                 continue
             where = self.source.describe(rel)
-            if digest not in self._source_blobs:
+            if self._size(digest) is None:
                 self._problem("missing-blob", where, f"revision {digest}: its blob is missing")
                 self.stats.manifests_done += 1
                 continue
@@ -302,7 +330,7 @@ class DistributionImporter:
             list(pool.map(one, sorted(needed)))
 
     def _import_blob(self, name: str, digest: str, wanted_by: str) -> None:
-        source_size = self._source_blobs.get(digest)
+        source_size = self._size(digest)
         size = q.link_stored_blob(self.db, name, digest, self.storage.blob_exists)
         if size is not None:
             with self._lock:

@@ -37,6 +37,9 @@ class Source(Protocol):
     def blobs(self) -> Iterator[tuple[str, int]]:
         """(digest, size) of every blob's data file."""
 
+    def blob_size(self, digest: str) -> int | None:
+        """The size of one blob now (None: not there): for what arrived after the listing."""
+
     def open_blob(self, digest: str) -> Iterator[bytes]: ...
 
     def read_blob(self, digest: str, limit: int) -> bytes:
@@ -102,6 +105,12 @@ class FilesystemSource:
                         yield digest, os.stat(os.path.join(directory, "data")).st_size
                     except FileNotFoundError:
                         continue
+
+    def blob_size(self, digest: str) -> int | None:
+        try:
+            return os.stat(os.path.join(self.base, _blob_rel(digest))).st_size
+        except FileNotFoundError:
+            return None
 
     def open_blob(self, digest: str) -> Iterator[bytes]:
         with open(os.path.join(self.base, _blob_rel(digest)), "rb") as f:
@@ -177,6 +186,17 @@ class S3Source:
             digest = _digest_of_blob_rel(rel)
             if digest:
                 yield digest, size
+
+    def blob_size(self, digest: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.base + _blob_rel(digest))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise OSError(f"{digest}: {exc}") from exc
+        return int(head["ContentLength"])
 
     def open_blob(self, digest: str) -> Iterator[bytes]:
         body = self._get(self.base + _blob_rel(digest))
