@@ -283,3 +283,51 @@ def push_blob(url: str, repo: str, data: bytes) -> str:
                      headers={"Content-Type": "application/octet-stream"})
     assert r.status_code == 201, r.text
     return digest
+
+
+# -- stores written by hand, for the odd files a real store can hold -----------
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def digest(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Store:
+    """Writes files as Distribution lays them out under docker/registry/v2."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.v2 = root / "docker" / "registry" / "v2"
+        (self.v2 / "repositories").mkdir(parents=True)
+
+    def put(self, rel: str, data: bytes) -> None:
+        path = self.v2 / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def blob(self, data: bytes) -> str:
+        d = digest(data)
+        self.put(f"blobs/sha256/{d[7:9]}/{d[7:]}/data", data)
+        return d
+
+    def image(self, repo: str, tag: str | None, salt: str) -> tuple[str, bytes]:
+        config, layer = f'{{"salt":"{salt}"}}'.encode(), f"layer {salt}".encode()
+        blobs = [self.blob(config), self.blob(layer)]
+        for d in blobs:
+            self.put(f"repositories/{repo}/_layers/sha256/{d[7:]}/link", d.encode())
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": blobs[0], "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": blobs[1], "size": len(layer)}],
+        }).encode()
+        m = self.blob(manifest)
+        self.put(f"repositories/{repo}/_manifests/revisions/sha256/{m[7:]}/link", m.encode())
+        if tag:
+            self.put(f"repositories/{repo}/_manifests/tags/{tag}/current/link", m.encode())
+        return m, manifest

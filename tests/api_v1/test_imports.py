@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.api_v1.test_admin import PROBLEM, api
-from tests.unit.test_import_layout import Store
+from tests.distribution import Store
 
 
 @pytest.fixture(scope="module")

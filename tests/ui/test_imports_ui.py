@@ -12,9 +12,9 @@ from playwright.sync_api import expect
 from ociregistry.importer.distribution import DistributionImporter
 from ociregistry.importer.sources import FilesystemSource
 from ociregistry.importer.status import ImportRecorder
+from tests.distribution import Store
 from tests.ui.conftest import PASSWORDS, sign_in
 from tests.ui.test_browser import TIMEOUT_MS, browser, secured_registry  # noqa: F401
-from tests.unit.test_import_layout import Store
 
 
 def broken_store(root) -> Store:  # noqa: ANN001
