@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ociregistry.cli_ops import _human
-from ociregistry.importer.distribution import DistributionImporter, ImportStats
+from ociregistry.importer.distribution import DistributionImporter
 from ociregistry.importer.sources import FilesystemSource, S3Source, Source, SourceError
+from ociregistry.importer.stats import ImportStats
 from ociregistry.importer.status import ImportRecorder
 
 

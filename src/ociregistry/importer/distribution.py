@@ -26,64 +26,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from ociregistry.core.actor import Actor, acting_as
 from ociregistry.core.digests import is_digest, parse_digest
-from ociregistry.core.errors import RegistryError
+from ociregistry.core.errors import BlobUploadUnknown, RegistryError
 from ociregistry.core.manifests import ParsedManifest, manifest_digest, parse_manifest
 from ociregistry.core.names import validate_name, validate_tag
 from ociregistry.core.registry import Registry
 from ociregistry.importer.sources import Source
+from ociregistry.importer.stats import ImportStats, Problem
 from ociregistry.metadata import import_queries as q
 
 IMPORT_ACTOR = Actor("system", name="import")
-
-
-@dataclass
-class Problem:
-    kind: str  # empty-link, missing-blob, bad-link, unparsable-manifest, ...
-    path: str  # where in the source, for the operator to look
-    detail: str
-
-
-@dataclass
-class ImportStats:
-    """Counters the progress display and the summary read (updated as it goes)."""
-
-    repositories_total: int = 0
-    repositories_done: int = 0
-    manifests_total: int = 0
-    manifests_done: int = 0
-    bytes_total: int = 0
-    bytes_done: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    manifests_imported: int = 0
-    manifests_present: int = 0
-    tags_imported: int = 0
-    tags_present: int = 0
-    blobs_copied: int = 0
-    bytes_copied: int = 0
-    blobs_linked: int = 0
-    blobs_present: int = 0
-    untagged: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "repositories": self.repositories_done,
-            "manifests_imported": self.manifests_imported,
-            "manifests_present": self.manifests_present,
-            "tags_imported": self.tags_imported,
-            "tags_present": self.tags_present,
-            "blobs_copied": self.blobs_copied,
-            "bytes_copied": self.bytes_copied,
-            "blobs_linked": self.blobs_linked,
-            "blobs_present": self.blobs_present,
-            "untagged": self.untagged,
-            "problems": [p.__dict__ for p in self.problems],
-        }
 
 
 @dataclass
@@ -374,6 +328,10 @@ class DistributionImporter:
                 uploads.cancel(name, state.id)
                 return False
             uploads.finish(name, state.id, digest, [])
+        except BlobUploadUnknown:
+            # The link carries the source file's old mtime: a GC that listed it
+            # before seeing the session row took it for an orphan. Copy instead.
+            return False
         except RegistryError:
             raise  # finish dropped the session (a digest mismatch: only our link goes)
         except OSError:  # e.g. the file can't be opened here: copy it instead

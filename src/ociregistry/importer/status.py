@@ -14,7 +14,7 @@ import socket
 import time
 from typing import Any
 
-from ociregistry.importer.distribution import ImportStats
+from ociregistry.importer.stats import ImportStats
 from ociregistry.metadata import import_queries as q
 from ociregistry.metadata.store import MetadataStore
 
