@@ -141,6 +141,7 @@ def test_a_second_run_copies_nothing_and_picks_up_a_new_tag(store, imported, sko
     again = run_import(data, str(dist.root))
     assert again["blobs_copied"] == 0 and again["manifests_imported"] == 0
     assert again["tags_imported"] == 0 and again["manifests_present"] > 0
+    assert again["blobs_present"] > 0  # counted as skipped, not silently passed over
     # Distribution still serves: a new image and a new tag arrive after the first run.
     from tests.clients import images
 

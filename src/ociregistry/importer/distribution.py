@@ -107,6 +107,13 @@ class DistributionImporter:
                     self._source_blobs[digest] = size
         return size
 
+    def _count_bytes(self, digest: str, size: int) -> None:
+        """Bytes done for a blob or manifest not copied (present, read): once each."""
+        with self._lock:
+            if digest not in self._bytes_counted:
+                self._bytes_counted.add(digest)
+                self.stats.bytes_done += size
+
     # -- the run ----------------------------------------------------------
     def run(self) -> ImportStats:
         with acting_as(IMPORT_ACTOR):
@@ -183,6 +190,9 @@ class DistributionImporter:
         for digest, (_payload, parsed) in manifests.items():
             for blob in parsed.blobs:
                 needed.setdefault(blob, f"blob of manifest {name}@{digest}")
+        for digest in needed.keys() & have_blobs:  # linked here by an earlier run
+            self.stats.blobs_present += 1
+            self._count_bytes(digest, self._source_blobs.get(digest, 0))
         self._import_blobs(name, {d: w for d, w in needed.items() if d not in have_blobs})
         done = self._insert_manifests(name, manifests) | have_manifests
         self._set_tags(name, repo, targets, have_tags, done)
@@ -241,6 +251,7 @@ class DistributionImporter:
         for digest, rel in sorted(repo.revisions.items()):
             if digest in have:
                 self.stats.manifests_present += 1
+                self._count_bytes(digest, self._source_blobs.get(digest, 0))
                 self.stats.manifests_done += 1
                 continue
             where = self.source.describe(rel)
@@ -267,6 +278,7 @@ class DistributionImporter:
                 self.stats.manifests_done += 1
                 continue
             found[digest] = (payload, parsed)
+            self._count_bytes(digest, len(payload))
         return found
 
     def _import_blobs(self, name: str, needed: dict[str, str]) -> None:
@@ -289,9 +301,7 @@ class DistributionImporter:
         if size is not None:
             with self._lock:
                 self.stats.blobs_present += 1
-                if digest not in self._bytes_counted:
-                    self._bytes_counted.add(digest)
-                    self.stats.bytes_done += source_size or 0
+            self._count_bytes(digest, source_size or 0)
             return
         if source_size is None:
             self._problem("missing-blob", wanted_by, f"{digest} is not in the store")
