@@ -312,8 +312,9 @@ class DistributionImporter:
                 if not linked:
                     self.registry.uploads.monolithic(name, digest, self._counted(digest))
         except RegistryError as exc:  # DIGEST_INVALID: the stored bytes rotted
-            self._problem("corrupt-blob", self.source.blob_location(digest),
-                          f"{exc.message} {exc.detail or ''}".strip())
+            kind = "corrupt-blob" if exc.code == "DIGEST_INVALID" else "blob-refused"
+            self._problem(kind, self.source.blob_location(digest),
+                          f"{exc.code} {exc.message} {exc.detail or ''}".strip())
             return
         with self._lock:
             if linked:
