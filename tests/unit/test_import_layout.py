@@ -134,3 +134,19 @@ def test_a_run_whose_figures_stop_moving_is_stalled(runtime, tmp_path: Path):
     run = runs.get(recorder.run_id)
     assert run["state"] == "finished" and run["stats"]["manifests_imported"] == 1
     assert run["problems"] == []
+
+
+def test_a_blob_over_this_registrys_limit_is_refused_not_fatal(tmp_path: Path):
+    settings = load_settings(None, {"data_dir": str(tmp_path / "data"),
+                                    "limits": {"max_blob_size": 12}})
+    runtime = build_runtime(settings, migrate=True)
+    try:
+        store = Store(tmp_path / "dist")
+        store.image("team/app", "v1", "big")  # a 17-byte config, a 9-byte layer
+        stats = run(runtime, store.root)
+        kinds = [p.kind for p in stats.problems]
+        assert kinds == ["blob-refused", "manifest-refused", "tag-skipped"], stats.problems
+        assert "SIZE_INVALID" in stats.problems[0].detail
+        assert stats.blobs_copied == 1 and stats.manifests_imported == 0
+    finally:
+        runtime.metadata.dispose()
