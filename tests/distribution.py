@@ -192,6 +192,16 @@ def fill(dist: Distribution, skopeo: Any, base: Path, salt: str) -> Filled:
     push(two, "v1", "team/app:moving")
     old = _digest_of(dist.url, "team/app", "moving")
     push(one, "v1", "team/app:moving")  # the tag moves; its old revision stays untagged
+    # A schema 1 manifest signed by its pusher (libtrust's JWS), pushed as old docker did.
+    layer = push_blob(dist.url, "team/signed", b"signed layer " + salt.encode())
+    signed = libtrust_signed_schema1({
+        "schemaVersion": 1, "name": "team/signed", "tag": "v1", "architecture": "amd64",
+        "fsLayers": [{"blobSum": layer}],
+        "history": [{"v1Compatibility": json.dumps({"id": hashlib_hex(salt)})}],
+    })
+    r = requests.put(f"{dist.url}/v2/team/signed/manifests/v1", data=signed, timeout=60,
+                     headers={"Content-Type": SIGNED_SCHEMA1})
+    assert r.status_code == 201, r.text
     push(two, "v1", "other/deleted:gone", "--format", "v2s2")
     deleted = _digest_of(dist.url, "other/deleted", "gone")
     skopeo.delete(f"docker://{host}/other/deleted:gone")
@@ -204,6 +214,12 @@ def fill(dist: Distribution, skopeo: Any, base: Path, salt: str) -> Filled:
                 filled.refs.append((repo, tag))
     filled.refs.append(("team/app", old))
     return filled
+
+
+def hashlib_hex(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def plant_broken(put: Any, filled: Filled) -> None:
@@ -331,3 +347,26 @@ class Store:
         if tag:
             self.put(f"repositories/{repo}/_manifests/tags/{tag}/current/link", m.encode())
         return m, manifest
+
+
+def libtrust_signed_schema1(manifest: dict[str, Any]) -> bytes:
+    """A signed schema 1 manifest whose key id Distribution (libtrust) accepts: the
+    kid is libtrust's fingerprint of the key (SHA-256 of its SubjectPublicKeyInfo,
+    240 bits, base32, in groups of four). The header is not signed: only the
+    kid changes in the bytes."""
+    import base64
+    import hashlib
+
+    from tests.helpers import sign_schema1
+
+    signed, _canonical = sign_schema1(manifest)
+    jwk = json.loads(signed)["signatures"][0]["header"]["jwk"]
+
+    def b64(value: str) -> bytes:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+    spki = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+    der = spki + b"\x04" + b64(jwk["x"]) + b64(jwk["y"])
+    encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode()
+    kid = ":".join(encoded[i:i + 4] for i in range(0, len(encoded), 4))
+    return signed.replace(jwk["kid"].encode(), kid.encode())

@@ -115,6 +115,7 @@ def test_a_real_client_pulls_what_was_imported(store, imported, skopeo, tmp_path
         assert skopeo.raw(f"docker://{server.host}/team/app:{tag}") == theirs
     skopeo.copy(f"docker://{server.host}/team/multi:m", f"oci:{tmp_path / 'out'}:m", "--all")
     skopeo.copy(f"docker://{server.host}/team/legacy:v1", f"oci:{tmp_path / 'legacy'}:v1")
+    skopeo.copy(f"docker://{server.host}/team/signed:v1", f"oci:{tmp_path / 'signed'}:v1")
 
 
 def test_broken_files_are_reported_with_their_paths(store, imported):
