@@ -52,6 +52,9 @@ def test_odd_files_are_reported_and_the_rest_imported(runtime, tmp_path: Path):
     store.put(f"repositories/team/app/_manifests/revisions/sha256/{wrong[7:]}/link", b"")
     store.put("repositories/Bad..Name/_layers/sha256/00/link", b"x")
     store.put("repositories/team/app/_uploads/u1/data", b"in progress")
+    # A signature link as Distribution before 2.3 kept them: not a revision.
+    store.put(f"repositories/team/app/_manifests/revisions/sha256/{good[7:]}/signatures/"
+              f"sha256/{'12' * 32}/link", b"sha256:" + b"12" * 32)
 
     stats = run(runtime, store.root)
     kinds = sorted(p.kind for p in stats.problems)

@@ -172,9 +172,11 @@ class DistributionImporter:
 
     @staticmethod
     def _classify(rest: list[str]) -> tuple[str, str | None] | None:
-        if rest[0] == "_layers":
+        # Exactly <alg>/<hex>/link: anything deeper (the signatures/ links of
+        # stores older than 2.3) is bookkeeping, not a link of its own.
+        if rest[0] == "_layers" and len(rest) == 4:
             return "layer", _link_digest(rest[1:])
-        if len(rest) >= 2 and rest[1] == "revisions":
+        if len(rest) == 5 and rest[1] == "revisions":
             return "revision", _link_digest(rest[2:])
         if len(rest) == 5 and rest[1] == "tags" and rest[3:] == ["current", "link"]:
             return "tag", rest[2]
