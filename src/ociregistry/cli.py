@@ -8,7 +8,15 @@ import logging
 import sys
 from typing import Any
 
-from ociregistry import __version__, cli_backup, cli_ops, cli_remote, cli_tokens, cli_users
+from ociregistry import (
+    __version__,
+    cli_backup,
+    cli_import,
+    cli_ops,
+    cli_remote,
+    cli_tokens,
+    cli_users,
+)
 from ociregistry.cli_ops import ProgressPrinter
 from ociregistry.config import ConfigError, Settings, load_settings
 from ociregistry.logs import setup_logging
@@ -154,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_remote.register(sub)
     cli_tokens.register(sub, _common, _settings)
     cli_backup.register(sub, _common, _settings)
+    cli_import.register(sub, _common, _settings)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     return parser

@@ -273,3 +273,23 @@ auth_failures = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Index("ix_auth_failures_window", "window_start"),
 )
+
+# Runs of `ociregistry import distribution` (importer/status.py): what the
+# management API and the UI show while an import runs on some machine.
+# ``stats`` is the JSON of the counters (updated every few seconds), ``problems``
+# the JSON of the first problems reported; a run killed stays "running" with an
+# ``updated_at`` that stops moving (the API calls it "stalled").
+import_runs = sa.Table(
+    "import_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source", sa.String(1024), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # running, finished, failed
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("stats", sa.Text, nullable=False),
+    sa.Column("problems", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+)

@@ -112,3 +112,8 @@ class BlobStorage(ABC):
     @abstractmethod
     def check(self) -> None:
         """Raise when the storage cannot be used (for readiness checks)."""
+
+    def link_upload(self, upload_id: str, path: str) -> bool:
+        """Make the (empty) upload ``upload_id`` hold the local file ``path`` without
+        copying it (a hard link); False when this driver or filesystem can't."""
+        return False

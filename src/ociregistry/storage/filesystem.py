@@ -187,3 +187,15 @@ class FilesystemStorage(BlobStorage):
         with open(probe, "wb") as f:
             f.write(b"ok")
         os.unlink(probe)
+
+    def link_upload(self, upload_id: str, path: str) -> bool:
+        # A hard link (same filesystem only): the bytes are shared, never written;
+        # finishing the upload re-hashes them and renames only this name into place.
+        target = self._upload_file(upload_id)
+        temporary = f"{target}.link"
+        try:
+            os.link(path, temporary)
+        except OSError:  # another filesystem, or links refused (protected_hardlinks)
+            return False
+        os.replace(temporary, target)
+        return True
