@@ -36,6 +36,11 @@ if ((${#missing[@]})); then
   apt update
   apt install "${missing[@]}"
   rm -f "$apt_log"
+  # Installing docker-registry starts Debian's Distribution service on port 5000 where an
+  # init system runs; the tests start their own, and port 5000 belongs to `python app.py`.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+    $SUDO service docker-registry stop >/dev/null 2>&1 || true
+  fi
 fi
 
 PYTHON=${PYTHON:-python3}
