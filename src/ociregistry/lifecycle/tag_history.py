@@ -61,7 +61,13 @@ class TagLifecycle(q.TagHook):
         self.rules = rules
         self.window = window_seconds
 
+    def _lock(self, conn: Connection, repo_id: int, tag: str) -> None:
+        # Two pushes of one tag at once (PostgreSQL, READ COMMITTED) would both read
+        # "no tag yet" and the second would move an immutable tag: one at a time.
+        self.rules.store.lock_digest(conn, f"tag:{repo_id}:{tag}")
+
     def setting(self, conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None:
+        self._lock(conn, repo_id, tag)
         previous = q.current_digest(conn, repo_id, tag)
         digest = q.digest_of(conn, manifest_id)
         if previous == digest:
@@ -72,6 +78,7 @@ class TagLifecycle(q.TagHook):
         q.record(conn, repo_id, tag, action, digest, previous, _actor())
 
     def deleting(self, conn: Connection, repo_id: int, tag: str) -> None:
+        self._lock(conn, repo_id, tag)
         previous = q.current_digest(conn, repo_id, tag)
         if previous is None:
             return
@@ -82,6 +89,9 @@ class TagLifecycle(q.TagHook):
     def deleting_manifest(self, conn: Connection, repo_id: int, manifest_id: int) -> None:
         digest = q.digest_of(conn, manifest_id)
         tags = q.tags_of(conn, manifest_id)
+        for tag in tags:
+            self._lock(conn, repo_id, tag)
+        tags = q.tags_of(conn, manifest_id) if tags else tags  # as they are once locked
         if tags:
             name = q.repository_name(conn, repo_id)
             for tag in tags:  # every tag allowed, or nothing happens
