@@ -181,8 +181,13 @@ def test_after_the_window_gc_frees_them(tmp_path: Path, s):
         last_change = history(s, url, repo, "t")["entries"][0]["at"]
         while time.time() <= last_change + window + 0.5:  # the window has to pass
             time.sleep(0.2)
+        r = s.post(f"{url}/v2/gc", params={"delete_untagged": "true", "dry_run": "true"})
+        dry = r.json()
         result = gc(s, url)
         assert result["manifests_deleted"] == 1  # a; b was deleted already, its copy dropped
+        assert result["blobs_deleted"] == len(blobs_a) + len(blobs_b)
+        assert (dry["manifests_deleted"], dry["blobs_deleted"], dry["bytes_freed"]) == (
+            result["manifests_deleted"], result["blobs_deleted"], result["bytes_freed"])
         for digest in (*blobs_a, *blobs_b):
             assert s.get(f"{url}/v2/{repo}/blobs/{digest}").status_code == 404
         assert restore(s, url, repo, "t", a).status_code == 404

@@ -3,12 +3,30 @@ checks, then in headless Chromium against a real registry."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 import requests
+import yaml
 from playwright.sync_api import expect
 
 from tests.lifecycle_tags.support import push_image, tag_digest
-from tests.ui.conftest import PASSWORDS, csrf_of, sign_in
-from tests.ui.test_browser import TIMEOUT_MS, browser, secured_registry  # noqa: F401
+from tests.ui.conftest import AUTH_RULES, PASSWORDS, csrf_of, sign_in, write_htpasswd
+from tests.ui.test_browser import TIMEOUT_MS, UIRegistry, browser  # noqa: F401
+
+
+@pytest.fixture
+def history_registry(tmp_path: Path) -> Iterator[UIRegistry]:
+    """A real registry with users and rules, and the default restore window."""
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", PASSWORDS)
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"auth": {"htpasswd": str(htpasswd),
+                                               "rules": AUTH_RULES}}))
+    server = UIRegistry(tmp_path / "data", config=config)
+    server.start()
+    yield server
+    server.stop()
 
 
 def test_only_admins_manage_tag_rules(auth_app):
@@ -38,8 +56,8 @@ def test_only_admins_manage_tag_rules(auth_app):
     assert runtime.tags.rules.rules() == []
 
 
-def test_restore_from_the_history_page_in_a_browser(browser, secured_registry):  # noqa: F811
-    registry, repo = secured_registry, "team/history"
+def test_restore_from_the_history_page_in_a_browser(browser, history_registry):  # noqa: F811
+    registry, repo = history_registry, "team/history"
     alice = requests.Session()
     alice.auth = ("alice", PASSWORDS["alice"])
     first, _, _ = push_image(alice, registry.url, repo, "t")

@@ -146,7 +146,7 @@ class GarbageCollector:
         gone: set[int] = set()  # manifests a dry run counts as deleted
         if delete_untagged:
             gone = self._sweep_manifests(cutoff, dry_run, result, progress, keep_since)
-        self._sweep_blobs(cutoff, dry_run, result, progress, gone)
+        self._sweep_blobs(cutoff, dry_run, result, progress, gone, keep_since)
         self._sweep_orphan_files(cutoff, dry_run, result, progress)
         result.duration_seconds = round(time.time() - started, 3)
         if not dry_run:
@@ -212,10 +212,11 @@ class GarbageCollector:
         result: GCResult,
         progress: Progress,
         gone: set[int] | None = None,
+        keep_since: float | None = None,
     ) -> None:
-        found = q.unreferenced_blobs(self.db, cutoff, gone or set())
+        found = q.unreferenced_blobs(self.db, cutoff, gone or set(), keep_since)
         for i, (digest, size) in enumerate(found, 1):
-            if dry_run or q.delete_blob_if_unreferenced(self.db, digest, cutoff):
+            if dry_run or q.delete_blob_if_unreferenced(self.db, digest, cutoff, keep_since):
                 if not dry_run:  # committed: now the bytes (if this stops, an orphan)
                     q.remove_unrecorded_bytes(self.db, digest, self.storage.delete_blob)
                 result.blobs_deleted += 1

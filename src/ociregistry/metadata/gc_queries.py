@@ -44,7 +44,7 @@ def _untagged_condition(
             subject.c.digest == m.c.subject,
             *_not_in(subject.c.id, gone),
         ),
-        ~history.manifest_kept(m, float("inf") if keep_since is None else keep_since),
+        ~history.manifest_kept(m, keep_since),
     ]
 
 
@@ -87,28 +87,32 @@ def delete_untagged_manifest(
 
 
 def _unreferenced(
-    b: sa.Table, cutoff: float, gone: Collection[int] = ()
+    b: sa.Table, cutoff: float, gone: Collection[int] = (), keep_since: float | None = None
 ) -> list[sa.ColumnElement[bool]]:
     mb = t.manifest_blobs
     return [
         b.c.touched_at < cutoff,
         ~sa.exists().where(mb.c.digest == b.c.digest, *_not_in(mb.c.manifest_id, gone)),
-        ~history.blob_kept(b),  # a manifest deleted by digest, kept for restores
+        ~history.blob_kept(b, keep_since),  # a manifest deleted by digest, kept for restores
     ]
 
 
 def unreferenced_blobs(
-    store: MetadataStore, cutoff: float, gone: Collection[int] = ()
+    store: MetadataStore, cutoff: float, gone: Collection[int] = (),
+    keep_since: float | None = None,
 ) -> list[tuple[str, int]]:
     b = t.blobs
     query = (
-        sa.select(b.c.digest, b.c.size).where(*_unreferenced(b, cutoff, gone)).order_by(b.c.digest)
+        sa.select(b.c.digest, b.c.size)
+        .where(*_unreferenced(b, cutoff, gone, keep_since)).order_by(b.c.digest)
     )
     with store.read() as conn:
         return [tuple(row) for row in conn.execute(query)]
 
 
-def delete_blob_if_unreferenced(store: MetadataStore, digest: str, cutoff: float) -> bool:
+def delete_blob_if_unreferenced(
+    store: MetadataStore, digest: str, cutoff: float, keep_since: float | None = None
+) -> bool:
     """Delete the blob's row and links; its bytes go after the commit.
 
     Bytes removed inside this transaction would be lost if its commit then
@@ -119,7 +123,8 @@ def delete_blob_if_unreferenced(store: MetadataStore, digest: str, cutoff: float
     with store.write() as conn:
         store.lock_digest(conn, digest)
         if conn.execute(
-            sa.select(b.c.digest).where(b.c.digest == digest, *_unreferenced(b, cutoff))
+            sa.select(b.c.digest).where(
+                b.c.digest == digest, *_unreferenced(b, cutoff, keep_since=keep_since))
         ).first() is None:
             return False
         conn.execute(t.repository_blobs.delete().where(t.repository_blobs.c.digest == digest))

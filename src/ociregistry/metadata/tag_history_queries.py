@@ -171,21 +171,31 @@ def retained(conn: Connection, repo_id: int, digest: str) -> tuple[str, bytes] |
 
 
 # -- what GC must keep -----------------------------------------------------------------
-def manifest_kept(m: sa.Table, since: float) -> sa.ColumnElement[bool]:
+def _live(rm: sa.Table, since: float | None) -> list[sa.ColumnElement[bool]]:
+    """A retained manifest still restorable (history names it since ``since``); None:
+    every retained manifest (pruning removes the others)."""
+    return [] if since is None else [_named(rm.c.repository_id, rm.c.digest, since)]
+
+
+def manifest_kept(m: sa.Table, since: float | None) -> sa.ColumnElement[bool]:
     """A stored manifest is kept: history names it within the window, or a retained
-    manifest refers to it (an index's child, a referrer's subject)."""
+    manifest still restorable refers to it (an index's child, a referrer's subject)."""
     rm, refs = t.retained_manifests, t.retained_manifest_refs
     return sa.or_(
-        _named(m.c.repository_id, m.c.digest, since),
+        _named(m.c.repository_id, m.c.digest, float("inf") if since is None else since),
         sa.exists().where(refs.c.kind == CHILD, refs.c.digest == m.c.digest,
-                          rm.c.id == refs.c.retained_id, rm.c.repository_id == m.c.repository_id),
-        sa.exists().where(rm.c.repository_id == m.c.repository_id, rm.c.digest == m.c.subject),
+                          rm.c.id == refs.c.retained_id, rm.c.repository_id == m.c.repository_id,
+                          *_live(rm, since)),
+        sa.exists().where(rm.c.repository_id == m.c.repository_id, rm.c.digest == m.c.subject,
+                          *_live(rm, since)),
     )
 
 
-def blob_kept(b: sa.Table) -> sa.ColumnElement[bool]:
-    refs = t.retained_manifest_refs
-    return sa.exists().where(refs.c.digest == b.c.digest, refs.c.kind == BLOB)
+def blob_kept(b: sa.Table, since: float | None = None) -> sa.ColumnElement[bool]:
+    """A blob a retained manifest still restorable references."""
+    rm, refs = t.retained_manifests, t.retained_manifest_refs
+    return sa.exists().where(refs.c.digest == b.c.digest, refs.c.kind == BLOB,
+                             rm.c.id == refs.c.retained_id, *_live(rm, since))
 
 
 def prune(store: MetadataStore, entries_before: float, window_since: float) -> tuple[int, int]:
