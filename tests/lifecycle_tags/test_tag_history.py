@@ -82,6 +82,9 @@ def test_push_move_delete_and_restore_are_recorded_with_their_actor(server, s, r
         assert len(entry["request_id"]) == 32
     assert [x["digest"] for x in found["restorable"]] == [a, b]
     assert tag_digest(s, url, repo, "t") == a
+    whole = s.get(f"{url}/api/v1/repositories/{repo}/tag-history", params={"limit": 3}).json()
+    assert [(e["tag"], e["action"]) for e in whole["entries"]] == [
+        ("t", "restore"), ("t", "delete"), ("t", "move")]
     # restoring where it already points changes nothing and records nothing
     r = restore(s, url, repo, "t", a)
     assert r.status_code == 200 and r.json()["changed"] is False

@@ -87,6 +87,18 @@ def test_restore_from_the_history_page_in_a_browser(browser, history_registry): 
     expect(rows.nth(0)).to_have_attribute("data-action", "restore")
     expect(rows.nth(0)).to_contain_text("alice")
     assert tag_digest(alice, registry.url, repo, "t") == first
+    # a deleted tag is found from the repository page
+    assert alice.delete(f"{registry.url}/v2/{repo}/manifests/t").status_code == 202
+    push_image(alice, registry.url, repo, "other")
+    page.goto(f"{registry.url}/ui/r/{repo}")
+    page.locator("#repo-history-link").click()
+    expect(page.locator("#repository-history tbody tr").first).to_have_attribute(
+        "data-action", "push")
+    page.locator("#repository-history").get_by_role("link", name="t", exact=True).first.click()
+    expect(rows.nth(0)).to_have_attribute("data-action", "delete")
+    page.locator(f'.restore-button[data-digest="{first}"]').first.click()
+    expect(page.get_by_text(f"Tag t restored to {first}.")).to_be_visible()
+    assert tag_digest(alice, registry.url, repo, "t") == first
 
     # an admin makes the tag immutable in the UI; deleting it in the UI is refused
     admin_page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()

@@ -157,6 +157,22 @@ def tag_history(name: str, tag: str, limit: int, before: int | None) -> dict[str
             "restore_window_seconds": tags.history.window}
 
 
+@operation("/repositories/{name}/tag-history", "GET", summary="A repository's tag changes",
+           tag="tags", permission="repository:pull",
+           response={"type": "object", "required": ["repository", "entries"],
+                     "properties": {"repository": {"type": "string"},
+                                    "entries": {"type": "array", "items": HISTORY_ENTRY}}},
+           parameters=(REPOSITORY_NAME,
+                       query("limit", {"type": "integer", "minimum": 1, "maximum": 1000,
+                                       "default": 100}, "Entries per page, newest first."),
+                       query("before", {"type": "integer", "minimum": 1,
+                                        "maximum": 2**53}, "Entries older than this id.")),
+           description="Every tag's pushes, moves, deletes and restores: where deleted tags "
+                       "are found.")
+def repository_tag_history(name: str, limit: int, before: int | None) -> dict[str, Any]:
+    return {"repository": name, "entries": _tags().history.entries(name, None, limit, before)}
+
+
 @operation("/repositories/{name}/tags/{tag}/restore", "POST",
            summary="Restore a tag to an earlier digest", tag="tags",
            permission="repository:push", response=RESTORED, parameters=(REPOSITORY_NAME, TAG_PATH),

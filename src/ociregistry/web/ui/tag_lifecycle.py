@@ -47,6 +47,18 @@ def tag_history(name: str, tag: str) -> Response | str:
         older=entries[-1]["id"] if len(entries) == 50 else None)
 
 
+@bp.get("/r/<path:name>/-/history")
+def repository_history(name: str) -> Response | str:
+    """Every tag change of the repository: how to reach a deleted tag's history."""
+    denied = require_pull(name)
+    if denied is not None:
+        return denied
+    entries = _tags().history.entries(name, None, 50, int_arg("before", 0) or None)
+    return render_template(
+        "ui/repository_history.html", repository=name, entries=entries,
+        older=entries[-1]["id"] if len(entries) == 50 else None)
+
+
 @bp.post("/r/<path:name>/-/history/<tag>/restore")
 def tag_restore(name: str, tag: str) -> Response:
     denied = require_pull(name)
