@@ -19,7 +19,7 @@ rules as any push; the entry it writes says ``restore``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
@@ -50,6 +50,11 @@ def _as_restore() -> Iterator[None]:
         _restoring.reset(token)
 
 
+def _once(fn: Callable[[], str]) -> Callable[[], str]:
+    cache: list[str] = []
+    return lambda: cache[0] if cache else cache.append(fn()) or cache[0]
+
+
 def _actor() -> dict[str, Any]:
     return asdict(current_actor())
 
@@ -73,7 +78,7 @@ class TagLifecycle(q.TagHook):
         if previous == digest:
             return  # the same digest again: idempotent, even on an immutable tag
         action = RESTORE if _restoring.get() else (PUSH if previous is None else MOVE)
-        self.rules.check(conn, q.repository_name(conn, repo_id), tag, action, previous,
+        self.rules.check(conn, lambda: q.repository_name(conn, repo_id), tag, action, previous,
                          current_actor())
         q.record(conn, repo_id, tag, action, digest, previous, _actor())
 
@@ -82,7 +87,7 @@ class TagLifecycle(q.TagHook):
         previous = q.current_digest(conn, repo_id, tag)
         if previous is None:
             return
-        self.rules.check(conn, q.repository_name(conn, repo_id), tag, DELETE, previous,
+        self.rules.check(conn, lambda: q.repository_name(conn, repo_id), tag, DELETE, previous,
                          current_actor())
         q.record(conn, repo_id, tag, DELETE, None, previous, _actor())
 
@@ -93,7 +98,7 @@ class TagLifecycle(q.TagHook):
             self._lock(conn, repo_id, tag)
         tags = q.tags_of(conn, manifest_id) if tags else tags  # as they are once locked
         if tags:
-            name = q.repository_name(conn, repo_id)
+            name = _once(lambda: q.repository_name(conn, repo_id))
             for tag in tags:  # every tag allowed, or nothing happens
                 self.rules.check(conn, name, tag, DELETE, digest, current_actor())
         now = time.time()

@@ -14,7 +14,7 @@ change at once: they are read in the transaction that changes the tag).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,13 +105,16 @@ class TagRules:
         return any(rule.kind == PROTECTED for rule in self.matching(repository, tag, conn))
 
     # -- deciding --------------------------------------------------------------------
-    def check(self, conn: Connection, repository: str, tag: str, action: str,
-              previous: str | None, actor: Actor) -> None:
+    def check(self, conn: Connection, repository: str | Callable[[], str], tag: str,
+              action: str, previous: str | None, actor: Actor) -> None:
         """Raise ``Denied`` when a rule refuses ``action`` (push, move, delete,
-        restore) on the tag, which names ``previous`` now (None: no such tag yet)."""
+        restore) on the tag, which names ``previous`` now (None: no such tag yet).
+        ``repository`` may be a function: called only when there are rules."""
         rules = self.rules(conn)
         if not rules:
             return
+        if callable(repository):
+            repository = repository()
         for rule in rules:
             if not rule.matches(repository, tag):
                 continue
