@@ -82,6 +82,9 @@ def test_push_move_delete_and_restore_are_recorded_with_their_actor(server, s, r
         assert len(entry["request_id"]) == 32
     assert [x["digest"] for x in found["restorable"]] == [a, b]
     assert tag_digest(s, url, repo, "t") == a
+    restores = [line for line in s.get(f"{url}/metrics").text.splitlines()
+                if line.startswith("registry_tag_restores_total ")]
+    assert restores and float(restores[0].split()[1]) >= 1, restores
     whole = s.get(f"{url}/api/v1/repositories/{repo}/tag-history", params={"limit": 3}).json()
     assert [(e["tag"], e["action"]) for e in whole["entries"]] == [
         ("t", "restore"), ("t", "delete"), ("t", "move")]
