@@ -219,6 +219,41 @@ class RateLimitSettings(_Section):
         300, gt=0, description="a window starts at the first failure and lasts this long")
 
 
+class TagRuleSettings(_Section):
+    """An immutable or protected tag rule (tags.immutable, tags.protected)."""
+
+    repositories: str = Field("**", min_length=1, max_length=512,
+                              description="glob over repository names: * within a path "
+                                          "component, ** across (e.g. prod/**)")
+    tags: str = Field(..., min_length=1, max_length=255,
+                      description="glob over tag names: * any run, ? one character "
+                                  "(e.g. v*.*.*)")
+    users: list[str] = Field([], description="protected: users who may push or delete "
+                                             "matching tags (robot$NAME for a robot)")
+    groups: list[str] = Field([], description="protected: groups (auth.groups, or robots) "
+                                              "whose members may push or delete them")
+    description: str = Field("", max_length=255)
+
+
+class TagSettings(_Section):
+    """Immutable and protected tags, tag history and restores (docs/lifecycle-tags.md)."""
+
+    immutable: list[TagRuleSettings] = Field(
+        [], description="once pushed, a matching tag cannot be moved or deleted "
+                        "(re-pushing the same digest is accepted)")
+    protected: list[TagRuleSettings] = Field(
+        [], description="only the rule's users and groups may push, move or delete a "
+                        "matching tag")
+    restore_window_seconds: float = Field(
+        14 * 86400, ge=0,
+        description="a moved or deleted tag can be restored to any digest it pointed at "
+                    "this recently; GC keeps those manifests and blobs until then; 0: off")
+    history_keep_seconds: float = Field(
+        90 * 86400, ge=0,
+        description="GC deletes tag history entries older than this (at least the "
+                    "restore window is kept)")
+
+
 class Settings(_Section):
     data_dir: str = "./data"
     delete_enabled: bool = True
@@ -234,6 +269,7 @@ class Settings(_Section):
     log: LogSettings = LogSettings()
     ui: UISettings = UISettings()
     api: APISettings = APISettings()
+    tags: TagSettings = TagSettings()
 
     @property
     def storage_root(self) -> str:

@@ -142,3 +142,21 @@ class _Forward(Collector):
 
     def collect(self) -> Iterator:
         yield from self.source.collect()
+
+
+# -- tag lifecycle (lifecycle/tag_rules.py, lifecycle/tag_history.py) ----------------
+TAG_REFUSALS = Counter(
+    "registry_tag_changes_refused_total",
+    "Tag pushes, moves and deletes refused by an immutable or protected tag rule",
+    ["rule", "kind", "action"],  # rule: config:immutable[0] or api:<id>
+)
+TAG_RESTORES = Counter("registry_tag_restores_total", "Tags restored from their history")
+TAG_RESTORES.inc(0)
+
+
+def record_tag_refusal(rule: str, kind: str, action: str) -> None:
+    TAG_REFUSALS.labels(rule, kind, action).inc()
+
+
+def record_tag_restore() -> None:
+    TAG_RESTORES.inc()

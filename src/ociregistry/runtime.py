@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ociregistry.config import Settings
 from ociregistry.core.gc import GarbageCollector
 from ociregistry.core.registry import Registry, RegistryOptions
+from ociregistry.lifecycle.tags import TagServices, build_tag_services
 from ociregistry.metadata.store import MetadataStore
 from ociregistry.storage.base import BlobStorage
 from ociregistry.storage.filesystem import FilesystemStorage
@@ -20,6 +21,7 @@ class Runtime:
     storage: BlobStorage
     registry: Registry
     gc: GarbageCollector
+    tags: TagServices | None = None  # immutable/protected tags, history, restore
 
 
 def build_storage(settings: Settings) -> BlobStorage:
@@ -56,5 +58,8 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
         storage,
         grace_seconds=settings.gc.grace_period_seconds,
         upload_ttl_seconds=settings.gc.upload_ttl_seconds,
+        restore_window_seconds=settings.tags.restore_window_seconds,
+        history_keep_seconds=settings.tags.history_keep_seconds,
     )
-    return Runtime(settings, metadata, storage, registry, gc)
+    tags = build_tag_services(settings, metadata, registry)
+    return Runtime(settings, metadata, storage, registry, gc, tags)

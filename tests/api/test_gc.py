@@ -25,7 +25,10 @@ from tests.helpers import (
 )
 from tests.server import RegistryProcess
 
-NO_GRACE = {"OCIREGISTRY_GC__GRACE_PERIOD_SECONDS": "0"}
+# No grace period, and no tag restore window (it keeps what tags named for 14 days:
+# tests/lifecycle_tags covers it): what these tests delete is free at once.
+NO_GRACE = {"OCIREGISTRY_GC__GRACE_PERIOD_SECONDS": "0",
+            "OCIREGISTRY_TAGS__RESTORE_WINDOW_SECONDS": "0"}
 SUMMARY_RE = re.compile(
     r"^(?P<verb>freed|would free) (?P<bytes>\d+) bytes: (?P<blobs>\d+) blobs, "
     r"(?P<manifests>\d+) manifests, (?P<uploads>\d+) upload sessions, "

@@ -56,7 +56,9 @@ def make_app(tmp_path: Path, **overrides: Any) -> tuple[Flask, Runtime]:
 @pytest.fixture
 def open_app(tmp_path: Path) -> Iterator[tuple[Flask, Runtime]]:
     """No authentication configured: everyone may do everything."""
-    app, runtime = make_app(tmp_path, gc={"grace_period_seconds": 0})
+    # No restore window either: what a test deletes, GC frees (tests/lifecycle_tags).
+    app, runtime = make_app(tmp_path, gc={"grace_period_seconds": 0},
+                            tags={"restore_window_seconds": 0})
     yield app, runtime
     runtime.metadata.dispose()
 
@@ -73,6 +75,7 @@ def auth_app(tmp_path: Path) -> Iterator[tuple[Flask, Runtime]]:
     app, runtime = make_app(
         tmp_path,
         gc={"grace_period_seconds": 0},
+        tags={"restore_window_seconds": 0},
         auth={"htpasswd": str(htpasswd), "rules": AUTH_RULES},
     )
     yield app, runtime

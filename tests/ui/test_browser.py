@@ -77,6 +77,7 @@ def secured_registry(tmp_path: Path) -> Iterator[RegistryProcess]:
     config = tmp_path / "config.yml"
     config.write_text(yaml.safe_dump({
         "gc": {"grace_period_seconds": 0},
+        "tags": {"restore_window_seconds": 0},  # what is deleted, GC frees at once
         "auth": {"htpasswd": str(htpasswd), "rules": AUTH_RULES},
     }))
     server = UIRegistry(tmp_path / "data", config=config)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from ociregistry import metrics
 from ociregistry.metadata import backup_lease
 from ociregistry.metadata import gc_queries as q
+from ociregistry.metadata import tag_history_queries as history_queries
 from ociregistry.metadata.store import MetadataStore
 from ociregistry.storage.base import BlobStorage
 
@@ -56,11 +57,16 @@ class GarbageCollector:
         storage: BlobStorage,
         grace_seconds: float = 3600,
         upload_ttl_seconds: float = 86400,
+        restore_window_seconds: float = 0,
+        history_keep_seconds: float = 0,
     ) -> None:
         self.db = metadata
         self.storage = storage
         self.grace = grace_seconds
         self.upload_ttl = upload_ttl_seconds
+        # Tag history names digests a tag may be restored to: kept this long.
+        self.restore_window = restore_window_seconds
+        self.history_keep = max(history_keep_seconds, restore_window_seconds)
 
     def run(
         self,
@@ -137,10 +143,13 @@ class GarbageCollector:
         cutoff = started - self.grace
         result = GCResult(dry_run=dry_run)
         self._expire_uploads(started, dry_run, result, progress)
+        keep_since = started - self.restore_window
+        if not dry_run:  # history past its time, manifests kept for restores past the window
+            history_queries.prune(self.db, started - self.history_keep, keep_since)
         gone: set[int] = set()  # manifests a dry run counts as deleted
         if delete_untagged:
-            gone = self._sweep_manifests(cutoff, dry_run, result, progress)
-        self._sweep_blobs(cutoff, dry_run, result, progress, gone)
+            gone = self._sweep_manifests(cutoff, dry_run, result, progress, keep_since)
+        self._sweep_blobs(cutoff, dry_run, result, progress, gone, keep_since)
         self._sweep_orphan_files(cutoff, dry_run, result, progress)
         result.duration_seconds = round(time.time() - started, 3)
         if not dry_run:
@@ -174,13 +183,14 @@ class GarbageCollector:
                 result.uploads_expired += 1
 
     def _sweep_manifests(
-        self, cutoff: float, dry_run: bool, result: GCResult, progress: Progress
+        self, cutoff: float, dry_run: bool, result: GCResult, progress: Progress,
+        keep_since: float | None = None,
     ) -> set[int]:
         if dry_run:
             # Count what the real run would delete, rounds included, by treating
             # the manifests found so far as gone.
             gone: set[int] = set()
-            while found := q.untagged_manifests(self.db, cutoff, gone):
+            while found := q.untagged_manifests(self.db, cutoff, gone, keep_since):
                 gone.update(manifest_id for manifest_id, _repo, _digest in found)
                 progress("manifests", len(gone), len(gone))
             result.manifests_deleted = len(gone)
@@ -188,10 +198,10 @@ class GarbageCollector:
         # Deleting an index frees its children, a subject frees its referrers:
         # repeat until nothing more goes.
         while True:
-            found = q.untagged_manifests(self.db, cutoff)
+            found = q.untagged_manifests(self.db, cutoff, keep_since=keep_since)
             deleted = 0
             for i, (manifest_id, _repo, _digest) in enumerate(found, 1):
-                if q.delete_untagged_manifest(self.db, manifest_id, cutoff):
+                if q.delete_untagged_manifest(self.db, manifest_id, cutoff, keep_since):
                     deleted += 1
                 progress("manifests", i, len(found))
             result.manifests_deleted += deleted
@@ -205,15 +215,16 @@ class GarbageCollector:
         result: GCResult,
         progress: Progress,
         gone: set[int] | None = None,
+        keep_since: float | None = None,
     ) -> None:
-        found = q.unreferenced_blobs(self.db, cutoff, gone or set())
+        found = q.unreferenced_blobs(self.db, cutoff, gone or set(), keep_since)
         if found and not dry_run and backup_lease.holder(self.db) is not None:
             # Each deletion would refuse anyway (checked in its transaction).
             log.info("a backup holds its lease: %d unreferenced blobs kept for a later run",
                      len(found))
             return
         for i, (digest, size) in enumerate(found, 1):
-            if dry_run or q.delete_blob_if_unreferenced(self.db, digest, cutoff):
+            if dry_run or q.delete_blob_if_unreferenced(self.db, digest, cutoff, keep_since):
                 if not dry_run:  # committed: now the bytes (if this stops, an orphan)
                     q.remove_unrecorded_bytes(self.db, digest, self.storage.delete_blob)
                 result.blobs_deleted += 1

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from ociregistry.metadata import backup_lease
 from ociregistry.metadata import schema as t
+from ociregistry.metadata import tag_history_queries as history
 from ociregistry.metadata.store import MetadataStore
 
 
@@ -22,9 +23,10 @@ def _not_in(column: sa.ColumnElement, ids: Collection[int]) -> list[sa.ColumnEle
 
 
 def _untagged_condition(
-    m: sa.Table, cutoff: float, gone: Collection[int] = ()
+    m: sa.Table, cutoff: float, gone: Collection[int] = (), keep_since: float | None = None
 ) -> list[sa.ColumnElement[bool]]:
-    """``gone``: manifests to treat as already deleted (a dry run's earlier rounds)."""
+    """``gone``: manifests to treat as already deleted (a dry run's earlier rounds);
+    ``keep_since``: tag history since then keeps the digests it names (restores)."""
     parent = t.manifest_children.alias("parent")
     subject = t.manifests.alias("subject_manifest")
     return [
@@ -43,25 +45,29 @@ def _untagged_condition(
             subject.c.digest == m.c.subject,
             *_not_in(subject.c.id, gone),
         ),
+        ~history.manifest_kept(m, keep_since),
     ]
 
 
 def untagged_manifests(
-    store: MetadataStore, cutoff: float, gone: Collection[int] = ()
+    store: MetadataStore, cutoff: float, gone: Collection[int] = (),
+    keep_since: float | None = None,
 ) -> list[tuple[int, str, str]]:
     """(id, repository, digest) of manifests nothing keeps alive."""
     m = t.manifests
     query = (
         sa.select(m.c.id, t.repositories.c.name, m.c.digest)
         .select_from(m.join(t.repositories, t.repositories.c.id == m.c.repository_id))
-        .where(*_untagged_condition(m, cutoff, gone))
+        .where(*_untagged_condition(m, cutoff, gone, keep_since))
         .order_by(m.c.id)
     )
     with store.read() as conn:
         return [tuple(row) for row in conn.execute(query)]
 
 
-def delete_untagged_manifest(store: MetadataStore, manifest_id: int, cutoff: float) -> bool:
+def delete_untagged_manifest(
+    store: MetadataStore, manifest_id: int, cutoff: float, keep_since: float | None = None
+) -> bool:
     m = t.manifests
     with store.write() as conn:
         row = conn.execute(
@@ -72,7 +78,8 @@ def delete_untagged_manifest(store: MetadataStore, manifest_id: int, cutoff: flo
         # against a push that re-tags it or references it as an index child
         store.lock_manifest(conn, row.repository_id, row.digest)
         still = conn.execute(
-            sa.select(m.c.id).where(m.c.id == manifest_id, *_untagged_condition(m, cutoff))
+            sa.select(m.c.id).where(
+                m.c.id == manifest_id, *_untagged_condition(m, cutoff, keep_since=keep_since))
         ).first()
         if still is None:
             return False
@@ -81,27 +88,32 @@ def delete_untagged_manifest(store: MetadataStore, manifest_id: int, cutoff: flo
 
 
 def _unreferenced(
-    b: sa.Table, cutoff: float, gone: Collection[int] = ()
+    b: sa.Table, cutoff: float, gone: Collection[int] = (), keep_since: float | None = None
 ) -> list[sa.ColumnElement[bool]]:
     mb = t.manifest_blobs
     return [
         b.c.touched_at < cutoff,
         ~sa.exists().where(mb.c.digest == b.c.digest, *_not_in(mb.c.manifest_id, gone)),
+        ~history.blob_kept(b, keep_since),  # a manifest deleted by digest, kept for restores
     ]
 
 
 def unreferenced_blobs(
-    store: MetadataStore, cutoff: float, gone: Collection[int] = ()
+    store: MetadataStore, cutoff: float, gone: Collection[int] = (),
+    keep_since: float | None = None,
 ) -> list[tuple[str, int]]:
     b = t.blobs
     query = (
-        sa.select(b.c.digest, b.c.size).where(*_unreferenced(b, cutoff, gone)).order_by(b.c.digest)
+        sa.select(b.c.digest, b.c.size)
+        .where(*_unreferenced(b, cutoff, gone, keep_since)).order_by(b.c.digest)
     )
     with store.read() as conn:
         return [tuple(row) for row in conn.execute(query)]
 
 
-def delete_blob_if_unreferenced(store: MetadataStore, digest: str, cutoff: float) -> bool:
+def delete_blob_if_unreferenced(
+    store: MetadataStore, digest: str, cutoff: float, keep_since: float | None = None
+) -> bool:
     """Delete the blob's row and links; its bytes go after the commit.
 
     Bytes removed inside this transaction would be lost if its commit then
@@ -115,7 +127,8 @@ def delete_blob_if_unreferenced(store: MetadataStore, digest: str, cutoff: float
         if backup_lease.held(store, conn):  # a backup's snapshot may list it: keep it
             return False
         if conn.execute(
-            sa.select(b.c.digest).where(b.c.digest == digest, *_unreferenced(b, cutoff))
+            sa.select(b.c.digest).where(
+                b.c.digest == digest, *_unreferenced(b, cutoff, keep_since=keep_since))
         ).first() is None:
             return False
         conn.execute(t.repository_blobs.delete().where(t.repository_blobs.c.digest == digest))

@@ -293,3 +293,84 @@ import_runs = sa.Table(
     sa.Column("problems", sa.Text, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
 )
+
+# -- tag lifecycle (lifecycle/tag_rules.py, lifecycle/tag_history.py) ------------
+# Every change of a tag: pushed (digest set, previous NULL), moved (previous -> digest),
+# deleted (digest NULL), restored. Written in the transaction that changes the tag.
+# A digest named here within the restore window keeps its manifest and blobs from GC.
+tag_history = sa.Table(
+    "tag_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "repository_id",
+        sa.Integer,
+        sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("tag", Name, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # push, move, delete, restore
+    sa.Column("digest", Digest, nullable=True),
+    sa.Column("previous_digest", Digest, nullable=True),
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    sa.Column("actor_name", sa.String(255), nullable=True),
+    sa.Column("actor_address", sa.String(64), nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_tag_history_tag", "repository_id", "tag", "id"),
+    sa.Index("ix_tag_history_digest", "repository_id", "digest", "at"),
+    sa.Index("ix_tag_history_previous", "repository_id", "previous_digest", "at"),
+    sa.Index("ix_tag_history_at", "at"),
+)
+
+# A manifest deleted by digest while tag history still names it: its bytes and
+# references, kept until no history entry within the restore window names it.
+retained_manifests = sa.Table(
+    "retained_manifests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "repository_id",
+        sa.Integer,
+        sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("digest", Digest, nullable=False),
+    sa.Column("media_type", sa.String(255), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("subject", Digest, nullable=True),
+    sa.Column("deleted_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("repository_id", "digest", name="uq_retained_manifests_digest"),
+    sa.Index("ix_retained_manifests_subject", "repository_id", "subject"),
+)
+
+# What a retained manifest references: blobs ("blob") and index children ("child").
+retained_manifest_refs = sa.Table(
+    "retained_manifest_refs",
+    metadata,
+    sa.Column(
+        "retained_id",
+        sa.Integer,
+        sa.ForeignKey("retained_manifests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("digest", Digest, primary_key=True),
+    sa.Index("ix_retained_manifest_refs_digest", "digest", "kind"),
+)
+
+# Immutable and protected tag rules managed at run time (the configuration file's
+# rules are not stored: they apply as well, read-only).
+tag_rules = sa.Table(
+    "tag_rules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # immutable, protected
+    sa.Column("repositories", sa.String(512), nullable=False),  # glob
+    sa.Column("tags", sa.String(255), nullable=False),  # glob
+    sa.Column("users", sa.Text, nullable=False),  # JSON list (protected: who may change)
+    sa.Column("groups", sa.Text, nullable=False),  # JSON list
+    sa.Column("description", sa.String(255), nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

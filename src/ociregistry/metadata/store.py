@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from ociregistry.metadata import repository_stats
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.engine import create_engine
+from ociregistry.metadata.tag_history_queries import TagHook
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
 
 __all__ = ["ManifestRow", "MetadataStore", "UploadRow"]
@@ -105,6 +106,7 @@ class MetadataStore(UploadStore):
         self._hot = {
             key: _Prepared(stmt, self.engine.dialect) for key, stmt in _hot_statements().items()
         }
+        self.tag_hook = TagHook()  # lifecycle/tag_history.py: rules and history of tags
 
     # -- transactions -----------------------------------------------------
     @contextmanager
@@ -363,6 +365,7 @@ class MetadataStore(UploadStore):
         return manifest_id
 
     def set_tag(self, conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None:
+        self.tag_hook.setting(conn, repo_id, tag, manifest_id)
         now = time.time()
         conn.execute(
             self._insert(t.tags)
@@ -378,6 +381,7 @@ class MetadataStore(UploadStore):
             repo_id = self.repository_id(conn, name)
             if repo_id is None:
                 return False
+            self.tag_hook.deleting(conn, repo_id, tag)
             result = conn.execute(
                 t.tags.delete().where(t.tags.c.repository_id == repo_id, t.tags.c.name == tag)
             )
@@ -393,6 +397,7 @@ class MetadataStore(UploadStore):
             manifest_id = self.manifest_id(conn, repo_id, digest)
             if manifest_id is None:
                 return False
+            self.tag_hook.deleting_manifest(conn, repo_id, manifest_id)
             self._delete_manifest_rows(conn, [manifest_id])
             return True
 

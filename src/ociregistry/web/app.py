@@ -27,8 +27,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # Manifest bodies are read with an explicit limit; blobs stream.
     app.config["MAX_CONTENT_LENGTH"] = None
     register_error_handlers(app)
-    init_auth(app, runtime.settings)
+    # Observability first: its before_request sets the anonymous actor (with the request
+    # id) that authentication then names; the other way round it undid authentication.
     register_observability(app, runtime)
+    init_auth(app, runtime.settings)
     app.wsgi_app = RequireHost(app.wsgi_app)  # type: ignore[method-assign]
     app.register_blueprint(registry_bp)
     if runtime.settings.ui.enabled:

@@ -19,6 +19,7 @@ from ociregistry.web.api import (  # noqa: F401  (they add hooks and routes)
     manifests,
     repositories,
     search,
+    tag_lifecycle,
     tags,
 )
 from ociregistry.web.api.blueprint import bp
