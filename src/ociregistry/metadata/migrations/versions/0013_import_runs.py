@@ -1,7 +1,7 @@
 """import_runs: runs of `ociregistry import distribution`, for the API and the UI
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-04 23:00:00.000000
 """
 
