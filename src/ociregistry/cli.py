@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from ociregistry import __version__, cli_ops, cli_remote, cli_tokens, cli_users
+from ociregistry import __version__, cli_ops, cli_remote, cli_retention, cli_tokens, cli_users
 from ociregistry.cli_ops import ProgressPrinter
 from ociregistry.config import ConfigError, Settings, load_settings
 from ociregistry.logs import setup_logging
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_users.register(sub)
     cli_remote.register(sub)
     cli_tokens.register(sub, _common, _settings)
+    cli_retention.register(sub, _common, _settings)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     return parser

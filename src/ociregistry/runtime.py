@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ociregistry.config import Settings
 from ociregistry.core.gc import GarbageCollector
@@ -19,6 +20,8 @@ class Runtime:
     storage: BlobStorage
     registry: Registry
     gc: GarbageCollector
+    pulls: Any = None  # lifecycle.pull_stats.PullRecorder, when pull_stats.enabled
+    retention: Any = None  # lifecycle.retention.RetentionService
 
 
 def build_storage(settings: Settings) -> BlobStorage:
@@ -52,4 +55,19 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
         grace_seconds=settings.gc.grace_period_seconds,
         upload_ttl_seconds=settings.gc.upload_ttl_seconds,
     )
-    return Runtime(settings, metadata, storage, registry, gc)
+    runtime = Runtime(settings, metadata, storage, registry, gc)
+    _build_lifecycle(runtime)
+    return runtime
+
+
+def _build_lifecycle(runtime: Runtime) -> None:
+    from ociregistry.lifecycle.pull_stats import PullRecorder
+    from ociregistry.lifecycle.retention import RetentionService
+
+    settings = runtime.settings
+    if settings.pull_stats.enabled:
+        runtime.pulls = PullRecorder(runtime.metadata, settings.pull_stats.flush_interval_seconds)
+        runtime.registry.pulls = runtime.pulls
+    runtime.retention = RetentionService(
+        runtime.metadata, runtime.storage, settings.retention,
+        grace=settings.gc.grace_period_seconds)
