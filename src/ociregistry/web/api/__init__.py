@@ -17,6 +17,7 @@ from ociregistry.web.api import (  # noqa: F401  (they add hooks and routes)
     docs,
     manifests,
     repositories,
+    retention,
     search,
     tags,
 )
