@@ -68,6 +68,9 @@ RULES = [
     ("pulled_within", [{"pulled_within": "1d"}], ["a", "c", "e"]),
     ("always", [{"always": True}], []),
     ("tags + always keeps those tags", [{"tags": ["a", "e"], "always": True}], ["b", "c", "d"]),
+    ("a kept tag stays kept whatever later rules say",
+     [{"latest_pushed": 1}, {"tags": ["e"], "always": True}, {"pushed_within": "1m"}],
+     ["b", "c", "d"]),
     # AND inside one rule: among the latest 3 AND pulled within 1 day -> b only
     ("AND within a rule", [{"latest_pushed": 3, "pulled_within": "1d"}],
      ["a", "c", "d", "e"]),

@@ -150,7 +150,8 @@ def _not_kept(policy: RetentionPolicy, items: list[_Candidate], now: float,
     for i, rule in enumerate(policy.keep):
         if rule.tags and untagged:
             for c in items:
-                reasons[c.key].append(f"keep[{i}] ({rule.describe()}): applies to tags only")
+                if c.key in reasons:
+                    reasons[c.key].append(f"keep[{i}] ({rule.describe()}): applies to tags only")
             continue
         covered = items
         if rule.tags:
@@ -158,7 +159,7 @@ def _not_kept(policy: RetentionPolicy, items: list[_Candidate], now: float,
             covered = [c for c in items if matches(c.name)]
             covered_keys = {c.key for c in covered}
             for c in items:
-                if c.key not in covered_keys:
+                if c.key not in covered_keys and c.key in reasons:
                     reasons[c.key].append(f"keep[{i}] ({rule.describe()}): tag does not match")
         for key, why in _judge(rule, covered, now).items():
             if why is None:
