@@ -14,6 +14,7 @@ import requests
 
 from tests.helpers import OCI_INDEX, OCI_MANIFEST, put_manifest, sha256
 from tests.lifecycle.support import cli, lifecycle_registry, push_image, wait_for
+from tests.ops.test_metrics import scrape, value
 from tests.server import RegistryProcess
 
 REPO = "ci/app"
@@ -104,6 +105,11 @@ def test_dry_run_then_real_run_delete_exactly_the_plan(server: RegistryProcess,
 
     again = _api(server, "POST", "/retention/runs", json={"policy": "ci-builds"}).json()
     assert again["runs"][0]["deletions"] == []
+
+    samples = scrape(server.url + "/metrics")
+    assert value(samples, "registry_retention_deleted_total", kind="tag") == 3
+    assert value(samples, "registry_retention_deleted_total", kind="manifest") == 5
+    assert value(samples, "registry_retention_runs_total", outcome="success") == 1
 
 
 def test_referrers_of_kept_images_and_children_of_kept_indexes_stay(
