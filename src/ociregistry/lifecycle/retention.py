@@ -92,6 +92,9 @@ class RetentionService:
         # (repository, tag) -> True for an immutable tag: never deleted. The lead
         # connects this to the immutable-tag rules; default: nothing is protected.
         self.protected = protected or (lambda _repository, _tag: False)
+        # Called inside each deletion's write transaction, after its audit row, with
+        # (connection, deletion): where an event (outbox row) belongs. None: nothing.
+        self.on_delete: Callable[[Any, p.Deletion], None] | None = None
 
     # -- policies ---------------------------------------------------------------
     def policies(self) -> list[PolicyEntry]:
@@ -267,7 +270,7 @@ class RetentionService:
                 renewed = time.monotonic()
             ok = q.delete_tag_if_unchanged(self.db, result.run_id, d.repository, d.tag or "",
                                            d.manifest_id, d.pushed_at, d.last_pulled_at,
-                                           d.rule, actor, d.digest)
+                                           d.rule, actor, d.digest, self._hook(d))
             (result.deleted if ok else result.skipped).append(d)
             if ok:
                 metrics.RETENTION_DELETED.labels("tag").inc()
@@ -275,7 +278,8 @@ class RetentionService:
             left = []
             for d in pending:
                 if q.delete_manifest_if_untagged(self.db, result.run_id, d.repository,
-                                                 d.manifest_id, d.digest, cutoff, d.rule, actor):
+                                                 d.manifest_id, d.digest, cutoff, d.rule, actor,
+                                                 self._hook(d)):
                     result.deleted.append(d)
                     metrics.RETENTION_DELETED.labels("manifest").inc()
                 else:
@@ -284,6 +288,10 @@ class RetentionService:
                 result.skipped += left
                 break
             pending = left
+
+    def _hook(self, deletion: p.Deletion) -> Callable[[Any], None] | None:
+        hook = self.on_delete
+        return None if hook is None else (lambda conn: hook(conn, deletion))
 
     # -- history ----------------------------------------------------------------
     def runs(self, policy: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -94,7 +94,8 @@ def _audit(conn: Connection, run_id: int, kind: str, repository: str, tag: str |
 
 def delete_tag_if_unchanged(store: MetadataStore, run_id: int, repository: str, tag: str,
                             manifest_id: int, pushed_at: float, last_pulled_at: float | None,
-                            rule: str, actor: str, digest: str) -> bool:
+                            rule: str, actor: str, digest: str,
+                            hook: Callable[[Connection], None] | None = None) -> bool:
     """Delete the tag if it still names the same manifest, was not pushed again and not
     pulled since the plan was made; with its audit row, in one transaction."""
     tg, tp = t.tags, t.tag_pulls
@@ -114,6 +115,8 @@ def delete_tag_if_unchanged(store: MetadataStore, run_id: int, repository: str, 
             return False
         conn.execute(tg.delete().where(tg.c.repository_id == repo_id, tg.c.name == tag))
         _audit(conn, run_id, "tag", repository, tag, digest, rule, actor)
+        if hook is not None:  # e.g. an event, committed with the deletion
+            hook(conn)
         return True
 
 
@@ -125,7 +128,8 @@ def untagged_condition(cutoff: float) -> Any:
 
 def delete_manifest_if_untagged(store: MetadataStore, run_id: int, repository: str,
                                 manifest_id: int, digest: str, cutoff: float, rule: str,
-                                actor: str) -> bool:
+                                actor: str,
+                                hook: Callable[[Connection], None] | None = None) -> bool:
     """Delete the manifest if it is still untagged, no index that stays lists it, no
     subject that stays has it as a referrer, and it is older than ``cutoff``."""
     m = t.manifests
@@ -141,6 +145,8 @@ def delete_manifest_if_untagged(store: MetadataStore, run_id: int, repository: s
             return False
         store._delete_manifest_rows(conn, [manifest_id])
         _audit(conn, run_id, "manifest", repository, None, digest, rule, actor)
+        if hook is not None:
+            hook(conn)
         return True
 
 
