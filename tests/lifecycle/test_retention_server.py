@@ -176,7 +176,11 @@ def test_policies_of_the_config_file_are_read_only(tmp_path: Path) -> None:
                  json={"keep": [{"always": True}]})
         assert r.status_code == 409
         assert _api(server, "DELETE", "/retention/policies/from-file").status_code == 409
+        listed = cli(tmp_path / "data", "retention", "policies", "--config", str(config))
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.startswith("from-file\tconfig\tenabled\ton demand\tci/**")
         push_image(server.url, REPO, ["a"])
+        time.sleep(0.01)
         push_image(server.url, REPO, ["b"])
         out = cli(tmp_path / "data", "retention", "run", "--config", str(config))
         assert out.returncode == 0, out.stderr
