@@ -37,6 +37,9 @@ log = logging.getLogger("ociregistry.retention")
 CHUNK = 200
 LOCK_TTL = 300.0
 MAX_CONFIG = 1 << 20  # config blobs read for labels: larger ones are not images' configs
+# Config blobs read for expiry labels per run: the first run on a large registry reads
+# them over several runs rather than all at once (each is read once, ever).
+SCAN_PER_RUN = 20000
 
 
 class PolicyNotFound(Exception):
@@ -144,11 +147,12 @@ class RetentionService:
         repos = [(rid, name) for rid, name in q.repositories(self.db)
                  if expiry or policy.selects_repository(name)]
         out: list[p.Deletion] = []
+        budget = [SCAN_PER_RUN]  # per plan (the service is shared by threads)
         for start in range(0, len(repos), CHUNK):
             chunk = repos[start:start + CHUNK]
             ids = [rid for rid, _ in chunk]
             if expiry:
-                self._scan_config_labels(ids)
+                self._scan_config_labels(ids, budget)
             for snap in self._snapshots(chunk, expiry, gone or set()):
                 out += (p.plan_label_expiry(snap, ctx) if expiry
                         else p.plan_policy(policy, snap, ctx))
@@ -185,11 +189,14 @@ class RetentionService:
                 snap.tags.append(p.TagInfo(name, mid, pushed, pulled))
         return [s for s in snaps.values() if s.manifests]
 
-    def _scan_config_labels(self, repo_ids: list[int]) -> None:
+    def _scan_config_labels(self, repo_ids: list[int], budget: list[int]) -> None:
         """Read, once per manifest, the expiry label of image configurations."""
         found: dict[int, float | None] = {}
-        for mid, payload in q.unscanned_images(self.db, repo_ids):
+        if budget[0] <= 0:
+            return
+        for mid, payload in q.unscanned_images(self.db, repo_ids, budget[0]):
             found[mid] = self._config_expiry(payload)
+        budget[0] -= len(found)
         q.record_label_expiries(self.db, found)
 
     def _config_expiry(self, payload: bytes) -> float | None:

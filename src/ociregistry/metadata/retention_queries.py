@@ -63,14 +63,16 @@ def snapshot_rows(store: MetadataStore, repo_ids: Sequence[int],
     return out
 
 
-def unscanned_images(store: MetadataStore, repo_ids: Sequence[int]) -> list[tuple[int, bytes]]:
+def unscanned_images(store: MetadataStore, repo_ids: Sequence[int],
+                     limit: int) -> list[tuple[int, bytes]]:
     """(id, payload) of manifests whose config labels were never read for an expiry."""
     m, le = t.manifests, t.manifest_label_expiry
     query = (sa.select(m.c.id, m.c.payload)
              .where(_ids(m.c.repository_id, repo_ids), m.c.media_type.in_((
                  "application/vnd.oci.image.manifest.v1+json",
                  "application/vnd.docker.distribution.manifest.v2+json")),
-                 ~sa.exists().where(le.c.manifest_id == m.c.id)))
+                 ~sa.exists().where(le.c.manifest_id == m.c.id))
+             .order_by(m.c.id).limit(limit))
     with store.read() as conn:
         return [(mid, bytes(payload)) for mid, payload in conn.execute(query)]
 
