@@ -108,3 +108,37 @@ def test_policies_run_in_order_each_seeing_the_last(service: Any) -> None:
     results = service.run(None, dry_run=True)
     # q plans t1; p, seeing t1 gone, plans t2 only: no tag twice in one run of all.
     assert [[d.tag for d in r.planned] for r in results] == [["t1"], ["t2"]]
+
+
+def test_config_labels_are_read_once_and_a_few_per_run(service: Any, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import json
+
+    from ociregistry.lifecycle import retention
+    from ociregistry.lifecycle.plan import LABEL_EXPIRY
+
+    store = service.db
+    with store.write() as conn:
+        for n in (1, 2, 3):
+            config = json.dumps({"config": {"Labels": {"quay.expires-after": "1d"}},
+                                 "n": n}).encode()
+            hexdigest = hashlib.sha256(config).hexdigest()
+            path = tmp_path / "blobs" / "sha256" / hexdigest[:2] / hexdigest
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(config)
+            payload = json.dumps({"schemaVersion": 2, "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": f"sha256:{hexdigest}", "size": len(config)}, "layers": []})
+            conn.execute(t.manifests.update().where(t.manifests.c.id == n).values(
+                payload=payload.encode(),
+                media_type="application/vnd.oci.image.manifest.v1+json"))
+    service.settings = RetentionSettings(label_expiry=True)
+    monkeypatch.setattr(retention, "SCAN_PER_RUN", 2)
+    expiry = service.policy(LABEL_EXPIRY).policy
+    first = service.plan(expiry)
+    assert sorted(d.tag for d in first) == ["t1", "t2"]  # t3's config not read yet
+    assert sorted(d.tag for d in service.plan(expiry)) == ["t1", "t2", "t3"]
+    with store.read() as conn:
+        read = conn.execute(sa.select(t.manifest_label_expiry.c.seconds)).scalars().all()
+    assert read == [DAY, DAY, DAY]
