@@ -73,9 +73,11 @@ def tags_listing(url: str, repo: str, **params: str) -> list[dict[str, Any]]:
     return r.json()["items"]
 
 
-def cli(data_dir: Path, *args: str,
+def cli(server: RegistryProcess, *args: str,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m ociregistry ...` on a server's data (and its database, when it has one
+    of its own: REGISTRY_TEST_DATABASE_URL)."""
     return subprocess.run(
-        [sys.executable, "-m", "ociregistry", *args, "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "ociregistry", *args, "--data-dir", str(server.data_dir)],
         capture_output=True, text=True, timeout=300,
-        env={**os.environ, **LIFECYCLE_ENV, **(env or {})})
+        env={**os.environ, **LIFECYCLE_ENV, **server.env, **(env or {})})

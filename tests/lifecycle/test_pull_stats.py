@@ -74,7 +74,7 @@ def test_a_graceful_stop_writes_what_is_buffered(tmp_path: Path) -> None:
         _get(url, repo, "v1")
     assert _by_name(url, repo)["v1"]["pull_count"] == 0  # still in the workers' buffers
     assert server.stop() == 0
-    server = lifecycle_registry(tmp_path / "data", env=env).start()
+    server.start()  # the same object: the same database under REGISTRY_TEST_DATABASE_URL
     try:
         assert _by_name(server.url, repo)["v1"]["pull_count"] == 4
     finally:

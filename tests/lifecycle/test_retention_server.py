@@ -80,7 +80,7 @@ def test_dry_run_then_real_run_delete_exactly_the_plan(server: RegistryProcess,
     assert _tags(server) == ["stable", "t1", "t2", "t3", "t4", "t5"]  # nothing deleted
 
     # The CLI's dry run, on the same data, plans the same list.
-    out = cli(server.data_dir, "retention", "run", "--dry-run", "--policy", "ci-builds",
+    out = cli(server, "retention", "run", "--dry-run", "--policy", "ci-builds",
               "--json")
     assert out.returncode == 0, out.stderr
     [cli_run] = json.loads(out.stdout)
@@ -145,7 +145,7 @@ def test_label_expiry_removes_expired_tags_only(server: RegistryProcess) -> None
     push_image(url, REPO, ["ci-3"], labels={"ociregistry.expires-after": "2w"})
     push_image(url, REPO, ["release"])
     time.sleep(1.2)
-    out = cli(server.data_dir, "retention", "run", "--policy", "label-expiry")
+    out = cli(server, "retention", "run", "--policy", "label-expiry")
     assert out.returncode == 0, out.stderr
     assert "deleted tag ci/app:ci-1" in out.stdout and "deleted tag ci/app:ci-2" in out.stdout
     assert _tags(server) == ["ci-3", "release"]
@@ -176,13 +176,13 @@ def test_policies_of_the_config_file_are_read_only(tmp_path: Path) -> None:
                  json={"keep": [{"always": True}]})
         assert r.status_code == 409
         assert _api(server, "DELETE", "/retention/policies/from-file").status_code == 409
-        listed = cli(tmp_path / "data", "retention", "policies", "--config", str(config))
+        listed = cli(server, "retention", "policies", "--config", str(config))
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout.startswith("from-file\tconfig\tenabled\ton demand\tci/**")
         push_image(server.url, REPO, ["a"])
         time.sleep(0.01)
         push_image(server.url, REPO, ["b"])
-        out = cli(tmp_path / "data", "retention", "run", "--config", str(config))
+        out = cli(server, "retention", "run", "--config", str(config))
         assert out.returncode == 0, out.stderr
         assert "deleted tag ci/app:a" in out.stdout
         wait_for(lambda: _tags(server) == ["b"], what="tag a gone")
