@@ -81,13 +81,20 @@ def test_the_hook_commits_with_each_deletion_or_not_at_all(service: Any) -> None
 
     service.on_delete = hook
     with pytest.raises(RuntimeError):
-        service.run("p")
+        service.run("p", dry_run=False)
     assert seen == [("tag", "t1"), ("tag", "t2")]
-    assert _tags(store) == ["t2", "t3"]  # t1 went with its hook; t2 did not go at all
+    # One transaction held both: neither tag, audit row nor event survives the failure.
+    assert _tags(store) == ["t1", "t2", "t3"]
     [run] = service.runs("p")
-    assert run["status"] == "failed" and run["tags_deleted"] == 1
+    assert run["status"] == "failed" and run["tags_deleted"] == 0
     assert "outbox" in run["error"]
-    assert [e["tag"] for e in service.run_record(run["id"])["deletions"]] == ["t1"]
+    assert service.run_record(run["id"])["deletions"] == []
+
+    seen.clear()
+    service.on_delete = lambda conn, d: seen.append((d.kind, d.tag))
+    [result] = service.run("p", dry_run=False)
+    assert seen == [("tag", "t1"), ("tag", "t2")] and _tags(store) == ["t3"]
+    assert len(service.run_record(result.run_id)["deletions"]) == 2
 
 
 def test_a_second_real_run_of_a_policy_is_refused_while_one_runs(service: Any) -> None:

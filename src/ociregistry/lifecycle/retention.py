@@ -40,6 +40,9 @@ MAX_CONFIG = 1 << 20  # config blobs read for labels: larger ones are not images
 # Config blobs read for expiry labels per run: the first run on a large registry reads
 # them over several runs rather than all at once (each is read once, ever).
 SCAN_PER_RUN = 20000
+# Deletions per write transaction: each is re-checked inside it; a batch commits (with
+# its audit rows and hook writes) or rolls back whole. Bounds the commits of a large run.
+BATCH = 100
 
 
 class PolicyNotFound(Exception):
@@ -266,35 +269,55 @@ class RetentionService:
     def _execute(self, result: RunResult, renew: Callable[[], bool]) -> None:
         actor = current_actor().label
         cutoff = time.time() - self.grace
-        renewed = time.monotonic()
+        run_id = result.run_id
+
+        def delete_tag(conn: Any, d: p.Deletion) -> bool:
+            return q.delete_tag_if_unchanged(
+                self.db, conn, run_id, d.repository, d.tag or "", d.manifest_id, d.pushed_at,
+                d.last_pulled_at, d.rule, actor, d.digest, self._hook(d))
+
+        def delete_manifest(conn: Any, d: p.Deletion) -> bool:
+            return q.delete_manifest_if_untagged(self.db, conn, run_id, d.repository,
+                                                 d.manifest_id, d.digest, cutoff, d.rule,
+                                                 actor, self._hook(d))
+
         # Tags first (a manifest may go only once its tags are gone); manifests in
         # rounds, since an index must go before its children, a subject before its
         # referrers (each re-checked as GC does).
+        tags = [d for d in result.planned if d.kind == "tag"]
+        done, skipped = self._batches(tags, delete_tag, renew)
+        result.deleted += done
+        result.skipped += skipped
+        metrics.RETENTION_DELETED.labels("tag").inc(len(done))
         pending = [d for d in result.planned if d.kind == "manifest"]
-        for d in (d for d in result.planned if d.kind == "tag"):
-            if time.monotonic() - renewed > 15:
-                renew()
-                renewed = time.monotonic()
-            ok = q.delete_tag_if_unchanged(self.db, result.run_id, d.repository, d.tag or "",
-                                           d.manifest_id, d.pushed_at, d.last_pulled_at,
-                                           d.rule, actor, d.digest, self._hook(d))
-            (result.deleted if ok else result.skipped).append(d)
-            if ok:
-                metrics.RETENTION_DELETED.labels("tag").inc()
         while pending:
-            left = []
-            for d in pending:
-                if q.delete_manifest_if_untagged(self.db, result.run_id, d.repository,
-                                                 d.manifest_id, d.digest, cutoff, d.rule, actor,
-                                                 self._hook(d)):
-                    result.deleted.append(d)
-                    metrics.RETENTION_DELETED.labels("manifest").inc()
-                else:
-                    left.append(d)
-            if len(left) == len(pending):
+            done, left = self._batches(pending, delete_manifest, renew)
+            result.deleted += done
+            metrics.RETENTION_DELETED.labels("manifest").inc(len(done))
+            if not done:
                 result.skipped += left
                 break
             pending = left
+
+    def _batches(self, items: list[p.Deletion], delete: Callable[[Any, p.Deletion], bool],
+                 renew: Callable[[], bool]) -> tuple[list[p.Deletion], list[p.Deletion]]:
+        """(deleted, not deleted). Each batch in one write transaction, its locks taken in
+        (repository, digest) order so that two runs never wait on each other in a cycle."""
+        deleted: list[p.Deletion] = []
+        kept: list[p.Deletion] = []
+        renewed = time.monotonic()
+        for start in range(0, len(items), BATCH):
+            batch = sorted(items[start:start + BATCH], key=lambda d: (d.repository, d.digest))
+            gone, stay = [], []
+            with self.db.write() as conn:
+                for d in batch:
+                    (gone if delete(conn, d) else stay).append(d)
+            deleted += gone  # committed
+            kept += stay
+            if time.monotonic() - renewed > 15:
+                renew()
+                renewed = time.monotonic()
+        return deleted, kept
 
     def _hook(self, deletion: p.Deletion) -> Callable[[Any], None] | None:
         hook = self.on_delete

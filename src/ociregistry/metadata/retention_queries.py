@@ -94,32 +94,32 @@ def _audit(conn: Connection, run_id: int, kind: str, repository: str, tag: str |
         actor=actor, deleted_at=time.time()))
 
 
-def delete_tag_if_unchanged(store: MetadataStore, run_id: int, repository: str, tag: str,
-                            manifest_id: int, pushed_at: float, last_pulled_at: float | None,
-                            rule: str, actor: str, digest: str,
+def delete_tag_if_unchanged(store: MetadataStore, conn: Connection, run_id: int,
+                            repository: str, tag: str, manifest_id: int, pushed_at: float,
+                            last_pulled_at: float | None, rule: str, actor: str, digest: str,
                             hook: Callable[[Connection], None] | None = None) -> bool:
-    """Delete the tag if it still names the same manifest, was not pushed again and not
-    pulled since the plan was made; with its audit row, in one transaction."""
+    """Inside the caller's write transaction: delete the tag if it still names the same
+    manifest, was not pushed again and not pulled since the plan was made; with its
+    audit row (and the hook's writes) in the same transaction."""
     tg, tp = t.tags, t.tag_pulls
-    with store.write() as conn:
-        repo_id = store.repository_id(conn, repository)
-        if repo_id is None:
-            return False
-        store.lock_manifest(conn, repo_id, digest)
-        row = conn.execute(
-            sa.select(tg.c.manifest_id, tg.c.updated_at, tp.c.last_pulled_at)
-            .select_from(tg.outerjoin(tp, sa.and_(tp.c.repository_id == tg.c.repository_id,
-                                                  tp.c.name == tg.c.name)))
-            .where(tg.c.repository_id == repo_id, tg.c.name == tag)).first()
-        if row is None or row.manifest_id != manifest_id or row.updated_at != pushed_at:
-            return False
-        if (row.last_pulled_at or 0.0) > (last_pulled_at or 0.0):
-            return False
-        conn.execute(tg.delete().where(tg.c.repository_id == repo_id, tg.c.name == tag))
-        _audit(conn, run_id, "tag", repository, tag, digest, rule, actor)
-        if hook is not None:  # e.g. an event, committed with the deletion
-            hook(conn)
-        return True
+    repo_id = store.repository_id(conn, repository)
+    if repo_id is None:
+        return False
+    store.lock_manifest(conn, repo_id, digest)
+    row = conn.execute(
+        sa.select(tg.c.manifest_id, tg.c.updated_at, tp.c.last_pulled_at)
+        .select_from(tg.outerjoin(tp, sa.and_(tp.c.repository_id == tg.c.repository_id,
+                                              tp.c.name == tg.c.name)))
+        .where(tg.c.repository_id == repo_id, tg.c.name == tag)).first()
+    if row is None or row.manifest_id != manifest_id or row.updated_at != pushed_at:
+        return False
+    if (row.last_pulled_at or 0.0) > (last_pulled_at or 0.0):
+        return False
+    conn.execute(tg.delete().where(tg.c.repository_id == repo_id, tg.c.name == tag))
+    _audit(conn, run_id, "tag", repository, tag, digest, rule, actor)
+    if hook is not None:  # e.g. an event, committed with the deletion
+        hook(conn)
+    return True
 
 
 def untagged_condition(cutoff: float) -> Any:
@@ -128,28 +128,28 @@ def untagged_condition(cutoff: float) -> Any:
     return _untagged_condition(t.manifests, cutoff)
 
 
-def delete_manifest_if_untagged(store: MetadataStore, run_id: int, repository: str,
-                                manifest_id: int, digest: str, cutoff: float, rule: str,
-                                actor: str,
+def delete_manifest_if_untagged(store: MetadataStore, conn: Connection, run_id: int,
+                                repository: str, manifest_id: int, digest: str, cutoff: float,
+                                rule: str, actor: str,
                                 hook: Callable[[Connection], None] | None = None) -> bool:
-    """Delete the manifest if it is still untagged, no index that stays lists it, no
-    subject that stays has it as a referrer, and it is older than ``cutoff``."""
+    """Inside the caller's write transaction: delete the manifest if it is still untagged,
+    no index that stays lists it, no subject that stays has it as a referrer, and it is
+    older than ``cutoff`` (GC's conditions); with its audit row."""
     m = t.manifests
-    with store.write() as conn:
-        row = conn.execute(sa.select(m.c.repository_id, m.c.digest)
-                           .where(m.c.id == manifest_id)).first()
-        if row is None or row.digest != digest:
-            return False
-        store.lock_manifest(conn, row.repository_id, row.digest)
-        still = conn.execute(sa.select(m.c.id).where(
-            m.c.id == manifest_id, *untagged_condition(cutoff))).first()
-        if still is None:
-            return False
-        store._delete_manifest_rows(conn, [manifest_id])
-        _audit(conn, run_id, "manifest", repository, None, digest, rule, actor)
-        if hook is not None:
-            hook(conn)
-        return True
+    row = conn.execute(sa.select(m.c.repository_id, m.c.digest)
+                       .where(m.c.id == manifest_id)).first()
+    if row is None or row.digest != digest:
+        return False
+    store.lock_manifest(conn, row.repository_id, row.digest)
+    still = conn.execute(sa.select(m.c.id).where(
+        m.c.id == manifest_id, *untagged_condition(cutoff))).first()
+    if still is None:
+        return False
+    store._delete_manifest_rows(conn, [manifest_id])
+    _audit(conn, run_id, "manifest", repository, None, digest, rule, actor)
+    if hook is not None:
+        hook(conn)
+    return True
 
 
 # -- runs --------------------------------------------------------------------------
