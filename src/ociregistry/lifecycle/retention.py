@@ -2,11 +2,12 @@
 
 A dry run returns the plan (every tag and manifest that would go, with the rule
 that decided) and records a run row. A real run makes the same plan and deletes
-each entry in its own write transaction, re-checked there (the tag still names
-the same manifest, was not pushed again nor pulled since; the manifest is still
-untagged, no index or subject that stays holds it, it is out of the GC grace
-period), with one audit row (retention_deletions) in the same transaction. What
-changed since the plan is skipped and counted, never deleted.
+its entries in write transactions of up to ``BATCH``, each re-checked there (the
+tag still names the same manifest, was not pushed again nor pulled since; the
+manifest is still untagged, no index or subject that stays holds it, it is out
+of the GC grace period), with one audit row (retention_deletions) each in the
+same transaction. What changed since the plan is skipped and counted, never
+deleted.
 
 One real run of a policy at a time across instances: the lock row
 ``retention:<policy>``. Runs act as ``Actor("system", "retention:<policy>")``.
