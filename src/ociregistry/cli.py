@@ -14,6 +14,7 @@ from ociregistry import (
     cli_import,
     cli_ops,
     cli_remote,
+    cli_retention,
     cli_tags,
     cli_tokens,
     cli_users,
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_backup.register(sub, _common, _settings)
     cli_import.register(sub, _common, _settings)
     cli_tags.register(sub, _common, _settings)
+    cli_retention.register(sub, _common, _settings)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     return parser

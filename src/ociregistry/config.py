@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ociregistry.lifecycle.policy import RetentionPolicy
+
 ENV_PREFIX = "OCIREGISTRY_"
 
 
@@ -252,6 +254,39 @@ class TagSettings(_Section):
         90 * 86400, ge=0,
         description="GC deletes tag history entries older than this (at least the "
                     "restore window is kept)")
+class PullStatsSettings(_Section):
+    enabled: bool = Field(True, description="count manifest GETs per tag and per manifest")
+    flush_interval_seconds: float = Field(
+        5.0, gt=0, le=3600, description="each worker writes its buffered counts this often "
+                                        "(and at exit); a crash loses at most this much")
+
+
+class RetentionSettings(_Section):
+    enabled: bool = Field(True, description="run policies on their cron schedules (runs on "
+                                            "demand work either way)")
+    label_expiry: bool = Field(
+        True, description="remove a tag once the expiry its image asks for is over "
+                          "(ociregistry.expires-after or quay.expires-after, e.g. 2w)")
+    label_expiry_schedule: str = Field("*/15 * * * *",
+                                       description="cron (UTC) of label expiry runs")
+    check_interval_seconds: float = Field(
+        30, gt=0, description="how often each worker looks for a policy that is due")
+    policies: list[RetentionPolicy] = []
+
+    @field_validator("label_expiry_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return RetentionPolicy._cron(value)
+
+    @field_validator("policies")
+    @classmethod
+    def _unique(cls, value: list[RetentionPolicy]) -> list[RetentionPolicy]:
+        names = [p.name for p in value]
+        if len(names) != len(set(names)):
+            raise ValueError("policy names must be unique")
+        if "label-expiry" in names:
+            raise ValueError("label-expiry is the name of the built-in label expiry")
+        return value
 
 
 class Settings(_Section):
@@ -270,6 +305,8 @@ class Settings(_Section):
     ui: UISettings = UISettings()
     api: APISettings = APISettings()
     tags: TagSettings = TagSettings()
+    pull_stats: PullStatsSettings = PullStatsSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @property
     def storage_root(self) -> str:

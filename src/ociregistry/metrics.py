@@ -160,3 +160,15 @@ def record_tag_refusal(rule: str, kind: str, action: str) -> None:
 
 def record_tag_restore() -> None:
     TAG_RESTORES.inc()
+# -- lifecycle (lifecycle/): pull statistics and retention ------------------------------
+PULL_FLUSHES = Counter("registry_pull_stats_flushes_total",
+                       "Pull-statistics buffers written to the index", ["outcome"])
+RETENTION_RUNS = Counter("registry_retention_runs_total", "Retention runs", ["outcome"])
+RETENTION_DELETED = Counter("registry_retention_deleted_total",
+                            "Tags and manifests deleted by retention", ["kind"])
+for _outcome in ("success", "dry_run", "error", "busy"):
+    RETENTION_RUNS.labels(_outcome)
+for _kind in ("tag", "manifest"):
+    RETENTION_DELETED.labels(_kind)
+for _outcome in ("success", "error"):
+    PULL_FLUSHES.labels(_outcome)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from ociregistry.config import Settings
 from ociregistry.core.gc import GarbageCollector
@@ -22,6 +23,8 @@ class Runtime:
     registry: Registry
     gc: GarbageCollector
     tags: TagServices | None = None  # immutable/protected tags, history, restore
+    pulls: Any = None  # lifecycle.pull_stats.PullRecorder, when pull_stats.enabled
+    retention: Any = None  # lifecycle.retention.RetentionService
 
 
 def build_storage(settings: Settings) -> BlobStorage:
@@ -62,4 +65,22 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
         history_keep_seconds=settings.tags.history_keep_seconds,
     )
     tags = build_tag_services(settings, metadata, registry)
-    return Runtime(settings, metadata, storage, registry, gc, tags)
+    runtime = Runtime(settings, metadata, storage, registry, gc, tags)
+    _build_lifecycle(runtime)
+    return runtime
+
+
+def _build_lifecycle(runtime: Runtime) -> None:
+    from ociregistry.lifecycle.pull_stats import PullRecorder
+    from ociregistry.lifecycle.retention import RetentionService
+
+    settings = runtime.settings
+    if settings.pull_stats.enabled:
+        runtime.pulls = PullRecorder(runtime.metadata, settings.pull_stats.flush_interval_seconds)
+        runtime.registry.pulls = runtime.pulls
+    runtime.retention = RetentionService(
+        runtime.metadata, runtime.storage, settings.retention,
+        grace=settings.gc.grace_period_seconds,
+        # Retention never deletes an immutable tag; the tags it deletes go through
+        # the store's tag hook (retention_queries), so history can restore them.
+        protected=runtime.tags.rules.is_immutable if runtime.tags else None)

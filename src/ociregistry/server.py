@@ -41,6 +41,9 @@ def _app_factory(settings: Settings) -> Any:
 
     runtime = build_runtime(settings)
     start_gc_scheduler(runtime)
+    from ociregistry.lifecycle.schedule import start_retention_scheduler
+
+    start_retention_scheduler(runtime)
     return create_app(runtime=runtime)
 
 

@@ -27,8 +27,11 @@ from tests.helpers import make_image, push_blob, put_manifest
 from tests.ops.conftest import cli
 from tests.server import RegistryProcess
 
-# No grace, no restore window: what is unreferenced goes at the next sweep (unless a backup holds off).
-NO_GRACE = {"OCIREGISTRY_GC__GRACE_PERIOD_SECONDS": "0", "OCIREGISTRY_TAGS__RESTORE_WINDOW_SECONDS": "0"}
+# No grace, no restore window: the unreferenced go at the next sweep (unless a backup holds off).
+NO_GRACE = {
+    "OCIREGISTRY_GC__GRACE_PERIOD_SECONDS": "0",
+    "OCIREGISTRY_TAGS__RESTORE_WINDOW_SECONDS": "0",
+}
 TIMEOUT = 600
 
 

@@ -43,6 +43,8 @@ class TagView:
     created: str | None  # the image's own creation time, when the manifest says it
     pushed_at: float
     artifact_type: str | None = None  # artifactType, else the config's media type
+    last_pulled_at: float | None = None  # pull statistics (a GET by this tag)
+    pull_count: int = 0
 
 
 @dataclass
@@ -115,6 +117,8 @@ class ManifestView:
     parents: list[str]
     referrer_groups: list[ReferrerGroup]
     raw: str  # the manifest as pushed, pretty-printed when it is JSON
+    last_pulled_at: float | None = None  # pull statistics (GETs by tag or by digest)
+    pull_count: int = 0
 
 
 @dataclass
@@ -244,6 +248,8 @@ class BrowseService:
             created=annotations.get(CREATED_ANNOTATION),
             pushed_at=row.pushed_at,
             artifact_type=str(artifact) if artifact else None,
+            last_pulled_at=row.last_pulled_at,
+            pull_count=int(row.pull_count or 0),
         )
 
     # -- one manifest ---------------------------------------------------------
@@ -285,6 +291,7 @@ class BrowseService:
             parents=q.parent_indexes(self.db, name, record.digest),
             referrer_groups=[ReferrerGroup(k, v) for k, v in sorted(groups.items())],
             raw=_pretty(record.payload),
+            **_pulls(self.db, record.id),
         )
 
     def _layers(self, record: q.ManifestRecord,
@@ -373,3 +380,10 @@ def _pretty(payload: bytes) -> str:
         return json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return payload.decode("utf-8", "replace")
+
+
+def _pulls(db: Any, manifest_id: int) -> dict[str, Any]:
+    from ociregistry.metadata.pull_stats_queries import manifest_pulls
+
+    count, last = manifest_pulls(db, [manifest_id]).get(manifest_id, (0, None))
+    return {"pull_count": count, "last_pulled_at": last}

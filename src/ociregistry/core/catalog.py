@@ -20,7 +20,7 @@ from ociregistry.metadata import catalog_queries as q
 T = TypeVar("T")
 MAX_LIMIT = 1000
 REPOSITORY_SORTS = ("name", "pushed", "size")
-TAG_SORTS = ("name", "pushed")  # "pulled": when pull statistics exist
+TAG_SORTS = ("name", "pushed", "pulled")  # pulled: the pull statistics' last pull
 
 
 @dataclass
@@ -162,7 +162,9 @@ class CatalogService:
                             limit=limit + 1)
         if rows is None:
             raise NameUnknown(detail={"name": name})
-        key = (lambda r: None) if sort == "name" else (lambda r: r.pushed_at)
+        keys = {"name": lambda r: None, "pushed": lambda r: r.pushed_at,
+                "pulled": lambda r: r.last_pulled_at or 0.0}
+        key = keys[sort]
         rows, after, before = self._page(listing, rows, start, limit, key, lambda r: r.name)
         sizes = bq.content_sizes(self.db, [row.manifest_id for row in rows])
         return KeysetPage([self.browse.tag_view(row, sizes) for row in rows], after, before)

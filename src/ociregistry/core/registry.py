@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from ociregistry.core import media_types as mt
 from ociregistry.core.digests import is_digest, parse_digest
@@ -49,6 +50,9 @@ class PushedManifest:
 class Registry:
     """Everything the API does, expressed without HTTP."""
 
+    # lifecycle.pull_stats.PullRecorder (buffered pull counts), when enabled
+    pulls: Any = None
+
     def __init__(
         self, metadata: MetadataStore, storage: BlobStorage, options: RegistryOptions
     ) -> None:
@@ -92,6 +96,12 @@ class Registry:
                 if fallback is not None:
                     return fallback
         return row
+
+    def record_pull(self, name: str, reference: str, digest: str) -> None:
+        """A manifest GET (not HEAD) served ``digest``: counted in memory, written later."""
+        if self.pulls is not None:
+            self.pulls.record(name, None if is_digest(reference)
+                              else reference, digest)
 
     def put_manifest(
         self,

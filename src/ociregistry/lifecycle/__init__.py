@@ -1,5 +1,8 @@
-"""Storage lifecycle: rules over tags and what the registry keeps (no Flask here).
+"""Storage lifecycle: what the registry keeps, and for how long (no Flask here).
 
 tag_rules.py: immutable and protected tags; tag_history.py: every tag change
-recorded, and restores within a window.
+recorded, and restores within a window; pull_stats.py: when each tag and
+manifest was last pulled; policy.py, plan.py, retention.py, schedule.py:
+retention policies and label expiry. Their SQL lives in metadata/*_queries.py,
+their HTTP in web/api/ and web/ui/.
 """

@@ -40,6 +40,8 @@ class TagRow:
     manifest_size: int
     payload: bytes
     created_at: float  # when the manifest first reached the registry
+    last_pulled_at: float | None = None  # pull statistics (lifecycle/pull_stats.py)
+    pull_count: int = 0
 
 
 @dataclass

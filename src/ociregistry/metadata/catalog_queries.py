@@ -177,7 +177,7 @@ def tags_after(
     keyset: Keyset | None = None, limit: int = 100,
 ) -> list[TagRow] | None:
     """Up to ``limit`` tags from ``keyset`` on; None when there is no such repository."""
-    tg, m = t.tags, t.manifests
+    tg, m, tp = t.tags, t.manifests, t.tag_pulls
     with store.read() as conn:
         repo_id = store.repository_id(conn, repository)
         if repo_id is None:
@@ -194,16 +194,19 @@ def tags_after(
         backwards = keyset is not None and keyset.backwards
         if sort == "name":
             ordering, after = _by_name(tg.c.name, keyset, descending)
-        else:
-            ordering = _ordering(tg.c.updated_at, tg.c.name, descending, backwards)
-            after = (_after(tg.c.updated_at, tg.c.name, keyset, descending)
-                     if keyset is not None else None)
+        else:  # pushed, or pulled (never pulled sorts as 0)
+            key = tg.c.updated_at if sort == "pushed" else sa.func.coalesce(
+                tp.c.last_pulled_at, 0.0)
+            ordering = _ordering(key, tg.c.name, descending, backwards)
+            after = _after(key, tg.c.name, keyset, descending) if keyset is not None else None
         if after is not None:
             conditions.append(after)
         query = (
             sa.select(tg.c.name, tg.c.updated_at, m.c.id, m.c.digest, m.c.media_type, m.c.size,
-                      m.c.payload, m.c.created_at)
-            .select_from(tg.join(m, m.c.id == tg.c.manifest_id))
+                      m.c.payload, m.c.created_at, tp.c.last_pulled_at,
+                      sa.func.coalesce(tp.c.count, 0))
+            .select_from(tg.join(m, m.c.id == tg.c.manifest_id).outerjoin(
+                tp, sa.and_(tp.c.repository_id == tg.c.repository_id, tp.c.name == tg.c.name)))
             .where(*conditions)
             .order_by(*ordering)
             .limit(limit)

@@ -374,3 +374,100 @@ tag_rules = sa.Table(
     sa.Column("created_by", sa.String(255), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# -- lifecycle: pull statistics and retention (lifecycle/) ---------------------------
+# How often and when a tag, and a manifest, was last pulled (manifest GET, not HEAD).
+# Written in batches by each worker's buffer (lifecycle/pull_stats.py): count += n,
+# last = max. A row goes with its tag or manifest (cascade).
+tag_pulls = sa.Table(
+    "tag_pulls",
+    metadata,
+    sa.Column("repository_id", sa.Integer, primary_key=True),
+    sa.Column("name", Name, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("last_pulled_at", sa.Float, nullable=False),
+    sa.ForeignKeyConstraint(["repository_id", "name"], ["tags.repository_id", "tags.name"],
+                            ondelete="CASCADE"),
+    sa.Index("ix_tag_pulls_last", "repository_id", "last_pulled_at"),
+)
+
+manifest_pulls = sa.Table(
+    "manifest_pulls",
+    metadata,
+    sa.Column(
+        "manifest_id",
+        sa.Integer,
+        sa.ForeignKey("manifests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("last_pulled_at", sa.Float, nullable=False),
+)
+
+# The expiry a manifest's image configuration labels ask for (quay.expires-after,
+# ociregistry.expires-after), read once per manifest by the first retention run that
+# needs it; NULL: no such label. Manifest annotations are read from
+# manifest_annotations directly.
+manifest_label_expiry = sa.Table(
+    "manifest_label_expiry",
+    metadata,
+    sa.Column(
+        "manifest_id",
+        sa.Integer,
+        sa.ForeignKey("manifests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seconds", sa.Float, nullable=True),
+)
+
+# Retention policies managed at run time (/api/v1/retention/policies); those of the
+# configuration file are not stored. ``definition`` is the policy as JSON.
+retention_policies = sa.Table(
+    "retention_policies",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("updated_by", sa.String(255), nullable=False, default=""),
+)
+
+# One row per retention run (dry runs too) and one per deletion it made: the audit.
+retention_runs = sa.Table(
+    "retention_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("policy", sa.String(64), nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),  # schedule, cli, api, ui
+    sa.Column("started_by", sa.String(255), nullable=False, default=""),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # running, done, failed
+    sa.Column("tags_deleted", sa.Integer, nullable=False, default=0),
+    sa.Column("manifests_deleted", sa.Integer, nullable=False, default=0),
+    sa.Column("skipped", sa.Integer, nullable=False, default=0),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_retention_runs_policy", "policy", "started_at"),
+)
+
+retention_deletions = sa.Table(
+    "retention_deletions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "run_id",
+        sa.Integer,
+        sa.ForeignKey("retention_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.String(8), nullable=False),  # tag, manifest
+    sa.Column("repository", Name, nullable=False),
+    sa.Column("tag", Name, nullable=True),
+    sa.Column("digest", Digest, nullable=False),
+    sa.Column("rule", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("deleted_at", sa.Float, nullable=False),
+    sa.Index("ix_retention_deletions_run", "run_id"),
+    sa.Index("ix_retention_deletions_repository", "repository", "deleted_at"),
+)

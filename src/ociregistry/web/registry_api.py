@@ -173,6 +173,8 @@ def _accept_list() -> list[str]:
 
 def get_manifest(name: str, ref: str) -> Response:
     row = _registry().manifest(name, ref, _accept_list())
+    if request.method == "GET":
+        _registry().record_pull(name, ref, row.digest)
     response = Response(row.payload, mimetype=None)
     response.headers["Content-Type"] = row.media_type
     response.headers["Docker-Content-Digest"] = row.digest

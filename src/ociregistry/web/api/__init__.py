@@ -18,6 +18,7 @@ from ociregistry.web.api import (  # noqa: F401  (they add hooks and routes)
     imports,
     manifests,
     repositories,
+    retention,
     search,
     tag_lifecycle,
     tags,

@@ -46,6 +46,9 @@ MANIFEST = schema("Manifest", {
         "content_size": {"type": "integer",
                          "description": "bytes of the distinct blobs it references"},
         "pushed_at": {"type": "number"},
+        "last_pulled_at": {"type": ["number", "null"],
+                           "description": "last GET by tag or digest (null: never)"},
+        "pull_count": {"type": "integer", "description": "GETs by tag or digest"},
         "tags": {**_STRINGS, "description": "tags pointing at it (up to 200)"},
         "subject": {"type": ["string", "null"]},
         "artifact_type": {"type": ["string", "null"]},
@@ -88,6 +91,7 @@ def manifest_json(view: ManifestView) -> dict[str, Any]:
         "children": [asdict(child) for child in view.children],
         "parents": view.parents,
         "referrers": [asdict(ref) for group in view.referrer_groups for ref in group.referrers],
+        "last_pulled_at": view.last_pulled_at, "pull_count": view.pull_count,
     }
 
 

@@ -32,6 +32,9 @@ TAG = schema("Tag", {
         "pushed_at": {"type": "number", "description": "Unix time the tag was last set"},
         "created": {"type": ["string", "null"],
                     "description": "org.opencontainers.image.created, when present"},
+        "last_pulled_at": {"type": ["number", "null"],
+                           "description": "Unix time of the last GET by this tag (null: never)"},
+        "pull_count": {"type": "integer", "description": "manifest GETs by this tag"},
     },
 })
 
@@ -39,14 +42,15 @@ TAG = schema("Tag", {
 def tag_json(tag: TagView) -> dict[str, Any]:
     return {"name": tag.name, "digest": tag.digest, "media_type": tag.media_type,
             "artifact_type": tag.artifact_type, "kind": tag.kind, "size": tag.size,
-            "platforms": tag.platforms, "pushed_at": tag.pushed_at, "created": tag.created}
+            "platforms": tag.platforms, "pushed_at": tag.pushed_at, "created": tag.created,
+            "last_pulled_at": tag.last_pulled_at, "pull_count": tag.pull_count}
 
 
 @operation(
     "/repositories/{name}/tags", "GET", summary="List a repository's tags", tag="tags",
     permission="repository:pull", paginated=True, response=page_schema(TAG),
-    description="Keyset pages (no cap below 1,000 per page). Sorting by when a tag was last "
-                "pulled is not offered yet: the registry keeps no pull statistics.",
+    description="Keyset pages (no cap below 1,000 per page). Pull statistics are written "
+                "by each worker every few seconds (pull_stats.flush_interval_seconds).",
     parameters=(
         REPOSITORY_NAME,
         query("exact", {"type": "string", "maxLength": 128}, "This tag only."),
@@ -54,7 +58,8 @@ def tag_json(tag: TagView) -> dict[str, Any]:
         query("glob", {"type": "string", "maxLength": 128},
               "Tags matching this glob (`*` any run, `?` one character), e.g. `v1.*`."),
         query("sort", {"type": "string", "enum": list(TAG_SORTS), "default": "name"},
-              "name, or pushed (when the tag was last set)."),
+              "name, pushed (when the tag was last set) or pulled (last GET by this tag; "
+              "never pulled sorts as oldest)."),
         ORDER, LIMIT, CURSOR,
     ),
 )

@@ -5,7 +5,7 @@ retained_manifests (+ refs): manifests deleted by digest, kept while restorable.
 tag_rules: immutable and protected tag rules managed at run time.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-04 22:40:00.000000
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
