@@ -23,10 +23,13 @@ def _not_in(column: sa.ColumnElement, ids: Collection[int]) -> list[sa.ColumnEle
 
 
 def _untagged_condition(
-    m: sa.Table, cutoff: float, gone: Collection[int] = (), keep_since: float | None = None
+    m: sa.Table, cutoff: float, gone: Collection[int] = (), keep_since: float | None = None,
+    history_keeps: bool = True,
 ) -> list[sa.ColumnElement[bool]]:
     """``gone``: manifests to treat as already deleted (a dry run's earlier rounds);
-    ``keep_since``: tag history since then keeps the digests it names (restores)."""
+    ``keep_since``: tag history since then keeps the digests it names (restores);
+    ``history_keeps`` False: retention, whose deletions are retained for restores by
+    the tag hook itself, decides without it (so its real run deletes its dry run's list)."""
     parent = t.manifest_children.alias("parent")
     subject = t.manifests.alias("subject_manifest")
     return [
@@ -45,7 +48,7 @@ def _untagged_condition(
             subject.c.digest == m.c.subject,
             *_not_in(subject.c.id, gone),
         ),
-        ~history.manifest_kept(m, keep_since),
+        *([~history.manifest_kept(m, keep_since)] if history_keeps else []),
     ]
 
 

@@ -126,7 +126,7 @@ def delete_tag_if_unchanged(store: MetadataStore, conn: Connection, run_id: int,
 def untagged_condition(cutoff: float) -> Any:
     from ociregistry.metadata.gc_queries import _untagged_condition
 
-    return _untagged_condition(t.manifests, cutoff)
+    return _untagged_condition(t.manifests, cutoff, history_keeps=False)
 
 
 def delete_manifest_if_untagged(store: MetadataStore, conn: Connection, run_id: int,
