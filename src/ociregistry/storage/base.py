@@ -112,3 +112,7 @@ class BlobStorage(ABC):
     @abstractmethod
     def check(self) -> None:
         """Raise when the storage cannot be used (for readiness checks)."""
+
+    def probe_write(self) -> None:
+        """Raise when a push could not write here now (readiness: a real, small write)."""
+        self.check()
