@@ -35,6 +35,12 @@ def unavailable(exc: BaseException) -> Dependency | None:
     return None
 
 
+# SQLSTATE classes of a server that can't serve now: connection exception,
+# insufficient resources (too many connections, disk full), operator intervention
+# (shutting down, starting up).
+_UNAVAILABLE_CLASSES = ("08", "53", "57")
+
+
 def _database_down(exc: BaseException) -> Dependency | None:
     import sqlalchemy.exc as sa_exc
 
@@ -46,6 +52,10 @@ def _database_down(exc: BaseException) -> Dependency | None:
         return "database"
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return "database"  # an InterfaceError on a connection the server closed
+    sqlstate = getattr(getattr(exc, "orig", exc), "sqlstate", None) or ""
+    if sqlstate == "25006" or sqlstate[:2] in _UNAVAILABLE_CLASSES:
+        # A read-only transaction: connected to a standby during a failover.
+        return "database"
     try:
         import psycopg
     except ImportError:  # pragma: no cover - psycopg is a dependency
