@@ -148,6 +148,14 @@ class Load:
             assert time.monotonic() < deadline, f"load stalled:\n{self.report()}"
             time.sleep(0.2)
 
+    def wait_committed(self, count: int, timeout: float = 600) -> None:
+        """Until ``count`` pushes were acknowledged: the pull loops have work."""
+        deadline = time.monotonic() + timeout
+        while len(self.committed) < count:
+            assert not self.crashes, "load threads crashed:\n" + "\n".join(self.crashes)
+            assert time.monotonic() < deadline, f"no pushes went through:\n{self.report()}"
+            time.sleep(0.2)
+
     def succeeded(self, since: float = 0.0) -> int:
         with self._lock:
             return sum(1 for op in self.ops if op.ok and op.started >= since)
@@ -232,11 +240,12 @@ class Load:
             self.committed.append(Committed(repo, name, _sha(manifest), {
                 _sha(layer): layer, _sha(config): config, _sha(manifest): manifest}))
 
-    def _pick(self) -> Committed | None:
+    def _pick(self, repo: str | None = None) -> Committed | None:
         with self._lock:
-            if not self.committed:
+            choice = [c for c in self.committed if repo is None or c.repo == repo]
+            if not choice:
                 return None
-            return self.committed[int.from_bytes(os.urandom(4), "big") % len(self.committed)]
+            return choice[int.from_bytes(os.urandom(4), "big") % len(choice)]
 
     def _http_pull(self, session: requests.Session, op: Op, _name: str) -> None:
         pick = self._pick()
@@ -286,11 +295,13 @@ class Load:
             digest_file.unlink(missing_ok=True)
 
     def _skopeo_pull(self, _session: requests.Session, op: Op, name: str) -> None:
-        pick = self._pick()
+        # What skopeo pushed: it may rewrite the HTTP loop's bare manifests on a copy.
+        pick = self._pick("load/skopeo")
         if pick is None:
             time.sleep(0.5)
             return
         dest = self.workdir / "pulled" / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             proc = self._skopeo("copy", "--src-tls-verify=false", "--retry-times",
                                 str(self.retry_times),
