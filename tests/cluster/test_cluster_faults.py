@@ -21,7 +21,9 @@ The load held and what failed are printed (``pytest -s``) and written to
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +31,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.cluster.load import Load, unclean_answers, verify_committed
+from tests.cluster.load import Load, nginx_statuses, unclean_answers, verify_committed
 from tests.cluster.pg import PostgresCluster
 from tests.cluster.s3 import SeaweedFS
 from tests.cluster.topology import Cluster
@@ -100,7 +102,13 @@ def finish(load: Load, cluster: Cluster, tmp_path: Path, title: str,
            recovered_at: float) -> None:
     """Stop the load; the checks every fault test shares; the report."""
     load.stop()
-    report = f"{title}\n{load.report()}"
+    shutil.copy(cluster.nginx.access_log, tmp_path / "nginx-access.log")
+    entries = nginx_statuses(cluster.nginx.access_log)
+    retried = [e for e in entries if "," in e["upstream"]]
+    statuses = Counter(e["status"] for e in entries)
+    report = (f"{title}\n{load.report()}\n  through nginx: {len(entries)} requests, "
+              f"statuses {dict(sorted(statuses.items()))}, {len(retried)} passed on to "
+              f"another instance by nginx")
     print("\n" + report)
     (tmp_path / "fault-report.txt").write_text(report + "\n")
     unclean = load.failures(clean=False)
