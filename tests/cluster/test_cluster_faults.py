@@ -21,6 +21,7 @@ The load held and what failed are printed (``pytest -s``) and written to
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import time
 from collections import Counter
@@ -31,7 +32,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.cluster.load import Load, nginx_statuses, unclean_answers, verify_committed
+from tests.cluster.load import Committed, Load, nginx_statuses, unclean_answers, verify_committed
 from tests.cluster.pg import PostgresCluster
 from tests.cluster.s3 import SeaweedFS
 from tests.cluster.topology import Cluster
@@ -98,6 +99,36 @@ def wait_readiness(cluster: Cluster, ready: bool, reason: str = "") -> None:
         time.sleep(0.5)
 
 
+def assert_unavailable(cluster: Cluster, dependency: str, blob: Committed | None = None) -> None:
+    """What a client is told while ``dependency`` is down, on /v2 and on /api/v1."""
+    if blob is None:  # the database: nearly every request needs it
+        r = requests.get(f"{cluster.url}/v2/_catalog", timeout=60)
+    else:  # the store: a blob's bytes (the manifest comes from the database)
+        digest = next(d for d in blob.blobs if d != blob.digest)
+        r = requests.get(f"{cluster.url}/v2/{blob.repo}/blobs/{digest}", timeout=60)
+    assert r.status_code == 503, r.text
+    assert r.json()["errors"][0] == {
+        "code": "UNAVAILABLE", "detail": {"dependency": dependency},
+        "message": f"the registry's {dependency} is unavailable, try again shortly"}
+    assert r.headers["Retry-After"].isdigit()
+    if blob is None:
+        r = requests.get(f"{cluster.url}/api/v1/repositories", timeout=60)
+        assert r.status_code == 503, r.text
+        assert r.headers["Content-Type"] == "application/problem+json"
+        assert r.json()["code"] == "unavailable" and r.headers["Retry-After"].isdigit()
+
+
+def counted_unavailable(cluster: Cluster, dependency: str) -> float:
+    """registry_dependency_unavailable_total{dependency} summed over the instances."""
+    total = 0.0
+    pattern = re.compile(
+        rf'^registry_dependency_unavailable_total\{{dependency="{dependency}"\}} (\S+)$', re.M)
+    for inst in cluster.instances:
+        text = requests.get(f"{inst.url}/metrics", timeout=60).text
+        total += sum(float(v) for v in pattern.findall(text))
+    return total
+
+
 def finish(load: Load, cluster: Cluster, tmp_path: Path, title: str,
            recovered_at: float) -> None:
     """Stop the load; the checks every fault test shares; the report."""
@@ -131,6 +162,7 @@ def test_postgresql_restart_under_load(fault_cluster: Cluster, own_postgres: Pos
         down_at = time.monotonic()
         own_postgres.stop_server("fast")  # every session cut mid-transaction
         wait_readiness(fault_cluster, ready=False, reason="database")
+        assert_unavailable(fault_cluster, "database")
         time.sleep(5)  # requests keep coming while the database is away
         own_postgres.start_server()
         wait_readiness(fault_cluster, ready=True)  # reconnected, nobody restarted them
@@ -142,6 +174,7 @@ def test_postgresql_restart_under_load(fault_cluster: Cluster, own_postgres: Pos
     finish(load, fault_cluster, tmp_path,
            f"PostgreSQL stopped (fast) and started; not ready for {down_for:.0f} s",
            recovered_at)
+    assert counted_unavailable(fault_cluster, "database") > 0
 
 
 def test_object_store_down_for_30_seconds_under_load(
@@ -154,6 +187,7 @@ def test_object_store_down_for_30_seconds_under_load(
         down_at = time.monotonic()
         own_seaweedfs.halt()
         wait_readiness(fault_cluster, ready=False, reason="storage")
+        assert_unavailable(fault_cluster, "storage", blob=load.committed[0])
         while time.monotonic() < down_at + S3_DOWN:
             time.sleep(0.5)
         failed_while_down = len(load.failures())
@@ -167,6 +201,7 @@ def test_object_store_down_for_30_seconds_under_load(
     assert failed_while_down > 0, load.report()
     finish(load, fault_cluster, tmp_path,
            f"SeaweedFS stopped for {S3_DOWN} s, then started again", recovered_at)
+    assert counted_unavailable(fault_cluster, "storage") > 0
 
 
 def test_rolling_restart_under_load_fails_nothing(fault_cluster: Cluster,
