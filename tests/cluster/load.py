@@ -348,8 +348,9 @@ def verify_committed(url: str, committed: list[Committed]) -> list[str]:
     return lost
 
 
-_LINE = re.compile(r'"(?P<request>[^"]*)" (?P<status>\d{3}) upstream=(?P<upstream>\S*) '
-                   r"upstream_status=(?P<upstream_status>\S*) ra=(?P<ra>\S*) rid=")
+# $upstream_addr and $upstream_status list every instance tried: "a:1, b:2".
+_LINE = re.compile(r'"(?P<request>.*)" (?P<status>\d{3}) upstream=(?P<upstream>.*?) '
+                   r"upstream_status=(?P<upstream_status>.*?) ra=(?P<ra>\S*) rid=")
 
 
 def nginx_statuses(access_log: Path) -> list[dict[str, str]]:
@@ -357,8 +358,8 @@ def nginx_statuses(access_log: Path) -> list[dict[str, str]]:
     out = []
     for line in access_log.read_text(errors="replace").splitlines():
         match = _LINE.search(line)
-        if match:
-            out.append(match.groupdict())
+        assert match, f"unreadable nginx log line: {line!r}"  # nothing may slip through
+        out.append(match.groupdict())
     return out
 
 
