@@ -33,6 +33,7 @@ import requests
 import sqlalchemy as sa
 
 from tests.cluster.load import Committed, Load, nginx_statuses, unclean_answers, verify_committed
+from tests.cluster.nginx import DeployNginx
 from tests.cluster.pg import PostgresCluster
 from tests.cluster.s3 import SeaweedFS
 from tests.cluster.topology import Cluster
@@ -61,10 +62,15 @@ def own_seaweedfs() -> Iterator[SeaweedFS]:
 
 @pytest.fixture
 def fault_cluster(own_postgres: PostgresCluster, own_seaweedfs: SeaweedFS,
-                  tmp_path: Path) -> Iterator[Cluster]:
+                  tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The cluster; parametrized "deploy": behind the shipped deploy/nginx/registry.conf."""
     bucket = own_seaweedfs.create_bucket()
     cluster = Cluster(tmp_path / "cluster", own_postgres.create_database(), own_seaweedfs,
-                      bucket, settings=SETTINGS).start()
+                      bucket, settings=SETTINGS)
+    if getattr(request, "param", "test") == "deploy":
+        unused, cluster.nginx = cluster.nginx, DeployNginx([i.host for i in cluster.instances])
+        unused.stop()  # never started: removes its directory
+    cluster.start()
     try:
         yield cluster
     finally:
@@ -134,6 +140,13 @@ def finish(load: Load, cluster: Cluster, tmp_path: Path, title: str,
     """Stop the load; the checks every fault test shares; the report."""
     load.stop()
     shutil.copy(cluster.nginx.access_log, tmp_path / "nginx-access.log")
+    if isinstance(cluster.nginx, DeployNginx):  # its own log format: the clients' view only
+        report = f"{title} (shipped nginx config)\n{load.report()}"
+        print("\n" + report)
+        (tmp_path / "fault-report.txt").write_text(report + "\n")
+        assert not load.failures(), report
+        assert not verify_committed(cluster.url, load.committed)
+        return
     entries = nginx_statuses(cluster.nginx.access_log)
     retried = [e for e in entries if "," in e["upstream"]]
     statuses = Counter(e["status"] for e in entries)
@@ -204,6 +217,7 @@ def test_object_store_down_for_30_seconds_under_load(
     assert counted_unavailable(fault_cluster, "storage") > 0
 
 
+@pytest.mark.parametrize("fault_cluster", ["test", "deploy"], indirect=True)
 def test_rolling_restart_under_load_fails_nothing(fault_cluster: Cluster,
                                                   tmp_path: Path) -> None:
     load = Load(fault_cluster.host, tmp_path / "load").start()
