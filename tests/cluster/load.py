@@ -179,7 +179,7 @@ class Load:
                          f"({sum(1 for op in bad if not op.clean)} unclean)")
         requests_seen = sum(len(op.statuses) for op in ops)
         lines.append(f"  HTTP requests by the HTTP loops: {requests_seen}")
-        for op in [op for op in ops if not op.ok][:15]:
+        for op in [op for op in ops if not op.ok][:5]:
             lines.append(f"  - {op.kind} at +{op.started - self.started:.1f}s "
                          f"({'clean' if op.clean else 'UNCLEAN'}): {op.detail[:400]}")
         return "\n".join(lines)
