@@ -21,8 +21,10 @@ The load held and what failed are printed (``pytest -s``) and written to
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -37,6 +39,7 @@ from tests.cluster.nginx import DeployNginx
 from tests.cluster.pg import PostgresCluster
 from tests.cluster.s3 import SeaweedFS
 from tests.cluster.topology import Cluster
+from tests.server import RegistryProcess, children_of
 
 READY_TIMEOUT = 180  # seconds for every instance to say ready again (a loaded machine)
 S3_DOWN = 30  # seconds the object store stays stopped
@@ -313,3 +316,42 @@ def test_readyz_is_ready_with_sse_where_the_store_supports_it(
     finally:
         cluster.stop()
         own_seaweedfs.delete_bucket(bucket)
+
+
+def test_a_worker_restarted_while_the_database_is_down_boots(
+    own_postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    # gunicorn stops the whole server when a new worker fails to boot: a worker
+    # that dies during a database outage must not take its instance with it.
+    # No ui.secret_key in the settings: the key kept in the database is read by
+    # the master at start, not by each worker.
+    url = own_postgres.create_database()
+    server = RegistryProcess(tmp_path / "data", workers=1,
+                             env={"OCIREGISTRY_DATABASE__URL": url}).start()
+    try:
+        assert server.proc is not None
+        own_postgres.stop_server("fast")
+        try:
+            (worker,) = children_of(server.proc.pid)
+            os.kill(worker, signal.SIGKILL)
+            deadline = time.monotonic() + READY_TIMEOUT
+            while True:  # a new worker answers (503: the database is still down)
+                assert server.proc.poll() is None, server.log_path.read_text()[-3000:]
+                try:
+                    r = requests.get(f"{server.url}/v2/_catalog", timeout=30)
+                    if r.status_code == 503:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            assert children_of(server.proc.pid) != [worker]
+        finally:
+            own_postgres.start_server()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while requests.get(f"{server.url}/readyz", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        assert requests.get(f"{server.url}/v2/_catalog", timeout=30).status_code == 200
+    finally:
+        server.stop()
