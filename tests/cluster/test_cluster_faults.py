@@ -355,3 +355,44 @@ def test_a_worker_restarted_while_the_database_is_down_boots(
         assert requests.get(f"{server.url}/v2/_catalog", timeout=30).status_code == 200
     finally:
         server.stop()
+
+
+def test_a_frozen_object_store_fails_requests_by_the_timeouts_not_hangs(
+    own_postgres: PostgresCluster, own_seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    # A store that accepts connections and never answers (SIGSTOP: a partition, a
+    # stuck gateway) is worse than one that refuses: only the timeouts end the wait.
+    bucket = own_seaweedfs.create_bucket()
+    cluster = Cluster(tmp_path / "frozen", own_postgres.create_database(), own_seaweedfs,
+                      bucket, size=1, settings={
+                          "storage": {"s3": {"redirect": False, "read_timeout_seconds": 3,
+                                             "connect_timeout_seconds": 2,
+                                             "max_attempts": 2}},
+                          "http": {"readiness_cache_seconds": 0}}).start()
+    url = cluster.instances[0].url
+    assert own_seaweedfs.proc is not None
+    try:
+        data = os.urandom(1000)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        r = requests.post(f"{url}/v2/frozen/blobs/uploads/?digest={digest}", data=data,
+                          timeout=60)
+        assert r.status_code == 201, r.text
+        own_seaweedfs.proc.send_signal(signal.SIGSTOP)
+        try:
+            # Answered well before the client's own 60 s timeout would fire.
+            r = requests.get(f"{url}/v2/frozen/blobs/{digest}", timeout=60)
+            assert r.status_code == 503, r.text
+            assert r.json()["errors"][0]["detail"] == {"dependency": "storage"}
+            r = requests.post(f"{url}/v2/frozen/blobs/uploads/?digest={digest}", data=data,
+                              timeout=60)
+            assert r.status_code == 503, r.text
+            r = requests.get(f"{url}/readyz", timeout=60)
+            assert r.status_code == 503 and r.json()["reason"].startswith("storage:"), r.text
+        finally:
+            own_seaweedfs.proc.send_signal(signal.SIGCONT)
+        wait_readiness(cluster, ready=True)
+        r = requests.get(f"{url}/v2/frozen/blobs/{digest}", timeout=60)
+        assert r.status_code == 200 and r.content == data
+    finally:
+        cluster.stop()
+        own_seaweedfs.delete_bucket(bucket)
