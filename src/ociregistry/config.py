@@ -63,11 +63,11 @@ class S3Settings(_Section):
                     " retried, up to max_attempts); a store that is down answers 503 quickly",
     )
     read_timeout_seconds: float = Field(
-        60, gt=0, le=3600,
+        30, gt=0, le=3600,
         description="seconds without a byte from the store before a request to it fails",
     )
     max_attempts: int = Field(
-        3, ge=1, le=20,
+        5, ge=1, le=20,
         description="tries of each store request (connection errors, 5xx, throttling), with"
                     " exponential back-off; the client gets 503 + Retry-After after the last",
     )
