@@ -7,6 +7,7 @@ import time
 
 import requests
 
+from ociregistry import metrics
 from ociregistry.config import load_settings
 from ociregistry.runtime import build_runtime
 from ociregistry.web.app import create_app
@@ -32,8 +33,10 @@ def test_readyz_is_503_when_storage_is_unusable(tmp_path):
     uploads = tmp_path / "data" / "uploads"
     uploads.rename(tmp_path / "data" / "uploads.away")
     uploads.write_text("not a directory")
+    before = metrics.READINESS_FAILURES.labels("storage")._value.get()
     r = client.get("/readyz")
     assert r.status_code == 503
+    assert metrics.READINESS_FAILURES.labels("storage")._value.get() == before + 1
     assert r.json["status"] == "unavailable"
     assert r.json["reason"].startswith("storage:")
     assert client.get("/healthz").status_code == 200  # the process itself is alive
