@@ -74,6 +74,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if problem:
                 print(f"error: {problem}", file=sys.stderr)
                 return 2
+        if not settings.ui.secret_key:
+            # Read once, here: a worker (re)started while the database is down can
+            # then boot (gunicorn stops the whole server when a worker cannot).
+            from ociregistry.core.gc_jobs import ui_secret_key
+
+            settings.ui.secret_key = ui_secret_key(runtime.metadata).decode()
     finally:
         runtime.metadata.dispose()
     return serve(settings)

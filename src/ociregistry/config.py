@@ -32,6 +32,11 @@ class HTTPSettings(_Section):
     # Addresses or networks of reverse proxies whose X-Forwarded-* headers are believed
     # (the client is the right-most X-Forwarded-For hop that is not one of them).
     trusted_proxies: list[str] = []
+    readiness_cache_seconds: float = Field(
+        5, ge=0, le=300,
+        description="/readyz writes to the database and the blob storage at most once per"
+                    " this many seconds per worker, and answers from that probe meanwhile",
+    )
 
 
 class S3Settings(_Section):
@@ -54,6 +59,20 @@ class S3Settings(_Section):
     redirect_endpoint_url: str = ""
     # Multipart part size: chunks are buffered to this size (S3's minimum is 5 MiB).
     part_size: int = Field(8 << 20, ge=5 << 20, le=5 << 30)
+    connect_timeout_seconds: float = Field(
+        5, gt=0, le=300,
+        description="seconds to wait for a connection to the store before giving up (then"
+                    " retried, up to max_attempts); a store that is down answers 503 quickly",
+    )
+    read_timeout_seconds: float = Field(
+        30, gt=0, le=3600,
+        description="seconds without a byte from the store before a request to it fails",
+    )
+    max_attempts: int = Field(
+        5, ge=1, le=20,
+        description="tries of each store request (connection errors, 5xx, throttling), with"
+                    " exponential back-off; the client gets 503 + Retry-After after the last",
+    )
 
 
 class StorageSettings(_Section):

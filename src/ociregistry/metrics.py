@@ -73,6 +73,19 @@ for _limit in ("per_address", "per_user", "auth_failures"):
     RATE_LIMITED.labels(_limit)
 for _reason in ("sign_out", "password_changed"):
     UI_SESSIONS_REVOKED.labels(_reason)
+DEPENDENCY_UNAVAILABLE = Counter(
+    "registry_dependency_unavailable_total",
+    "Requests answered 503 because the database or the blob storage was unreachable",
+    ["dependency"],  # database, storage
+)
+READINESS_FAILURES = Counter(
+    "registry_readiness_failures_total",
+    "Readiness probes that found a dependency unusable (a write to it failed)",
+    ["dependency"],  # database, storage
+)
+for _dependency in ("database", "storage"):
+    DEPENDENCY_UNAVAILABLE.labels(_dependency)
+    READINESS_FAILURES.labels(_dependency)
 
 
 def record_gc(result: object, duration: float, outcome: str = "success") -> None:

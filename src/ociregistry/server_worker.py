@@ -13,11 +13,24 @@ previous one, those bytes already sit in the parser's buffer, the socket never
 becomes readable again and the request went unanswered until the keep-alive
 timeout closed the connection. A connection whose buffer holds the start of the
 next request is served again at once, in the same thread.
+
+And graceful stops (SIGTERM, a rolling restart): gthread stops its loop but
+leaves its kept-alive connections open, unread, until the last request in flight
+has finished (up to the graceful timeout). A proxy reuses such a connection for
+its next request, which nobody reads; when the worker exits the proxy sees the
+connection closed after sending the request, and a POST or PATCH cannot be
+replayed elsewhere: the client got a 502. So, as soon as the loop ends, the
+worker closes its listening sockets (new connections are refused and the proxy
+tries another instance), serves what already arrived, and closes every idle
+connection, so the proxy stops using them at once; every answer sent from then
+on says ``Connection: close``, those of requests that began before included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gunicorn.http.body import ChunkedReader, LengthReader
@@ -30,7 +43,67 @@ _REFUSAL = (
 )
 
 
+class _DrainingPool(ThreadPoolExecutor):
+    """gthread's pool; its shutdown after the loop first lets the worker drain."""
+
+    def __init__(self, worker: RegistryThreadWorker, max_workers: int) -> None:
+        super().__init__(max_workers=max_workers)
+        self._worker = worker
+
+    def shutdown(self, wait: bool = True, **kwargs: Any) -> None:
+        if not self._worker.alive:
+            self._worker.drain_connections()
+        super().shutdown(wait, **kwargs)
+
+
 class RegistryThreadWorker(ThreadWorker):
+    _drained = False
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        app = self.wsgi
+
+        def closing_when_stopping(environ: Any, start_response: Any) -> Any:
+            def start(status: str, headers: Any, exc_info: Any = None) -> Any:
+                # A request that began before the stop still says "keep-alive" unless
+                # told now: the proxy would reuse a connection about to be closed.
+                if not self.alive:
+                    start_response.__self__.force_close()
+                return start_response(status, headers, exc_info)
+
+            return app(environ, start)
+
+        self.wsgi = closing_when_stopping
+
+    def get_thread_pool(self) -> ThreadPoolExecutor:
+        return _DrainingPool(self, self.cfg.threads)
+
+    def drain_connections(self) -> None:
+        """Stopping: refuse new connections, serve requests already here, close idle ones."""
+        if self._drained:
+            return
+        self._drained = True
+        with self._lock:
+            for listener in self.sockets:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self.poller.unregister(listener)
+                listener.close()
+            # A request may have reached a kept-alive connection just now.
+            ready = {key.fd for key, _ in self.poller.select(0.05)}
+            keys = list(self.poller.get_map().values())
+        for key in keys:
+            if key.fd in ready:
+                key.data(key.fileobj)  # as the loop would: it is served, then closed
+                continue
+            conn = key.data.args[0]  # partial(on_client_socket_readable, conn)
+            with self._lock:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self.poller.unregister(key.fileobj)
+                with contextlib.suppress(ValueError):
+                    self._keep.remove(conn)
+            self.nr_conns -= 1
+            conn.close()
+
     def handle(self, conn: Any) -> tuple[bool, Any]:
         keepalive, conn = self._handle_one(conn)
         while keepalive and self.alive and _next_request_buffered(conn):

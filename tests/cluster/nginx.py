@@ -38,7 +38,8 @@ events {{ worker_connections 1024; }}
 
 http {{
     log_format cluster '$remote_addr "$request" $status upstream=$upstream_addr '
-                       'upstream_status=$upstream_status rid=$http_x_request_id';
+                       'upstream_status=$upstream_status ra=$sent_http_retry_after '
+                       'rid=$http_x_request_id';
     access_log {prefix}/access.log cluster;
     client_body_temp_path {prefix}/tmp/body;
     proxy_temp_path {prefix}/tmp/proxy;

@@ -74,7 +74,7 @@ class PostgresCluster:
             "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
             "--encoding=UTF8", "--locale=C", "--no-sync",
         )
-        options = " ".join([
+        self._options = " ".join([
             "-c listen_addresses=127.0.0.1",
             f"-c port={self.port}",
             f"-c unix_socket_directories={self.base}",
@@ -82,9 +82,18 @@ class PostgresCluster:
             # A throwaway cluster: durability buys nothing here.
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
         ])
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
-                  "-w", "-t", "60", "start")
+        self.start_server()
         return self
+
+    def start_server(self) -> None:
+        """Start the server (again) on its port, with its data."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", self._options,
+                  "-w", "-t", "60", "start")
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data: ``fast`` ends every session at once (its
+        transactions roll back), as a restart for an upgrade or a failover does."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
     def stop(self) -> None:
         try:

@@ -94,15 +94,17 @@ class SeaweedFS:
     """``weed server -s3`` in a temporary directory; ``client()`` and buckets."""
 
     def __init__(self, sse_key: bool = True) -> None:
-        """``sse_key=False``: no key for SSE-S3, as `weed` runs unless given one."""
         self.binary = weed_binary()
+        # False: no SSE-S3 key, as SeaweedFS runs by default (then any write that
+        # asks for AES256 answers 500 InternalError).
+        self.with_sse_key = sse_key
         self.base = Path(tempfile.mkdtemp(prefix="ociregistry-seaweedfs-"))
         self.log_path = self.base / "weed.log"
         self.access_key = ACCESS_KEY
         self.secret_key = uuid.uuid4().hex
         self.region = REGION
         self.proc: subprocess.Popen | None = None
-        self.sse_key = base64.b64encode(os.urandom(32)).decode() if sse_key else ""
+        self.sse_key = base64.b64encode(os.urandom(32)).decode()
         self._log: Any = None
         self.ports: dict[str, int] = {}
 
@@ -162,8 +164,7 @@ class SeaweedFS:
                 self._command(identities, data), stdout=self._log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, cwd=self.base,
                 # A key for SSE-S3, so that storage.s3.sse: AES256 can be tested.
-                env={**aws_free_environ(),
-                     **({"WEED_S3_SSE_KEY": self.sse_key} if self.sse_key else {})},
+                env=self._environ(),
             )
             try:
                 self._wait_ready()
@@ -177,6 +178,36 @@ class SeaweedFS:
                 shutil.rmtree(self.base, ignore_errors=True)
                 raise
         raise AssertionError("unreachable")
+
+    def _environ(self) -> dict[str, str]:
+        if not self.with_sse_key:
+            return aws_free_environ()
+        return {**aws_free_environ(), "WEED_S3_SSE_KEY": self.sse_key}
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data and ports (``resume`` starts it again)."""
+        assert self.proc is not None and self.proc.poll() is None, "weed is not running"
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._cleanup_sockets()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def resume(self) -> None:
+        """Start a halted server again on the same ports, with the same data."""
+        assert self.proc is not None and self.proc.poll() is not None, "weed is running"
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            self._command(self.base / "identities.json", self.base / "data"),
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=self.base, env=self._environ(),
+        )
+        self._wait_ready()
 
     def _wait_ready(self) -> None:
         """Until a signed write and read back work: the volume server has joined."""

@@ -7,6 +7,7 @@ import time
 
 import requests
 
+from ociregistry import metrics
 from ociregistry.config import load_settings
 from ociregistry.runtime import build_runtime
 from ociregistry.web.app import create_app
@@ -27,20 +28,22 @@ def test_healthz_and_readyz_answer_when_all_is_well(registry):
 
 
 def test_readyz_is_503_when_storage_is_unusable(tmp_path):
-    client, runtime = _client(tmp_path)
+    client, runtime = _client(tmp_path, http={"readiness_cache_seconds": 0})
     assert client.get("/readyz").status_code == 200
     uploads = tmp_path / "data" / "uploads"
     uploads.rename(tmp_path / "data" / "uploads.away")
     uploads.write_text("not a directory")
+    before = metrics.READINESS_FAILURES.labels("storage")._value.get()
     r = client.get("/readyz")
     assert r.status_code == 503
+    assert metrics.READINESS_FAILURES.labels("storage")._value.get() == before + 1
     assert r.json["status"] == "unavailable"
     assert r.json["reason"].startswith("storage:")
     assert client.get("/healthz").status_code == 200  # the process itself is alive
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(tmp_path):
-    client, runtime = _client(tmp_path)
+    client, runtime = _client(tmp_path, http={"readiness_cache_seconds": 0})
     assert client.get("/readyz").status_code == 200
     (tmp_path / "data" / "registry.db").unlink()
     (tmp_path / "data" / "registry.db").mkdir()  # a directory where the database was
@@ -48,6 +51,39 @@ def test_readyz_is_503_when_the_database_is_unreachable(tmp_path):
     r = client.get("/readyz")
     assert r.status_code == 503
     assert r.json["reason"].startswith("database:")
+
+
+def test_readyz_writes_to_the_database_not_only_reads(tmp_path):
+    # A database that answers SELECT 1 but refuses writes (a replica, a read-only
+    # mount) cannot take a push: not ready, and the reason says so.
+    _client(tmp_path)  # creates and migrates the database
+    db = tmp_path / "data" / "registry.db"
+    client, runtime = _client(tmp_path, http={"readiness_cache_seconds": 0},
+                              database={"url": f"sqlite:///file:{db}?mode=ro&uri=true"})
+    runtime.metadata.check()  # reads work
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json["reason"].startswith("database:")
+    assert "readonly" in r.json["reason"].replace("-", "").replace(" ", "").lower()
+
+
+def test_readyz_answers_from_its_last_probe_for_a_few_seconds(tmp_path):
+    client, runtime = _client(tmp_path, http={"readiness_cache_seconds": 2})
+    assert client.get("/readyz").status_code == 200
+    uploads = tmp_path / "data" / "uploads"
+    uploads.rename(tmp_path / "data" / "uploads.away")
+    uploads.write_text("not a directory")
+    # The store broke just after a probe: the next probe, at most 2 s later, sees it.
+    deadline = time.monotonic() + 60
+    while (r := client.get("/readyz")).status_code == 200:
+        assert time.monotonic() < deadline, "readiness never noticed the broken storage"
+        time.sleep(0.1)
+    assert r.status_code == 503 and r.json["reason"].startswith("storage:")
+    uploads.unlink()
+    (tmp_path / "data" / "uploads.away").rename(uploads)
+    while (r := client.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline, f"readiness never recovered: {r.json}"
+        time.sleep(0.1)
 
 
 def test_request_id_is_echoed_or_made(registry):

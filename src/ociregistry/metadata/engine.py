@@ -8,12 +8,22 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+PG_CONNECT_TIMEOUT = 10  # seconds, unless the URL gives connect_timeout
+
 
 def create_engine(url: str, pool_size: int = 5, durable: bool = True) -> Engine:
     """``durable``: SQLite syncs its WAL at every commit (PostgreSQL does by default)."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, durable)
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # pre-ping: a connection the server closed while it sat in the pool (a restart,
+    # a failover, an idle timeout) is replaced on checkout instead of failing the
+    # request; a disconnect seen in use invalidates every older pooled connection.
+    # connect_timeout: a host that drops packets fails a request in seconds, not minutes.
+    connect_args = {}
+    if "connect_timeout" not in sa.engine.make_url(url).query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                            pool_pre_ping=True, connect_args=connect_args)
 
 
 def _sqlite_engine(url: str, durable: bool) -> Engine:

@@ -117,3 +117,6 @@ class BlobStorage(ABC):
         """Make the (empty) upload ``upload_id`` hold the local file ``path`` without
         copying it (a hard link); False when this driver or filesystem can't."""
         return False
+    def probe_write(self) -> None:
+        """Raise when a push could not write here now (readiness: a real, small write)."""
+        self.check()

@@ -248,12 +248,17 @@ class S3Storage(BlobStorage):
         self._lock = threading.Lock()
 
     # -- clients ----------------------------------------------------------
-    def _make_client(self, endpoint: str) -> Any:
+    def _make_client(self, endpoint: str, probe: bool = False) -> Any:
         s = self.settings
         config = Config(
             s3={"addressing_style": "path" if s.path_style else "auto"},
             signature_version="s3v4",
-            retries={"max_attempts": 5, "mode": "standard"},
+            # A store that is down fails the request in seconds (503 to the client),
+            # never hangs it; the readiness probe tries once, quickly.
+            retries={"max_attempts": 1 if probe else s.max_attempts, "mode": "standard"},
+            connect_timeout=min(s.connect_timeout_seconds, 2) if probe
+            else s.connect_timeout_seconds,
+            read_timeout=min(s.read_timeout_seconds, 5) if probe else s.read_timeout_seconds,
             max_pool_connections=32,
             # Checksums only where S3 requires them: not every S3-compatible
             # server knows the newer trailing-checksum protocol.
@@ -468,3 +473,14 @@ class S3Storage(BlobStorage):
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
             raise OSError(f"S3 bucket {self.bucket!r} is not usable: {exc}") from exc
+
+    def probe_write(self) -> None:
+        from ociregistry.storage.s3_probe import probe_write
+
+        key = (os.getpid(), "readiness-probe")  # one quick, non-retrying client per process
+        client = self._clients.get(key)
+        if client is None:
+            client = self._make_client(self.settings.endpoint_url, probe=True)
+            with self._lock:
+                self._clients = {**self._clients, key: client}
+        probe_write(self, client)

@@ -13,6 +13,7 @@ from flask import Flask, Response, g, request
 
 from ociregistry import metrics
 from ociregistry.core.actor import SYSTEM, Actor, set_actor
+from ociregistry.readiness import ReadinessProbe
 from ociregistry.runtime import Runtime
 
 access_log = logging.getLogger("ociregistry.access")
@@ -84,9 +85,12 @@ def register_observability(app: Flask, runtime: Runtime) -> None:
     def _healthz() -> Response:
         return Response('{"status":"ok"}', mimetype="application/json")
 
+    probe = ReadinessProbe(runtime.metadata, runtime.storage,
+                           ttl=settings.http.readiness_cache_seconds)
+
     @app.get("/readyz")
     def _readyz() -> Response:
-        reason = readiness_problem(runtime)
+        reason = probe.problem()
         if reason:
             return Response(
                 json.dumps({"status": "unavailable", "reason": reason}),
@@ -121,15 +125,5 @@ def metrics_authorized(runtime: Runtime, auth: object) -> bool:
 
 
 def readiness_problem(runtime: Runtime) -> str | None:
-    """Why the registry can't serve right now, or None."""
-    try:
-        runtime.metadata.check()
-    except Exception as exc:  # any driver error means "not ready"
-        return f"database: {type(exc).__name__}: {exc}"[:500]
-    try:
-        runtime.storage.check()
-    except Exception as exc:
-        return f"storage: {type(exc).__name__}: {exc}"[:500]
-    return None
-
-
+    """Why the registry can't serve right now, or None (probed now, not cached)."""
+    return ReadinessProbe(runtime.metadata, runtime.storage, ttl=0).problem()

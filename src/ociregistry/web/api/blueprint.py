@@ -203,5 +203,12 @@ def api_services() -> Any:
 def _unexpected(exc: Exception) -> Response:
     import logging
 
+    from ociregistry.faults import RETRY_AFTER
+    from ociregistry.web.errors import dependency_down
+
+    dependency = dependency_down(exc)
+    if dependency is not None:
+        return Problem("unavailable", f"the registry's {dependency} is unavailable, try again "
+                       "shortly", headers={"Retry-After": str(RETRY_AFTER)}).response()
     logging.getLogger("ociregistry").exception("unhandled error in /api/v1")
     return Problem("internal_error").response()
