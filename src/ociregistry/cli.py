@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
+        runtime.quotas.sync_config()  # the configured quotas, in the index for every instance
     finally:
         runtime.metadata.dispose()
     return serve(settings)

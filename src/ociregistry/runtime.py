@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ociregistry.config import Settings
 from ociregistry.core.gc import GarbageCollector
 from ociregistry.core.registry import Registry, RegistryOptions
+from ociregistry.lifecycle.quotas import QuotaService
 from ociregistry.metadata.store import MetadataStore
 from ociregistry.storage.base import BlobStorage
 from ociregistry.storage.filesystem import FilesystemStorage
@@ -19,6 +20,7 @@ class Runtime:
     storage: BlobStorage
     registry: Registry
     gc: GarbageCollector
+    quotas: QuotaService
 
 
 def build_storage(settings: Settings) -> BlobStorage:
@@ -52,4 +54,6 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
         grace_seconds=settings.gc.grace_period_seconds,
         upload_ttl_seconds=settings.gc.upload_ttl_seconds,
     )
-    return Runtime(settings, metadata, storage, registry, gc)
+    quotas = QuotaService(metadata, settings.quotas)
+    registry.uploads.quotas = quotas  # checks sizes known before bytes are read
+    return Runtime(settings, metadata, storage, registry, gc, quotas)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection
 
 import sqlalchemy as sa
 
+from ociregistry.metadata import quota_accounting
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.store import MetadataStore
 
@@ -114,6 +115,7 @@ def delete_blob_if_unreferenced(store: MetadataStore, digest: str, cutoff: float
             sa.select(b.c.digest).where(b.c.digest == digest, *_unreferenced(b, cutoff))
         ).first() is None:
             return False
+        quota_accounting.drop_all_links(store, conn, digest)
         conn.execute(t.repository_blobs.delete().where(t.repository_blobs.c.digest == digest))
         conn.execute(b.delete().where(b.c.digest == digest))
         return True

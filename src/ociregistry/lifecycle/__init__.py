@@ -1,0 +1,1 @@
+"""Storage lifecycle: rules over what the registry keeps (quotas, ...). No Flask here."""
