@@ -16,6 +16,7 @@ from ociregistry.web.api import (  # noqa: F401  (they add hooks and routes)
     admin,
     docs,
     manifests,
+    quotas,
     repositories,
     search,
     tags,
