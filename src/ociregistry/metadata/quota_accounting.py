@@ -1,9 +1,10 @@
 """Quota usage kept exact, inside the transactions that change it.
 
-A namespace's usage is the bytes of the distinct blobs its repositories link
-(upload, mount) or reference from a manifest, plus the bytes of its open uploads.
-``quota_blobs`` counts, per quota and digest, the links and manifest references
-inside the namespace; a digest's size is added when its count leaves 0 and taken
+A namespace's usage is the bytes of the distinct content its repositories hold:
+blobs they link (upload, mount) or reference from a manifest, and the manifests
+themselves (payload bytes), plus the bytes of their open uploads. ``quota_blobs``
+counts, per quota and digest, the links, manifest references and manifests inside
+the namespace; a digest's size is added when its count leaves 0 and taken
 away when it comes back to 0. ``quotas.blob_bytes``/``upload_bytes`` hold the
 sums. Every function here takes the caller's write transaction, so the figures
 commit or roll back with the change they describe.
@@ -81,17 +82,26 @@ def quotas_of(store: Any, conn: Connection, repo_id: int) -> list[int]:
     ).scalars())
 
 
-def add_refs(store: Any, conn: Connection, repo_id: int, digests: Sequence[str]) -> None:
-    """One more link or manifest reference to each of ``digests`` in ``repo_id``."""
-    if not digests:
+def add_refs(store: Any, conn: Connection, repo_id: int, digests: Sequence[str],
+             manifest: tuple[str, int] | None = None) -> None:
+    """One more link or manifest reference to each blob of ``digests`` in ``repo_id``,
+    and to the ``manifest`` stored there (its digest and payload size), if given."""
+    if not digests and manifest is None:
         return
     lock(store, conn)
     qr, b, qb = t.quota_repositories, t.blobs, t.quota_blobs
+    parts = []
+    if digests:
+        parts.append(sa.select(b.c.digest, b.c.size).where(_in(b.c.digest, digests)))
+    if manifest is not None:
+        parts.append(sa.select(sa.literal(manifest[0], t.Digest).label("digest"),
+                               sa.literal(manifest[1], sa.BigInteger).label("size")))
+    held = (sa.union_all(*parts) if len(parts) > 1 else parts[0]).subquery("held")
     source = (
-        sa.select(qr.c.quota_id, b.c.digest, b.c.size, sa.literal(1).label("refs"))
-        .select_from(qr.join(b, _in(b.c.digest, digests)))
+        sa.select(qr.c.quota_id, held.c.digest, held.c.size, sa.literal(1).label("refs"))
+        .select_from(qr.join(held, sa.true()))
         .where(qr.c.repository_id == repo_id)
-        .order_by(qr.c.quota_id, b.c.digest)
+        .order_by(qr.c.quota_id, held.c.digest)
     )
     statement = (
         store._insert(qb).from_select(["quota_id", "digest", "size", "refs"], source)
@@ -150,15 +160,25 @@ def drop_manifests(store: Any, conn: Connection, manifest_ids: Sequence[int]) ->
         return
     lock(store, conn)
     mb, m, qr = t.manifest_blobs, t.manifests, t.quota_repositories
-    rows = conn.execute(
+    in_namespace = qr.c.repository_id == m.c.repository_id
+    blob_refs = (
         sa.select(qr.c.quota_id, mb.c.digest, sa.func.count())
-        .select_from(mb.join(m, m.c.id == mb.c.manifest_id)
-                     .join(qr, qr.c.repository_id == m.c.repository_id))
+        .select_from(mb.join(m, m.c.id == mb.c.manifest_id).join(qr, in_namespace))
         .where(_in(mb.c.manifest_id, manifest_ids))
         .group_by(qr.c.quota_id, mb.c.digest)
-    ).all()
-    if rows:
-        drop_refs(conn, {(q, d): n for q, d, n in rows})
+    )
+    own = (
+        sa.select(qr.c.quota_id, m.c.digest, sa.func.count())
+        .select_from(m.join(qr, in_namespace))
+        .where(_in(m.c.id, manifest_ids))
+        .group_by(qr.c.quota_id, m.c.digest)
+    )
+    counts: dict[tuple[int, str], int] = {}
+    for statement in (blob_refs, own):
+        for quota_id, digest, n in conn.execute(statement):
+            counts[(quota_id, digest)] = counts.get((quota_id, digest), 0) + n
+    if counts:
+        drop_refs(conn, counts)
 
 
 def upload_quotas(store: Any, conn: Connection, upload_id: str) -> tuple[int, list[int]]:

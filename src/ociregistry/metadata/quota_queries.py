@@ -76,20 +76,25 @@ def _repository_ids(conn: Connection, pattern: str, matches: Matcher) -> list[in
 
 
 def _references(repo_ids: sa.Select) -> sa.Subquery:
-    """One row per link and per manifest reference inside the repositories."""
-    rb, mb, m = t.repository_blobs, t.manifest_blobs, t.manifests
-    links = sa.select(rb.c.digest).where(rb.c.repository_id.in_(repo_ids))
-    refs = (sa.select(mb.c.digest).select_from(mb.join(m, m.c.id == mb.c.manifest_id))
+    """(digest, size): one row per link, manifest reference and manifest in the
+    repositories."""
+    rb, mb, m, b = t.repository_blobs, t.manifest_blobs, t.manifests, t.blobs
+    links = (sa.select(rb.c.digest, b.c.size).select_from(rb.join(b, b.c.digest == rb.c.digest))
+             .where(rb.c.repository_id.in_(repo_ids)))
+    refs = (sa.select(mb.c.digest, b.c.size)
+            .select_from(mb.join(m, m.c.id == mb.c.manifest_id)
+                         .join(b, b.c.digest == mb.c.digest))
             .where(m.c.repository_id.in_(repo_ids)))
-    return sa.union_all(links, refs).subquery("refs")
+    manifests = sa.select(m.c.digest, sa.cast(m.c.size, sa.BigInteger)).where(
+        m.c.repository_id.in_(repo_ids))
+    return sa.union_all(links, refs, manifests).subquery("refs")
 
 
 def _walk_counts(repo_ids: sa.Select) -> sa.Select:
-    """(digest, size, refs) of every blob the repositories hold."""
-    refs, b = _references(repo_ids), t.blobs
-    return (sa.select(refs.c.digest, b.c.size, sa.func.count().label("refs"))
-            .select_from(refs.join(b, b.c.digest == refs.c.digest))
-            .group_by(refs.c.digest, b.c.size))
+    """(digest, size, refs) of everything the repositories hold."""
+    refs = _references(repo_ids)
+    return (sa.select(refs.c.digest, refs.c.size, sa.func.count().label("refs"))
+            .group_by(refs.c.digest, refs.c.size))
 
 
 def walk_usage(conn: Connection, repo_ids: sa.Select) -> tuple[int, int]:

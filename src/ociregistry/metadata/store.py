@@ -359,7 +359,9 @@ class MetadataStore(UploadStore):
                 # here, and the next statement (a new snapshot) sees its references.
                 self._hot["stats_lock"].run(conn, repo=repo_id)
             self._hot["stats_add_manifest"].run(conn, repo=repo_id, id=manifest_id)
-            quota_accounting.add_refs(self, conn, repo_id, list(dict.fromkeys(blob_digests)))
+        # Its bytes and its blobs' in the namespaces' usage (QuotaExceeded when over).
+        quota_accounting.add_refs(self, conn, repo_id, list(dict.fromkeys(blob_digests)),
+                                  (digest, len(payload)))
         if child_digests:
             conn.execute(
                 t.manifest_children.insert(),
