@@ -91,11 +91,12 @@ class UploadService:
         self.max_sessions_per_owner = 0
         self.quotas: Any = None  # lifecycle.quotas.QuotaService, set by build_runtime
 
-    def precheck(self, name: str, length: int | None) -> None:
+    def precheck(self, name: str, length: int | None, digest: str | None = None) -> None:
         """Refuse a body of ``length`` bytes that no quota of ``name`` has room for,
-        before any of it is read (OCI DENIED)."""
+        before any of it is read (OCI DENIED). ``digest``: what the blob will be, when
+        the request says so (a namespace holding it already has room)."""
         if self.quotas is not None:
-            self.quotas.precheck(name, length)
+            self.quotas.precheck(name, length, digest)
 
     # ``owner`` is who may use a session: None when authentication is off (no
     # check), else the user name ("" for anonymous). A session belongs to the

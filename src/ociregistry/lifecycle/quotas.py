@@ -202,14 +202,18 @@ class QuotaService:
             self._cache = (time.monotonic(), rows)
         return rows
 
-    def precheck(self, name: str, length: int | None, kind: str = "upload") -> None:
+    def precheck(self, name: str, length: int | None, digest: str | None = None,
+                 kind: str = "upload") -> None:
         """Refuse ``length`` more bytes into ``name`` when a quota's usage already leaves
-        no room for them: before the body is read. Advisory (usage read a moment ago);
+        no room for them: before the body is read. A body that ends as ``digest``, which
+        the namespace holds already, adds nothing. Advisory (usage read a moment ago);
         the exact check runs when the bytes are recorded."""
         if not length or length <= 0:
             return
         for row in self._quotas():
             if glob_match(row.pattern, name) and row.usage + length > row.limit_bytes:
+                if digest and q.holds(self.db, row.id, digest):
+                    continue
                 # Read again, exactly, before refusing on a cached figure.
                 fresh = q.get_quota(self.db, row.id)
                 if fresh is not None and fresh.usage + length > fresh.limit_bytes:

@@ -200,3 +200,11 @@ def usage_of_repository(store: Any, name: str) -> list[tuple[str, int, int]]:
              .where(r.c.name == name))
     with store.read() as conn:
         return [tuple(row) for row in conn.execute(query)]
+
+
+def holds(store: Any, quota_id: int, digest: str) -> bool:
+    """True when the quota's namespace holds ``digest`` already (it would add nothing)."""
+    qb = t.quota_blobs
+    with store.read() as conn:
+        return conn.execute(sa.select(qb.c.refs).where(
+            qb.c.quota_id == quota_id, qb.c.digest == digest)).first() is not None

@@ -353,7 +353,7 @@ def start_upload(name: str, upload: str) -> Response:
             return _blob_created(name, mount)
     digest = request.args.get("digest")
     if digest:
-        registry.uploads.precheck(name, request.content_length)
+        registry.uploads.precheck(name, request.content_length, digest)
         with _receiving_body():
             digest, _ = registry.uploads.monolithic(
                 name, digest, _body_chunks(), owner=access.upload_owner()
@@ -405,7 +405,7 @@ def put_upload(name: str, upload: str) -> Response:
     uploads = _registry().uploads
     try:
         start = _chunk_start()
-        uploads.precheck(name, request.content_length)
+        uploads.precheck(name, request.content_length, digest)
         with _receiving_body():
             digest, _ = uploads.finish(
                 name, upload, digest, _body_chunks(), start, owner=access.upload_owner()
