@@ -23,6 +23,12 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def admin_url(target: Any) -> str:
+    """Where admin operations go: without authentication only the registry host may call
+    them directly (not through a proxy), so on a cluster one instance, not nginx."""
+    return target.instances[0].url if hasattr(target, "instances") else target.url
+
+
 def create_quota(url: str, namespace: str, limit: int, warning: int | None = None) -> dict:
     r = requests.post(f"{url}/api/v1/quotas", json={"namespace": namespace, "limit": limit,
                                                      "warning": warning}, timeout=TIMEOUT)

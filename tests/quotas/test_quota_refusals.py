@@ -21,17 +21,18 @@ def namespace(registry):
     made: list[int] = []
 
     def quota(limit: int, warning: int | None = None, pattern: str | None = None) -> dict:
-        created = s.create_quota(registry.url, pattern or f"{name}/**", limit, warning)
+        created = s.create_quota(s.admin_url(registry), pattern or f"{name}/**", limit,
+                                 warning)
         made.append(created["id"])
         return created
 
     yield name, quota
     for quota_id in made:
-        s.delete_quota(registry.url, quota_id)
+        s.delete_quota(s.admin_url(registry), quota_id)
 
 
-def usage(url: str, pattern: str) -> int:
-    return s.quotas(url)[pattern]["usage"]
+def usage(registry, pattern: str) -> int:
+    return s.quotas(s.admin_url(registry))[pattern]["usage"]
 
 
 def assert_denied(r: requests.Response, pattern: str, used: int, limit: int) -> None:
@@ -51,7 +52,7 @@ def test_a_blob_over_the_limit_is_refused_before_it_is_stored(registry, namespac
     assert_denied(r, f"{name}/**", 0, 10_000)
     assert requests.head(f"{registry.url}/v2/{name}/app/blobs/{s.sha256(data)}",
                          timeout=s.TIMEOUT).status_code == 404
-    assert usage(registry.url, f"{name}/**") == 0
+    assert usage(registry, f"{name}/**") == 0
 
 
 def test_a_chunk_with_a_length_over_the_limit_is_refused_unread(registry, namespace):
@@ -61,13 +62,13 @@ def test_a_chunk_with_a_length_over_the_limit_is_refused_unread(registry, namesp
     location = registry.url + r.headers["Location"]
     r = requests.patch(location, data=os.urandom(6_000), timeout=s.TIMEOUT)
     assert r.status_code == 202, r.text
-    assert usage(registry.url, f"{name}/**") == 6_000  # an open upload counts
+    assert usage(registry, f"{name}/**") == 6_000  # an open upload counts
     r = requests.patch(registry.url + r.headers["Location"], data=os.urandom(6_000),
                        headers={"Content-Range": "6000-11999"}, timeout=s.TIMEOUT)
     assert_denied(r, f"{name}/**", 6_000, 10_000)
-    assert usage(registry.url, f"{name}/**") == 6_000
+    assert usage(registry, f"{name}/**") == 6_000
     assert requests.delete(location, timeout=s.TIMEOUT).status_code == 204
-    assert usage(registry.url, f"{name}/**") == 0  # a cancelled upload gives its bytes back
+    assert usage(registry, f"{name}/**") == 0  # a cancelled upload gives its bytes back
 
 
 def test_a_streamed_chunk_over_the_limit_ends_its_upload(registry, namespace):
@@ -80,7 +81,7 @@ def test_a_streamed_chunk_over_the_limit_ends_its_upload(registry, namespace):
                        timeout=s.TIMEOUT)
     assert_denied(r, f"{name}/**", 0, 10_000)
     assert requests.get(location, timeout=s.TIMEOUT).status_code == 404
-    assert usage(registry.url, f"{name}/**") == 0
+    assert usage(registry, f"{name}/**") == 0
 
 
 def test_a_manifest_over_the_limit_is_refused(registry, namespace):
@@ -92,21 +93,21 @@ def test_a_manifest_over_the_limit_is_refused(registry, namespace):
     session = requests.Session()
     for blob in (config, layer):
         assert s.push_blob(session, registry.url, f"{name}/app", blob).status_code == 201
-    assert usage(registry.url, f"{name}/**") == blobs
+    assert usage(registry, f"{name}/**") == blobs
     r = session.put(f"{registry.url}/v2/{name}/app/manifests/v1", data=manifest,
                     headers={"Content-Type": s.OCI_MANIFEST}, timeout=s.TIMEOUT)
     assert_denied(r, f"{name}/**", blobs, blobs + len(manifest) - 1)
     assert session.get(f"{registry.url}/v2/{name}/app/manifests/v1",
                        timeout=s.TIMEOUT).status_code == 404
-    assert usage(registry.url, f"{name}/**") == blobs
+    assert usage(registry, f"{name}/**") == blobs
     # One byte more and it fits; the usage is then exactly the limit.
-    r = session.patch(f"{registry.url}/api/v1/quotas/{created['id']}",
+    r = session.patch(f"{s.admin_url(registry)}/api/v1/quotas/{created['id']}",
                       json={"limit": blobs + len(manifest)}, timeout=s.TIMEOUT)
     assert r.status_code == 200, r.text
     r = session.put(f"{registry.url}/v2/{name}/app/manifests/v1", data=manifest,
                     headers={"Content-Type": s.OCI_MANIFEST}, timeout=s.TIMEOUT)
     assert r.status_code == 201, r.text
-    assert usage(registry.url, f"{name}/**") == blobs + len(manifest)
+    assert usage(registry, f"{name}/**") == blobs + len(manifest)
 
 
 def test_content_counts_once_per_namespace_and_pushing_it_again_fits(registry, namespace):
@@ -121,7 +122,7 @@ def test_content_counts_once_per_namespace_and_pushing_it_again_fits(registry, n
     r = session.post(f"{registry.url}/v2/{name}/d/blobs/uploads/",
                      params={"mount": s.sha256(layer), "from": f"{name}/a"}, timeout=s.TIMEOUT)
     assert r.status_code == 201, r.text
-    assert usage(registry.url, f"{name}/**") == 5_000
+    assert usage(registry, f"{name}/**") == 5_000
     # Something new does not fit; nor does a mount from outside the namespace.
     assert s.denied(s.push_blob(session, registry.url, f"{name}/a", b"x"))
     other = os.urandom(10)
@@ -142,17 +143,17 @@ def test_deletes_are_never_blocked_and_give_bytes_back(registry, namespace):
     assert r.status_code == 201, r.text
     digest = r.headers["Docker-Content-Digest"]
     full = len(config) + len(layer) + len(manifest)
-    assert usage(registry.url, f"{name}/**") == full
-    r = session.patch(f"{registry.url}/api/v1/quotas/{created['id']}", json={"limit": 10},
+    assert usage(registry, f"{name}/**") == full
+    r = session.patch(f"{s.admin_url(registry)}/api/v1/quotas/{created['id']}", json={"limit": 10},
                       timeout=s.TIMEOUT)
     assert r.status_code == 200 and r.json()["usage"] > r.json()["limit"]
     assert session.delete(f"{registry.url}/v2/{name}/app/manifests/{digest}",
                           timeout=s.TIMEOUT).status_code == 202
-    assert usage(registry.url, f"{name}/**") == len(config) + len(layer)  # still linked
+    assert usage(registry, f"{name}/**") == len(config) + len(layer)  # still linked
     for blob in (config, layer):
         assert session.delete(f"{registry.url}/v2/{name}/app/blobs/{s.sha256(blob)}",
                               timeout=s.TIMEOUT).status_code == 202
-    assert usage(registry.url, f"{name}/**") == 0
+    assert usage(registry, f"{name}/**") == 0
 
 
 def test_nested_quotas_both_count_and_the_tighter_refuses(registry, namespace):
@@ -166,6 +167,6 @@ def test_nested_quotas_both_count_and_the_tighter_refuses(registry, namespace):
     assert_denied(r, f"{name}/small/*", 0, 3_000)
     assert s.push_blob(session, registry.url, f"{name}/small/x",
                        os.urandom(2_000)).status_code == 201
-    kept = s.quotas(registry.url)
+    kept = s.quotas(s.admin_url(registry))
     assert kept[f"{name}/**"]["usage"] == 6_000
     assert kept[f"{name}/small/*"]["usage"] == 2_000

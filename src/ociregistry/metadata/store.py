@@ -166,11 +166,13 @@ class MetadataStore(UploadStore):
     def ensure_repository(self, conn: Connection, name: str) -> int:
         repo_id = self.repository_id(conn, name)
         if repo_id is None:
+            # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
             created = conn.execute(
                 self._insert(t.repositories)
                 .values(name=name, created_at=time.time())
                 .on_conflict_do_nothing()
-            ).rowcount
+                .returning(t.repositories.c.id)
+            ).first() is not None
             repo_id = self.repository_id(conn, name)
             assert repo_id is not None
             if created:
@@ -228,7 +230,8 @@ class MetadataStore(UploadStore):
             self._insert(t.repository_blobs)
             .values(repository_id=repo_id, digest=digest, created_at=now)
             .on_conflict_do_nothing()
-        ).rowcount
+            .returning(t.repository_blobs.c.digest)
+        ).first() is not None
         if linked:
             quota_accounting.add_refs(self, conn, repo_id, [digest])
 
