@@ -12,8 +12,6 @@ offers the management operations the API, the UI and the CLI share.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -117,8 +115,6 @@ class QuotaService:
     def __init__(self, metadata: Any, configured: Sequence[Any] = ()) -> None:
         self.db = metadata
         self.configured = list(configured)
-        self._cache: tuple[float, list[QuotaRow]] | None = None
-        self._lock = threading.Lock()
 
     # -- the configuration file ------------------------------------------------
     def sync_config(self) -> None:
@@ -156,7 +152,6 @@ class QuotaService:
         quota_id = q.create_quota(self.db, pattern, limit, warning, "api")
         if quota_id is None:
             raise Conflict(f"a quota on {pattern} exists already")
-        self._cache = None
         return self.get(quota_id)
 
     def _editable(self, quota_id: int) -> QuotaRow:
@@ -172,13 +167,11 @@ class QuotaService:
         warning = changes["warning"] if "warning" in changes else row.warning_bytes
         _check_values(limit, warning)
         q.update_quota(self.db, quota_id, {"limit_bytes": limit, "warning_bytes": warning})
-        self._cache = None
         return self.get(quota_id)
 
     def delete(self, quota_id: int) -> None:
         self._editable(quota_id)
         q.delete_quota(self.db, quota_id)
-        self._cache = None
 
     def recount(self, quota_id: int) -> dict[str, Any]:
         result = q.recount(self.db, quota_id)
@@ -193,31 +186,20 @@ class QuotaService:
         return q.namespace_walks(self.db, [row.pattern for row in self.list()])
 
     # -- before bytes are stored -------------------------------------------------------
-    def _quotas(self, max_age: float = 1.0) -> list[QuotaRow]:
-        with self._lock:
-            if self._cache and time.monotonic() - self._cache[0] < max_age:
-                return self._cache[1]
-        rows = q.list_quotas(self.db)
-        with self._lock:
-            self._cache = (time.monotonic(), rows)
-        return rows
-
     def precheck(self, name: str, length: int | None, digest: str | None = None,
                  kind: str = "upload") -> None:
         """Refuse ``length`` more bytes into ``name`` when a quota's usage already leaves
         no room for them: before the body is read. A body that ends as ``digest``, which
-        the namespace holds already, adds nothing. Advisory (usage read a moment ago);
-        the exact check runs when the bytes are recorded."""
+        the namespace holds already, adds nothing. One read of the (small) quota table,
+        not cached, so a quota made on another instance applies at once; the exact check
+        still runs when the bytes are recorded (a concurrent push may take the room)."""
         if not length or length <= 0:
             return
-        for row in self._quotas():
-            if glob_match(row.pattern, name) and row.usage + length > row.limit_bytes:
-                if digest and q.holds(self.db, row.id, digest):
-                    continue
-                # Read again, exactly, before refusing on a cached figure.
-                fresh = q.get_quota(self.db, row.id)
-                if fresh is not None and fresh.usage + length > fresh.limit_bytes:
-                    exc = acc.QuotaExceeded(fresh.pattern, fresh.usage, fresh.limit_bytes,
-                                            length)
-                    record_refusal(kind, exc)
-                    raise denied(exc)
+        for row in q.list_quotas(self.db):
+            if not glob_match(row.pattern, name) or row.usage + length <= row.limit_bytes:
+                continue
+            if digest and q.holds(self.db, row.id, digest):
+                continue
+            exc = acc.QuotaExceeded(row.pattern, row.usage, row.limit_bytes, length)
+            record_refusal(kind, exc)
+            raise denied(exc)
