@@ -56,3 +56,40 @@ def test_a_quota_created_while_pushes_run_counts_each_once(store):  # noqa: F811
     expected = sum(100 * i for i in range(1, THREADS)) + 7
     assert qq.get_quota(store, quota_id).blob_bytes == expected
     assert qq.recount(store, quota_id) == (expected, expected)
+
+
+def test_upload_ends_and_manifest_pushes_on_one_blob_do_not_deadlock(store):  # noqa: F811
+    """An upload's end counts its bytes out (quota row) then links the blob (its count);
+    a manifest push referencing the same blob counts it (its count) then the quota row.
+    Interleaved, these would wait for each other in a cycle if rows were not locked in
+    one order (quota rows first)."""
+    digest = "sha256:" + "c" * 64
+    quota_id = qq.create_quota(store, "ns/**", 1 << 30, None, "api")
+    with store.write() as conn:
+        base = store.ensure_repository(conn, "ns/base")
+        store.record_blob(conn, base, digest, 500)
+    for i in range(0, THREADS, 2):
+        with store.write() as conn:
+            store.create_upload(conn, f"u{i}", store.ensure_repository(conn, f"ns/u{i}"),
+                                "sha256")
+        store.save_upload(f"u{i}", 500)
+
+    def work(i: int) -> None:
+        if i % 2 == 0:  # an upload of the blob ends in ns/u<i>
+            with store.write() as conn:
+                repo_id = store.repository_id(conn, f"ns/u{i}")
+                store.delete_upload(conn, f"u{i}")
+                time.sleep(0.1)
+                store.record_blob(conn, repo_id, digest, 500)
+        else:  # a manifest in ns/base references it
+            time.sleep(0.05)
+            with store.write() as conn:
+                store.insert_manifest(conn, base, f"sha256:{i:064x}", "m", b"{}" + bytes(i),
+                                      None, None, None, [digest], [])
+
+    results = together(work)
+    assert all(r is None for r in results), results
+    walked = qq.namespace_walks(store, ["ns/**"])["ns/**"]
+    row = qq.get_quota(store, quota_id)
+    assert (row.blob_bytes, row.upload_bytes) == walked[1:]
+    assert row.upload_bytes == 0

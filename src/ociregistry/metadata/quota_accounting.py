@@ -17,8 +17,9 @@ namespace meet on the ``quota_blobs`` primary key: the second waits for the
 first's row and sees count 2, so the size is added once. The ``quotas`` row is
 updated with ``x = x + delta ... RETURNING``: concurrent pushes into one
 namespace queue on that row, and each sees the usage the previous committed,
-which is what makes the limit exact. Rows are locked in (quota, digest) order,
-then quota rows in id order, in every transaction, so they cannot deadlock.
+which is what makes the limit exact. Every transaction locks the quota rows it
+will touch first (in id order), then ``quota_blobs`` rows in (quota, digest) order,
+so none waits for another in a cycle.
 SQLite serialises writers already (BEGIN IMMEDIATE).
 
 A change that makes usage grow beyond a quota's limit raises ``QuotaExceeded``
@@ -74,6 +75,21 @@ def _in(column: sa.ColumnElement, values: Iterable[Any]) -> sa.ColumnElement[boo
     return column.in_(sa.bindparam(None, sorted(set(values)), expanding=True))
 
 
+def _lock_rows(conn: Connection, quota_ids: Any) -> None:
+    """PostgreSQL: the quota rows first, in id order, before any quota_blobs row, in
+    every transaction: an upload's end (quota row, then the blob's count) and a manifest
+    push (counts, then quota row) would otherwise wait for each other in a cycle."""
+    if conn.dialect.name != "postgresql":
+        return  # SQLite: one writer at a time
+    q = t.quotas
+    ids = quota_ids if isinstance(quota_ids, sa.Select) else sa.bindparam(
+        None, sorted(set(quota_ids)), expanding=True)
+    # FOR NO KEY UPDATE, the lock the usage UPDATE takes: it does not conflict with the
+    # key-share locks that inserting quota_repositories rows (foreign key) holds.
+    conn.execute(sa.select(q.c.id).where(q.c.id.in_(ids)).order_by(q.c.id)
+                 .with_for_update(key_share=True))
+
+
 def quotas_of(store: Any, conn: Connection, repo_id: int) -> list[int]:
     lock(store, conn)
     qr = t.quota_repositories
@@ -90,6 +106,7 @@ def add_refs(store: Any, conn: Connection, repo_id: int, digests: Sequence[str],
         return
     lock(store, conn)
     qr, b, qb = t.quota_repositories, t.blobs, t.quota_blobs
+    _lock_rows(conn, sa.select(qr.c.quota_id).where(qr.c.repository_id == repo_id))
     parts = []
     if digests:
         parts.append(sa.select(b.c.digest, b.c.size).where(_in(b.c.digest, digests)))
@@ -120,6 +137,7 @@ def add_refs(store: Any, conn: Connection, repo_id: int, digests: Sequence[str],
 def drop_refs(conn: Connection, counts: dict[tuple[int, str], int]) -> None:
     """Take ``n`` references away per (quota, digest); a digest at 0 gives its bytes back."""
     qb = t.quota_blobs
+    _lock_rows(conn, {quota_id for quota_id, _ in counts})
     deltas: dict[int, int] = {}
     for (quota_id, digest), n in sorted(counts.items()):
         key = (qb.c.quota_id == quota_id) & (qb.c.digest == digest)
