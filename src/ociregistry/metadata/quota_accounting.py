@@ -105,8 +105,14 @@ def add_refs(store: Any, conn: Connection, repo_id: int, digests: Sequence[str],
     if not digests and manifest is None:
         return
     lock(store, conn)
-    qr, b, qb = t.quota_repositories, t.blobs, t.quota_blobs
-    _lock_rows(conn, sa.select(qr.c.quota_id).where(qr.c.repository_id == repo_id))
+    qr, b, qb, q = t.quota_repositories, t.blobs, t.quota_blobs, t.quotas
+    # The repository's quotas, their rows locked first (see _lock_rows); none: done.
+    covering = (sa.select(q.c.id).select_from(q.join(qr, qr.c.quota_id == q.c.id))
+                .where(qr.c.repository_id == repo_id).order_by(q.c.id))
+    if conn.dialect.name == "postgresql":
+        covering = covering.with_for_update(key_share=True, of=q)
+    if not conn.execute(covering).first():
+        return
     parts = []
     if digests:
         parts.append(sa.select(b.c.digest, b.c.size).where(_in(b.c.digest, digests)))
