@@ -80,6 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from ociregistry.core.gc_jobs import ui_secret_key
 
             settings.ui.secret_key = ui_secret_key(runtime.metadata).decode()
+        runtime.quotas.sync_config()  # the configured quotas, in the index for every instance
     finally:
         runtime.metadata.dispose()
     return serve(settings)

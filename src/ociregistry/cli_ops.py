@@ -102,6 +102,8 @@ def cmd_du(args: argparse.Namespace, settings_of: Callable) -> int:
     from ociregistry.runtime import build_runtime
 
     runtime = build_runtime(settings_of(args), migrate=True)
+    if args.quotas:
+        return _du_quotas(runtime, args.json)
     rows = q.repository_usage(runtime.metadata, args.repository)
     if args.repository and not rows:
         print(f"error: no repository {args.repository!r} with content", file=sys.stderr)
@@ -118,6 +120,29 @@ def cmd_du(args: argparse.Namespace, settings_of: Callable) -> int:
     counts = runtime.metadata.stored_counts()
     print(f"total stored: {_human(counts['blob_bytes'])} in {counts['blobs']} blobs")
     return 0
+
+
+def _du_quotas(runtime: Any, as_json: bool) -> int:
+    """Each quota's namespace usage counted from scratch, next to the kept figure."""
+    rows = []
+    walks = runtime.quotas.walks()
+    for quota in runtime.quotas.list():
+        repositories, blob_bytes, upload_bytes = walks[quota.pattern]
+        rows.append({"namespace": quota.pattern, "repositories": repositories,
+                     "blob_bytes": blob_bytes, "upload_bytes": upload_bytes,
+                     "usage": blob_bytes + upload_bytes, "recorded": quota.usage,
+                     "limit": quota.limit_bytes})
+    if as_json:
+        print(json.dumps(rows))
+    else:
+        print(f"{'NAMESPACE':<32} {'REPOS':>6} {'USAGE':>12} {'UPLOADS':>12} {'LIMIT':>12}")
+        for row in rows:
+            drift = "" if row["usage"] == row["recorded"] else (
+                f"  (recorded {row['recorded']} B: run a recount)")
+            print(f"{row['namespace']:<32} {row['repositories']:>6} "
+                  f"{_human(row['usage']):>12} {_human(row['upload_bytes']):>12} "
+                  f"{_human(row['limit']):>12}{drift}")
+    return 1 if any(row["usage"] != row["recorded"] for row in rows) else 0
 
 
 def register(sub: Any, common: Callable, settings_of: Callable) -> None:
@@ -141,4 +166,7 @@ def register(sub: Any, common: Callable, settings_of: Callable) -> None:
     common(du)
     du.add_argument("repository", nargs="?", help="only this repository")
     du.add_argument("--json", action="store_true", help="print JSON")
+    du.add_argument("--quotas", action="store_true",
+                    help="usage of each quota's namespace, counted from scratch (distinct "
+                         "blobs + open uploads); exit 1 if a kept figure differs")
     du.set_defaults(func=lambda a: cmd_du(a, settings_of))

@@ -306,6 +306,51 @@ class RetentionSettings(_Section):
         if "label-expiry" in names:
             raise ValueError("label-expiry is the name of the built-in label expiry")
         return value
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]i?B|B)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
+          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "pib": 1 << 50}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from an integer or a string such as "10GiB", "500 MB", "1.5TiB"."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a string such as 10GiB")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.fullmatch(str(value))
+    if not match:
+        raise ValueError(f"not a size: {value!r} (bytes, or e.g. 10GiB, 500MB)")
+    return int(float(match[1]) * _UNITS[(match[2] or "").lower()])
+
+
+class QuotaSettings(_Section):
+    """A storage quota on a repository namespace (lifecycle/quotas.py)."""
+
+    namespace: str = Field(description="repository glob: * within a path component, ** "
+                           "across (team-a/** is every repository under team-a/)")
+    limit: int = Field(ge=0, description="bytes of distinct blobs plus open uploads; "
+                       "a number of bytes or a size such as 10GiB")
+    warning: int | None = Field(None, ge=0, description="usage that logs a warning and counts "
+                                "in registry_quota_warnings_total; bytes, a size, or a "
+                                "percentage of the limit such as 80%")
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _limit_size(cls, value: Any) -> int:
+        return parse_size(value)
+
+    @field_validator("warning", mode="before")
+    @classmethod
+    def _warning_size(cls, value: Any, info: Any) -> int | None:
+        if value is None:
+            return None
+        text = str(value).strip()
+        if text.endswith("%"):
+            limit = info.data.get("limit")
+            if limit is None:
+                raise ValueError("a percentage needs a valid limit")
+            return int(limit * float(text[:-1]) / 100)
+        return parse_size(value)
 
 
 class Settings(_Section):
@@ -326,6 +371,9 @@ class Settings(_Section):
     tags: TagSettings = TagSettings()
     pull_stats: PullStatsSettings = PullStatsSettings()
     retention: RetentionSettings = RetentionSettings()
+    quotas: list[QuotaSettings] = Field(
+        [], description="storage quotas per repository namespace (more can be added at run "
+        "time through /api/v1/quotas and the web UI)")
 
     @property
     def storage_root(self) -> str:

@@ -68,6 +68,16 @@ UI_SESSIONS_REVOKED = Counter(
     "Web UI sessions ended before they expired",
     ["reason"],  # sign_out, password_changed (seen by this registry; the CLI's are not counted)
 )
+QUOTA_REFUSALS = Counter(
+    "registry_quota_refusals_total",
+    "Pushes refused because a namespace quota would be exceeded",
+    ["namespace", "kind"],  # kind: upload, mount, manifest
+)
+QUOTA_WARNINGS = Counter(
+    "registry_quota_warnings_total",
+    "Times a namespace's usage crossed its quota's warning threshold",
+    ["namespace"],
+)
 # Every series exists from the start (at 0), so alerts on increase() see the first one.
 for _limit in ("per_address", "per_user", "auth_failures"):
     RATE_LIMITED.labels(_limit)
@@ -144,6 +154,7 @@ def exposition(metadata: MetadataStore | None) -> tuple[bytes, str]:
         registry.register(_Forward(REGISTRY))
     if metadata is not None:
         registry.register(StoredObjectsCollector(metadata))
+        registry.register(QuotaCollector(metadata))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
@@ -185,3 +196,22 @@ for _kind in ("tag", "manifest"):
     RETENTION_DELETED.labels(_kind)
 for _outcome in ("success", "error"):
     PULL_FLUSHES.labels(_outcome)
+class QuotaCollector(Collector):
+    """Usage and limit of every namespace quota, from the index at scrape time."""
+
+    def __init__(self, metadata: MetadataStore) -> None:
+        self.metadata = metadata
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from ociregistry.metadata.quota_queries import list_quotas
+
+        usage = GaugeMetricFamily("registry_quota_usage_bytes",
+                                  "Bytes a namespace uses (distinct blobs + open uploads)",
+                                  labels=["namespace"])
+        limit = GaugeMetricFamily("registry_quota_limit_bytes", "A namespace's quota",
+                                  labels=["namespace"])
+        for row in list_quotas(self.metadata):
+            usage.add_metric([row.pattern], row.usage)
+            limit.add_metric([row.pattern], row.limit_bytes)
+        yield usage
+        yield limit

@@ -9,6 +9,7 @@ from typing import Any
 from ociregistry.config import Settings
 from ociregistry.core.gc import GarbageCollector
 from ociregistry.core.registry import Registry, RegistryOptions
+from ociregistry.lifecycle.quotas import QuotaService
 from ociregistry.lifecycle.tags import TagServices, build_tag_services
 from ociregistry.metadata.store import MetadataStore
 from ociregistry.storage.base import BlobStorage
@@ -22,6 +23,7 @@ class Runtime:
     storage: BlobStorage
     registry: Registry
     gc: GarbageCollector
+    quotas: QuotaService  # namespace quotas (lifecycle/quotas.py)
     tags: TagServices | None = None  # immutable/protected tags, history, restore
     pulls: Any = None  # lifecycle.pull_stats.PullRecorder, when pull_stats.enabled
     retention: Any = None  # lifecycle.retention.RetentionService
@@ -64,8 +66,10 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
         restore_window_seconds=settings.tags.restore_window_seconds,
         history_keep_seconds=settings.tags.history_keep_seconds,
     )
+    quotas = QuotaService(metadata, settings.quotas)
+    registry.uploads.quotas = quotas  # checks sizes known before bytes are read
     tags = build_tag_services(settings, metadata, registry)
-    runtime = Runtime(settings, metadata, storage, registry, gc, tags)
+    runtime = Runtime(settings, metadata, storage, registry, gc, quotas, tags)
     _build_lifecycle(runtime)
     return runtime
 

@@ -20,6 +20,7 @@ from ociregistry.core.errors import (
 from ociregistry.core.manifests import manifest_digest, parse_manifest
 from ociregistry.core.names import validate_name, validate_tag
 from ociregistry.core.uploads import UploadService
+from ociregistry.lifecycle.quotas import refusals
 from ociregistry.metadata.store import ManifestRow, MetadataStore
 from ociregistry.storage.base import BlobStorage
 
@@ -131,7 +132,7 @@ class Registry:
                 "manifest digest does not match the reference",
                 {"reference": reference, "digest": digest},
             )
-        with self.db.write() as conn:
+        with refusals("manifest"), self.db.write() as conn:
             repo_id = self.db.ensure_repository(conn, name)
             for blob in sorted(set(parsed.blobs)):
                 self.db.lock_digest(conn, blob, shared=True)

@@ -34,6 +34,8 @@ from ociregistry.core.errors import (
     Unsupported,
 )
 from ociregistry.core.hashstate import ResumableHash, new_resumable
+from ociregistry.lifecycle.quotas import refusals
+from ociregistry.metadata.quota_accounting import QuotaExceeded
 from ociregistry.metadata.store import MetadataStore, UploadRow
 from ociregistry.storage.base import BlobStorage, UploadWriter
 
@@ -87,6 +89,14 @@ class UploadService:
         # Limits (0: none), set from settings.limits by the web layer.
         self.session_lifetime = 0.0  # seconds from a session's start
         self.max_sessions_per_owner = 0
+        self.quotas: Any = None  # lifecycle.quotas.QuotaService, set by build_runtime
+
+    def precheck(self, name: str, length: int | None, digest: str | None = None) -> None:
+        """Refuse a body of ``length`` bytes that no quota of ``name`` has room for,
+        before any of it is read (OCI DENIED). ``digest``: what the blob will be, when
+        the request says so (a namespace holding it already has room)."""
+        if self.quotas is not None:
+            self.quotas.precheck(name, length, digest)
 
     # ``owner`` is who may use a session: None when authentication is off (no
     # check), else the user name ("" for anonymous). A session belongs to the
@@ -249,7 +259,16 @@ class UploadService:
             state = writer.save()
             hash_state = hasher.state() if isinstance(hasher, ResumableHash) else None
             # Recorded while the session is still held: the next writer reads it.
-            if not self.db.save_upload(upload_id, offset, hash_state, state, token):
+            try:
+                with refusals("upload"):
+                    saved = self.db.save_upload(upload_id, offset, hash_state, state, token)
+            except Exception as exc:
+                if isinstance(exc.__cause__, QuotaExceeded):
+                    # Over a quota: the session ends and gives its bytes back.
+                    writer.cleanup()
+                    self._discard(upload_id, row)
+                raise
+            if not saved:
                 raise BlobUploadUnknown(detail={"upload": upload_id})
             writer.cleanup()
             self.hashes.put(upload_id, offset, hasher)
@@ -279,11 +298,19 @@ class UploadService:
                 self._discard(upload_id, row)
                 raise DigestInvalid(detail={"expected": digest, "actual": actual})
             writer.stage(digest)  # slow work (fsync, S3 copy) outside the transaction
-            with self.db.write() as conn:
-                self.db.lock_digest(conn, digest)
-                writer.commit(digest)
-                self.db.record_blob(conn, row.repository_id, digest, size)
-                self.db.delete_upload(conn, upload_id)
+            try:
+                with refusals("upload"), self.db.write() as conn:
+                    self.db.lock_digest(conn, digest)
+                    # The session's bytes leave the usage before the blob's may enter
+                    # it; a quota refusal comes before the bytes are published.
+                    self.db.delete_upload(conn, upload_id)
+                    self.db.record_blob(conn, row.repository_id, digest, size)
+                    writer.commit(digest)
+            except Exception as exc:
+                if isinstance(exc.__cause__, QuotaExceeded):
+                    writer.cleanup()
+                    self._discard(upload_id, row)
+                raise
             writer.cleanup()
         self.hashes.drop(upload_id)
         return digest, size
@@ -314,7 +341,7 @@ class UploadService:
         parse_digest(digest)
         if source is not None and self.db.repository_blob_size(source, digest) is None:
             return None
-        with self.db.write() as conn:
+        with refusals("mount"), self.db.write() as conn:
             self.db.lock_digest(conn, digest)
             size = self.db.blob_size(conn, digest)
             # Without "from", the blob must still be readable in some repository:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection
 
 import sqlalchemy as sa
 
-from ociregistry.metadata import backup_lease
+from ociregistry.metadata import backup_lease, quota_accounting
 from ociregistry.metadata import schema as t
 from ociregistry.metadata import tag_history_queries as history
 from ociregistry.metadata.store import MetadataStore
@@ -134,6 +134,7 @@ def delete_blob_if_unreferenced(
                 b.c.digest == digest, *_unreferenced(b, cutoff, keep_since=keep_since))
         ).first() is None:
             return False
+        quota_accounting.drop_all_links(store, conn, digest)
         conn.execute(t.repository_blobs.delete().where(t.repository_blobs.c.digest == digest))
         conn.execute(b.delete().where(b.c.digest == digest))
         return True

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ociregistry.metadata import quota_accounting
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.store import MetadataStore
 
@@ -81,7 +82,8 @@ def blob_touched_at(store: MetadataStore, digest: str) -> float | None:
         ).scalar()
 
 
-def _forget(conn: Connection, digest: str) -> None:
+def _forget(store: MetadataStore, conn: Connection, digest: str) -> None:
+    quota_accounting.drop_all_links(store, conn, digest)
     conn.execute(t.repository_blobs.delete().where(t.repository_blobs.c.digest == digest))
     conn.execute(t.blobs.delete().where(t.blobs.c.digest == digest))
 
@@ -93,7 +95,7 @@ def forget_missing_blob(store: MetadataStore, digest: str, exists: Callable[[str
         store.lock_digest(conn, digest)
         if store.blob_size(conn, digest) is None or exists(digest):
             return False
-        _forget(conn, digest)
+        _forget(store, conn, digest)
         return True
 
 
@@ -107,7 +109,7 @@ def forget_blob_untouched_since(store: MetadataStore, digest: str, touched_at: f
         ).scalar()
         if now is None or now != touched_at:
             return False
-        _forget(conn, digest)
+        _forget(store, conn, digest)
         return True
 
 

@@ -471,3 +471,43 @@ retention_deletions = sa.Table(
     sa.Index("ix_retention_deletions_run", "run_id"),
     sa.Index("ix_retention_deletions_repository", "repository", "deleted_at"),
 )
+
+# Quotas per repository namespace (lifecycle/quotas.py). ``blob_bytes`` and
+# ``upload_bytes`` are the namespace's usage, kept in the same transactions that
+# add or remove what they count (metadata/quota_accounting.py).
+quotas = sa.Table(
+    "quotas",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("pattern", Name, nullable=False, unique=True),  # repository glob: team-a/**
+    sa.Column("limit_bytes", sa.BigInteger, nullable=False),
+    sa.Column("warning_bytes", sa.BigInteger, nullable=True),
+    sa.Column("blob_bytes", sa.BigInteger, nullable=False, default=0),
+    sa.Column("upload_bytes", sa.BigInteger, nullable=False, default=0),
+    sa.Column("source", sa.String(16), nullable=False),  # "config" or "api"
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Which repositories each quota's pattern matches, written when either is created.
+quota_repositories = sa.Table(
+    "quota_repositories",
+    metadata,
+    sa.Column("quota_id", sa.Integer, sa.ForeignKey("quotas.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("repository_id", sa.Integer,
+              sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    sa.Index("ix_quota_repositories_repository", "repository_id"),
+)
+
+# Per quota and blob: how many links and manifest references inside the namespace
+# hold the blob (``refs``) and the size counted when the first one came.
+quota_blobs = sa.Table(
+    "quota_blobs",
+    metadata,
+    sa.Column("quota_id", sa.Integer, sa.ForeignKey("quotas.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("digest", Digest, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("refs", sa.Integer, nullable=False),
+)

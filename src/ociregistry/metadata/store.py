@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ociregistry.metadata import repository_stats
+from ociregistry.metadata import quota_accounting, quota_queries, repository_stats
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.engine import create_engine
 from ociregistry.metadata.tag_history_queries import TagHook
@@ -168,12 +168,17 @@ class MetadataStore(UploadStore):
     def ensure_repository(self, conn: Connection, name: str) -> int:
         repo_id = self.repository_id(conn, name)
         if repo_id is None:
-            conn.execute(
+            # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
+            created = conn.execute(
                 self._insert(t.repositories)
                 .values(name=name, created_at=time.time())
                 .on_conflict_do_nothing()
-            )
+                .returning(t.repositories.c.id)
+            ).first() is not None
             repo_id = self.repository_id(conn, name)
+            assert repo_id is not None
+            if created:
+                quota_queries.map_new_repository(self, conn, repo_id, name)
         assert repo_id is not None
         return repo_id
 
@@ -223,11 +228,14 @@ class MetadataStore(UploadStore):
             .values(digest=digest, size=size, touched_at=now)
             .on_conflict_do_update(index_elements=["digest"], set_={"touched_at": now})
         )
-        conn.execute(
+        linked = conn.execute(
             self._insert(t.repository_blobs)
             .values(repository_id=repo_id, digest=digest, created_at=now)
             .on_conflict_do_nothing()
-        )
+            .returning(t.repository_blobs.c.digest)
+        ).first() is not None
+        if linked:
+            quota_accounting.add_refs(self, conn, repo_id, [digest])
 
     def blob_linked(self, conn: Connection, digest: str) -> bool:
         """True when at least one repository links the blob."""
@@ -250,6 +258,8 @@ class MetadataStore(UploadStore):
                     t.repository_blobs.c.digest == digest,
                 )
             )
+            if result.rowcount > 0:
+                quota_accounting.drop_link(self, conn, repo_id, digest)
             return result.rowcount > 0
 
     def linked_digests(self, conn: Connection, repo_id: int, digests: Sequence[str]) -> set[str]:
@@ -354,6 +364,9 @@ class MetadataStore(UploadStore):
                 # here, and the next statement (a new snapshot) sees its references.
                 self._hot["stats_lock"].run(conn, repo=repo_id)
             self._hot["stats_add_manifest"].run(conn, repo=repo_id, id=manifest_id)
+        # Its bytes and its blobs' in the namespaces' usage (QuotaExceeded when over).
+        quota_accounting.add_refs(self, conn, repo_id, list(dict.fromkeys(blob_digests)),
+                                  (digest, len(payload)))
         if child_digests:
             conn.execute(
                 t.manifest_children.insert(),
@@ -414,6 +427,8 @@ class MetadataStore(UploadStore):
             ).scalars())
             if digests:
                 repository_stats.subtract(conn, self._insert, repo_id, digests, manifest_ids)
+        # After the stats rows (the order a push locks them in), before the references go.
+        quota_accounting.drop_manifests(self, conn, ids)
         # Explicit deletes rather than relying on ON DELETE CASCADE everywhere.
         for table in (t.tags, t.manifest_blobs, t.manifest_children, t.manifest_annotations):
             conn.execute(table.delete().where(table.c.manifest_id.in_(ids)))

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ociregistry.metadata import quota_accounting
 from ociregistry.metadata import schema as t
 
 
@@ -99,7 +100,12 @@ class UploadStore:
             query = query.where(u.c.lease_token == lease_token)
             values.update(lease_token=None, lease_until=None)
         with self.write() as conn:
-            return conn.execute(query.values(**values)).rowcount > 0
+            old_size, quota_ids = quota_accounting.upload_quotas(self, conn, upload_id)
+            if conn.execute(query.values(**values)).rowcount == 0:
+                return False
+            # Over a quota: QuotaExceeded, and the saved size stays where it was.
+            quota_accounting.upload_changed(self, conn, None, quota_ids, size - old_size)
+            return True
 
     def take_upload_lease(self, upload_id: str, token: str, seconds: float) -> bool:
         """Hold (or renew) the right to append to an upload; False if another holds it."""
@@ -127,7 +133,15 @@ class UploadStore:
             )
 
     def delete_upload(self, conn: Connection, upload_id: str) -> bool:
-        return conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id)).rowcount > 0
+        """Remove a session's row; its saved bytes leave its namespaces' usage."""
+        u = t.uploads
+        row = conn.execute(
+            u.delete().where(u.c.id == upload_id).returning(u.c.repository_id, u.c.size)
+        ).first()
+        if row is None:
+            return False
+        quota_accounting.upload_changed(self, conn, row.repository_id, None, -row.size)
+        return True
 
     def stale_uploads(self, before: float) -> list[str]:
         with self.read() as conn:

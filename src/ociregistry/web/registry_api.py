@@ -355,6 +355,7 @@ def start_upload(name: str, upload: str) -> Response:
             return _blob_created(name, mount)
     digest = request.args.get("digest")
     if digest:
+        registry.uploads.precheck(name, request.content_length, digest)
         with _receiving_body():
             digest, _ = registry.uploads.monolithic(
                 name, digest, _body_chunks(), owner=access.upload_owner()
@@ -385,6 +386,7 @@ def patch_upload(name: str, upload: str) -> Response:
     uploads = _registry().uploads
     try:
         start = _chunk_start()
+        uploads.precheck(name, request.content_length)
         with _receiving_body():
             state = uploads.append(
                 name, upload, _body_chunks(), start, owner=access.upload_owner()
@@ -405,6 +407,7 @@ def put_upload(name: str, upload: str) -> Response:
     uploads = _registry().uploads
     try:
         start = _chunk_start()
+        uploads.precheck(name, request.content_length, digest)
         with _receiving_body():
             digest, _ = uploads.finish(
                 name, upload, digest, _body_chunks(), start, owner=access.upload_owner()

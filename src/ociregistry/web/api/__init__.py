@@ -17,6 +17,7 @@ from ociregistry.web.api import (  # noqa: F401  (they add hooks and routes)
     docs,
     imports,
     manifests,
+    quotas,
     repositories,
     retention,
     search,
