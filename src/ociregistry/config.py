@@ -257,7 +257,7 @@ class TagRuleSettings(_Section):
 
 
 class TagSettings(_Section):
-    """Immutable and protected tags, tag history and restores (docs/lifecycle-tags.md)."""
+    """Immutable and protected tags, tag history and restores (docs/lifecycle.md)."""
 
     immutable: list[TagRuleSettings] = Field(
         [], description="once pushed, a matching tag cannot be moved or deleted "
