@@ -57,6 +57,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
+        from ociregistry.events.service import sync_config_endpoints
+
+        sync_config_endpoints(runtime.metadata, settings.events)  # once, before the workers
     finally:
         runtime.metadata.dispose()
     return serve(settings)

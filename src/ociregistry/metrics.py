@@ -131,6 +131,9 @@ def exposition(metadata: MetadataStore | None) -> tuple[bytes, str]:
         registry.register(_Forward(REGISTRY))
     if metadata is not None:
         registry.register(StoredObjectsCollector(metadata))
+        from ociregistry.events.collector import EventsCollector
+
+        registry.register(EventsCollector(metadata))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
@@ -142,3 +145,17 @@ class _Forward(Collector):
 
     def collect(self) -> Iterator:
         yield from self.source.collect()
+
+# Events (webhooks). Pending counts and ages per endpoint come from the index at
+# scrape time (events/collector.py), like the stored-object counts.
+EVENTS_WRITTEN = Counter("registry_events_written_total", "Events written to the outbox",
+                         ["action"])
+EVENT_DELIVERIES = Counter(
+    "registry_event_deliveries_total",
+    "Delivery attempts by endpoint and outcome (delivered, failed, dead)",
+    ["endpoint", "outcome"],
+)
+EVENT_ENDPOINTS_DISABLED = Counter(
+    "registry_event_endpoints_disabled_total",
+    "Endpoints disabled after too many consecutive failures", ["endpoint"],
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ociregistry.config import Settings
 from ociregistry.core.gc import GarbageCollector
@@ -19,6 +20,7 @@ class Runtime:
     storage: BlobStorage
     registry: Registry
     gc: GarbageCollector
+    events: Any = None  # events.service.EventsRuntime, None when events are off
 
 
 def build_storage(settings: Settings) -> BlobStorage:
@@ -52,4 +54,7 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
         grace_seconds=settings.gc.grace_period_seconds,
         upload_ttl_seconds=settings.gc.upload_ttl_seconds,
     )
-    return Runtime(settings, metadata, storage, registry, gc)
+    from ociregistry.events.service import setup as setup_events
+
+    events = setup_events(metadata, settings.events)
+    return Runtime(settings, metadata, storage, registry, gc, events)

@@ -41,6 +41,9 @@ def _app_factory(settings: Settings) -> Any:
 
     runtime = build_runtime(settings)
     start_gc_scheduler(runtime)
+    from ociregistry.events.service import start_delivery
+
+    start_delivery(runtime.metadata, runtime.events)
     return create_app(runtime=runtime)
 
 

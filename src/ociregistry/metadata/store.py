@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from ociregistry.metadata import repository_stats
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.engine import create_engine
+from ociregistry.metadata.event_outbox import Outbox
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
 
 __all__ = ["ManifestRow", "MetadataStore", "UploadRow"]
@@ -105,6 +106,7 @@ class MetadataStore(UploadStore):
         self._hot = {
             key: _Prepared(stmt, self.engine.dialect) for key, stmt in _hot_statements().items()
         }
+        self.events = Outbox(self.dialect)  # events.emit(conn, ...): metadata/event_outbox.py
 
     # -- transactions -----------------------------------------------------
     @contextmanager
@@ -114,7 +116,7 @@ class MetadataStore(UploadStore):
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self._writer.begin() as conn:
+        with self._writer.begin() as conn, self.events.transaction(conn):
             yield conn
 
     def create_schema(self) -> None:
@@ -166,11 +168,13 @@ class MetadataStore(UploadStore):
     def ensure_repository(self, conn: Connection, name: str) -> int:
         repo_id = self.repository_id(conn, name)
         if repo_id is None:
-            conn.execute(
+            created = conn.execute(
                 self._insert(t.repositories)
                 .values(name=name, created_at=time.time())
                 .on_conflict_do_nothing()
             )
+            if created.rowcount:
+                self.events.emit(conn, "repository.created", repository=name)
             repo_id = self.repository_id(conn, name)
         assert repo_id is not None
         return repo_id
@@ -364,6 +368,7 @@ class MetadataStore(UploadStore):
 
     def set_tag(self, conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None:
         now = time.time()
+        self.events.tag_moving(conn, repo_id, tag, manifest_id)
         conn.execute(
             self._insert(t.tags)
             .values(repository_id=repo_id, name=tag, manifest_id=manifest_id, updated_at=now)
@@ -378,9 +383,12 @@ class MetadataStore(UploadStore):
             repo_id = self.repository_id(conn, name)
             if repo_id is None:
                 return False
+            digest = self.events.tag_target(conn, repo_id, tag)
             result = conn.execute(
                 t.tags.delete().where(t.tags.c.repository_id == repo_id, t.tags.c.name == tag)
             )
+            if result.rowcount:
+                self.events.emit(conn, "tag.deleted", repository=name, digest=digest, tags=[tag])
             return result.rowcount > 0
 
     def delete_manifest(self, name: str, digest: str) -> bool:
@@ -409,6 +417,7 @@ class MetadataStore(UploadStore):
             ).scalars())
             if digests:
                 repository_stats.subtract(conn, self._insert, repo_id, digests, manifest_ids)
+        self.events.manifests_deleting(conn, ids)
         # Explicit deletes rather than relying on ON DELETE CASCADE everywhere.
         for table in (t.tags, t.manifest_blobs, t.manifest_children, t.manifest_annotations):
             conn.execute(table.delete().where(table.c.manifest_id.in_(ids)))

@@ -179,6 +179,8 @@ def get_manifest(name: str, ref: str) -> Response:
     response.headers["ETag"] = f'"{row.digest}"'
     if row.subject:
         response.headers["OCI-Subject"] = row.subject
+    if request.method == "GET":
+        _registry().manifest_pulled(name, ref, row)
     return response
 
 
