@@ -51,7 +51,9 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{'localhost' if self.tls else '127.0.0.1'}:{self.port}/hook"
+        if self.tls:  # the certificate names localhost
+            return f"https://localhost:{self.port}/hook"
+        return f"http://127.0.0.1:{self.port}/hook"
 
     def start(self) -> None:
         owner = self
