@@ -53,6 +53,17 @@ class EndpointSpec:
         return cls(**known)
 
     def check(self) -> EndpointSpec:
+        for name, kind in (("name", str), ("url", str), ("format", str), ("headers", dict),
+                           ("actions", list), ("repositories", list), ("media_types", list),
+                           ("ca_file", str), ("ca_pem", str)):
+            if not isinstance(getattr(self, name), kind):
+                raise SpecError(name, f"must be a {'string' if kind is str else kind.__name__}")
+        for name in ("actions", "repositories", "media_types"):
+            if not all(isinstance(g, str) for g in getattr(self, name)):
+                raise SpecError(name, "a list of strings")
+        if isinstance(self.timeout_seconds, bool) or not isinstance(
+                self.timeout_seconds, int | float):
+            raise SpecError("timeout_seconds", "a number of seconds")
         if not NAME.match(self.name):
             raise SpecError("name", "1 to 64 of a-z 0-9 _ . -, starting with a letter or digit")
         parts = urlsplit(self.url)
