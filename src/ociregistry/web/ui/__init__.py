@@ -16,7 +16,7 @@ from ociregistry.core.catalog import CatalogService
 from ociregistry.core.cursors import CursorCodec
 from ociregistry.core.gc_jobs import GCJobs, ui_secret_key
 from ociregistry.runtime import Runtime
-from ociregistry.web.ui import actions, pages, robots  # noqa: F401  (they add the routes)
+from ociregistry.web.ui import actions, events, pages, robots  # noqa: F401  (they add routes)
 from ociregistry.web.ui.access import SESSIONS_EXTENSION
 from ociregistry.web.ui.blueprint import SERVICES, UIServices, bp
 from ociregistry.web.ui.security import configure_sessions
