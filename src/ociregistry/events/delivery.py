@@ -48,6 +48,7 @@ log = logging.getLogger("ociregistry.events")
 BATCH = 100
 IDLE_ROUNDS = 20  # polls with nothing to send before a sender gives its lease back
 PRUNE_EVERY = 3600.0
+LEASE_MARGIN = 20.0
 
 
 @dataclass
@@ -117,9 +118,9 @@ class Delivery:
         self._thread: threading.Thread | None = None
         self._pruned = 0.0
 
-    @property
-    def lease_seconds(self) -> float:
-        return 300.0 + 15.0  # longer than any request (timeout_seconds <= 300)
+    # A lease outlives the request it covers (renewed before each attempt for the
+    # endpoint's timeout + LEASE_MARGIN), and expires soon after a killed worker's.
+    lease_seconds = 30.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._dispatch, name="events-dispatch",
@@ -172,8 +173,11 @@ class Delivery:
         try:
             while not self._stop.is_set() and idle < IDLE_ROUNDS:
                 row = q.endpoint_by_id(self.store, endpoint_id)
-                if row is None or not row.enabled or not q.take_lease(
-                        self.store, endpoint_id, self.token, self.lease_seconds):
+                if row is None or not row.enabled:
+                    return
+                timeout = float(json.loads(row.spec).get("timeout_seconds", 10))
+                if not q.take_lease(self.store, endpoint_id, self.token,
+                                    max(self.lease_seconds, timeout + LEASE_MARGIN)):
                     return
                 wait = row.next_attempt_at - time.time()
                 if wait > 0:

@@ -1,0 +1,58 @@
+"""Events in a cluster: three instances (two workers each) on PostgreSQL compete for
+every endpoint's lease; pushes land on all of them at once; each event reaches each
+endpoint once, in commit order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests.events.receivers import Receiver
+from tests.helpers import make_image, put_manifest
+
+FAST = {"poll_interval_seconds": 0.2, "backoff_initial_seconds": 0.2,
+        "backoff_max_seconds": 1.0}
+PUSHES = 12  # per pusher
+
+
+def test_each_event_reaches_each_endpoint_once_in_commit_order(make_cluster):
+    quick, slowish = Receiver(), Receiver(mode="slow", delay=0.05)
+    try:
+        cluster = make_cluster(storage="filesystem", settings={"events": {
+            **FAST, "endpoints": [
+                {"name": "quick", "url": quick.url, "actions": ["manifest.pushed"]},
+                {"name": "slowish", "url": slowish.url, "actions": ["manifest.pushed"]},
+            ]}})
+        targets = [cluster.url, *(inst.url for inst in cluster.instances)]
+        failures: list[str] = []
+
+        def pusher(n: int) -> None:
+            url = targets[n % len(targets)]
+            for i in range(PUSHES):
+                r = put_manifest(url, f"cluster/app{n}", f"v{i}",
+                                 make_image(url, f"cluster/app{n}", layers=1))
+                if r.status_code != 201:
+                    failures.append(r.text)
+
+        threads = [threading.Thread(target=pusher, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures
+        total = 4 * PUSHES
+        for receiver in (quick, slowish):
+            bodies = receiver.wait_for(lambda b: len(b) >= total, timeout=180)
+            ids = [b["id"] for b in bodies]
+            assert len(ids) == len(set(ids)) == total, cluster.logs()
+            sequences = [b["sequence"] for b in bodies]
+            assert sequences == sorted(sequences)  # commit order, across instances
+            for n in range(4):  # and each repository's tags in the order pushed
+                tags = [b["tags"][0] for b in bodies if b["repository"] == f"cluster/app{n}"]
+                assert tags == [f"v{i}" for i in range(PUSHES)]
+        # Nothing more arrives later (a second worker sending the same events).
+        time.sleep(2.0)
+        assert len(quick.requests) == total and len(slowish.requests) == total
+    finally:
+        quick.stop()
+        slowish.stop()
