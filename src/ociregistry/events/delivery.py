@@ -49,6 +49,8 @@ BATCH = 100
 IDLE_ROUNDS = 20  # polls with nothing to send before a sender gives its lease back
 PRUNE_EVERY = 3600.0
 LEASE_MARGIN = 20.0
+GROUP = 50  # successful deliveries recorded per transaction, at most
+SKIPPED = None  # a filtered-out event: the cursor moves past it, nothing is logged
 
 
 @dataclass
@@ -195,56 +197,93 @@ class Delivery:
             q.release_lease(self.store, endpoint_id, self.token)
 
     def _step(self, row: Any, session: requests.Session) -> bool:
-        """Handle the endpoint's next job; False when there was none."""
+        """Handle the endpoint's next jobs (a redelivery, or a batch of events up to the
+        first failure); False when there was nothing to do."""
         spec = EndpointSpec.from_dict(json.loads(row.spec))
+        lease = max(self.lease_seconds, spec.timeout_seconds + LEASE_MARGIN)
+        state = {"failures": row.failures, "head_attempts": row.head_attempts}
         again = q.redelivery(self.store, row.id)
         if again is not None:
             event = Event.from_row(again)
             body = render(event, spec.format, self.registry_url)
             if body is None:
                 q.settle(self.store, row.id, self.token, event_id=event.id, redelivery=True,
-                         attempt=None, advance_to=None, success=None)
-                return True
-            return self._attempt(row, spec, session, event, body, redelivery=True)
+                         attempt=None, advance_to=None, success=None, lease_seconds=lease)
+            else:
+                self._attempt(row, spec, session, event, body, True, state, lease)
+            return True
         batch = q.events_after(self.store, row.cursor, BATCH)
         if not batch:
             return False
-        skipped = None
+        # Successes are recorded together (one transaction per GROUP or per second):
+        # on SQLite every write transaction takes the one write lock the pushes need.
+        delivered: list[tuple[int, dict[str, Any] | None]] = []
+        since = time.monotonic()
+
+        def flush() -> bool:
+            nonlocal since
+            if not delivered:
+                return True
+            ok = q.settle_delivered(self.store, row.id, self.token, delivered, lease)
+            delivered.clear()
+            since = time.monotonic()
+            return ok
+
         for event_row in batch:
+            if self._stop.is_set():
+                break
             event = Event.from_row(event_row)
             body = render(event, spec.format, self.registry_url) if spec.matches(event) else None
             if body is None:
-                skipped = event.id
+                delivered.append((event.id, SKIPPED))
                 continue
-            if skipped is not None:  # filtered-out events before this one: move past them
-                q.settle(self.store, row.id, self.token, event_id=skipped, redelivery=False,
-                         attempt=None, advance_to=skipped, success=None)
-            return self._attempt(row, spec, session, event, body, redelivery=False)
-        q.settle(self.store, row.id, self.token, event_id=skipped or row.cursor,
-                 redelivery=False, attempt=None, advance_to=skipped, success=None)
+            result = send(spec, row.secret, event, body, session)
+            if result.ok:
+                metrics.EVENT_DELIVERIES.labels(row.name, "delivered").inc()
+                attempt = result.row(state["head_attempts"] + 1, "delivered")
+                delivered.append((event.id, attempt))
+                state.update(failures=0, head_attempts=0)
+                if (len(delivered) >= GROUP or time.monotonic() - since > 1.0) and not flush():
+                    return True
+                continue
+            if not flush():
+                return True
+            self._failed(row, event, result, False, state, lease)
+            return True
+        flush()
         return True
 
     def _attempt(self, row: Any, spec: EndpointSpec, session: requests.Session, event: Event,
-                 body: bytes, redelivery: bool) -> bool:
+                 body: bytes, redelivery: bool, state: dict[str, int], lease: float) -> bool:
+        """One attempt, recorded at once; True when delivered and the endpoint may go on."""
         result = send(spec, row.secret, event, body, session)
-        attempts = row.head_attempts + 1
-        name = row.name
         if result.ok:
-            metrics.EVENT_DELIVERIES.labels(name, "delivered").inc()
-            q.settle(self.store, row.id, self.token, event_id=event.id, redelivery=redelivery,
-                     attempt=result.row(attempts, "delivered"),
-                     advance_to=None if redelivery else event.id, success=True)
-            return True
+            metrics.EVENT_DELIVERIES.labels(row.name, "delivered").inc()
+            attempt = result.row(state["head_attempts"] + 1, "delivered")
+            state.update(failures=0, head_attempts=0)
+            return q.settle(self.store, row.id, self.token, event_id=event.id,
+                            redelivery=redelivery, attempt=attempt,
+                            advance_to=None if redelivery else event.id, success=True,
+                            lease_seconds=lease)
+        self._failed(row, event, result, redelivery, state, lease)
+        return False
+
+    def _failed(self, row: Any, event: Event, result: Attempt, redelivery: bool,
+                state: dict[str, int], lease: float) -> None:
+        """Record a failed attempt: retry after backoff, dead letter, or disable."""
+        attempts = state["head_attempts"] + 1
+        name = row.name
         cfg = self.settings
+        failures = state["failures"] + 1
         dead = attempts >= cfg.max_attempts or time.time() - event.created_at > cfg.max_age_seconds
         backoff = min(cfg.backoff_max_seconds, cfg.backoff_initial_seconds * 2 ** (attempts - 1))
         backoff = backoff / 2 + random.uniform(0, backoff / 2)  # jitter: workers don't align
         disable = None
-        if row.failures + 1 >= cfg.disable_after_failures:
-            disable = f"{row.failures + 1} consecutive failed deliveries"
+        if failures >= cfg.disable_after_failures:
+            disable = f"{failures} consecutive failed deliveries"
             metrics.EVENT_ENDPOINTS_DISABLED.labels(name).inc()
             log.warning("events: endpoint %s disabled after %s consecutive failures (last: %s)",
-                        name, row.failures + 1, result.error or result.status_code)
+                        name, failures, result.error or result.status_code)
         metrics.EVENT_DELIVERIES.labels(name, "dead" if dead else "failed").inc()
         if dead:
             log.warning("events: event %s to %s is a dead letter after %s attempts", event.uid,
@@ -252,8 +291,8 @@ class Delivery:
         q.settle(self.store, row.id, self.token, event_id=event.id, redelivery=redelivery,
                  attempt=result.row(attempts, "dead" if dead else "failed"),
                  advance_to=event.id if dead and not redelivery else None, success=False,
-                 next_attempt_at=0 if dead else time.time() + backoff, disable=disable)
+                 next_attempt_at=0 if dead else time.time() + backoff, disable=disable,
+                 lease_seconds=lease)
         if dead and redelivery:
             q.settle(self.store, row.id, self.token, event_id=event.id, redelivery=True,
-                     attempt=None, advance_to=None, success=None)
-        return True
+                     attempt=None, advance_to=None, success=None, lease_seconds=lease)

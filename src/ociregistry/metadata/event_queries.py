@@ -143,19 +143,22 @@ def drop_stale_redeliveries(store: MetadataStore, endpoint_id: int) -> None:
 
 def settle(store: MetadataStore, endpoint_id: int, token: str, *, event_id: int,
            redelivery: bool, attempt: dict[str, Any] | None, advance_to: int | None,
-           success: bool | None, next_attempt_at: float = 0, disable: str | None = None) -> bool:
-    """Record one attempt (if any) and its consequence, atomically, under the lease.
+           success: bool | None, next_attempt_at: float = 0, disable: str | None = None,
+           lease_seconds: float = 30.0) -> bool:
+    """Record one attempt (if any) and its consequence, atomically, under the lease
+    (which it extends); False when the lease was lost or the endpoint disabled.
 
     success True: failures reset; False: one more consecutive failure; None: a
     skip (filtered out). ``advance_to``: the new cursor (never backwards).
     """
     now = time.time()
     with store.write() as conn:
-        row = conn.execute(sa.select(EP.c.failures, EP.c.head_attempts, EP.c.cursor).where(
+        row = conn.execute(sa.select(EP.c.failures, EP.c.head_attempts, EP.c.cursor,
+                                     EP.c.enabled).where(
             EP.c.id == endpoint_id, EP.c.lease_token == token)).first()
         if row is None:
             return False  # the lease was lost: another worker owns the endpoint now
-        values: dict[str, Any] = {"updated_at": now}
+        values: dict[str, Any] = {"updated_at": now, "lease_until": now + lease_seconds}
         if attempt is not None:
             conn.execute(D.insert().values(endpoint_id=endpoint_id, event_id=event_id,
                                            at=now, **attempt))
@@ -176,7 +179,28 @@ def settle(store: MetadataStore, endpoint_id: int, token: str, *, event_id: int,
             values.update(enabled=False, disabled_reason=disable, lease_token=None,
                           lease_until=None)
         conn.execute(EP.update().where(EP.c.id == endpoint_id).values(**values))
-        return True
+        return bool(row.enabled) and not disable
+
+
+def settle_delivered(store: MetadataStore, endpoint_id: int, token: str,
+                     delivered: list[tuple[int, dict[str, Any] | None]],
+                     lease_seconds: float) -> bool:
+    """Record several successful deliveries (event id, attempt) in one transaction and
+    move the cursor past the last; False when the lease was lost or the endpoint disabled."""
+    now = time.time()
+    with store.write() as conn:
+        row = conn.execute(sa.select(EP.c.cursor, EP.c.enabled).where(
+            EP.c.id == endpoint_id, EP.c.lease_token == token)).first()
+        if row is None:
+            return False
+        rows = [{"endpoint_id": endpoint_id, "event_id": event_id, "at": now, **attempt}
+                for event_id, attempt in delivered if attempt is not None]  # None: filtered out
+        if rows:
+            conn.execute(D.insert(), rows)
+        conn.execute(EP.update().where(EP.c.id == endpoint_id).values(
+            cursor=max(row.cursor, delivered[-1][0]), failures=0, head_attempts=0,
+            next_attempt_at=0, updated_at=now, lease_until=now + lease_seconds))
+        return bool(row.enabled)
 
 
 # -- delivery log, redelivery, listings ----------------------------------------------
