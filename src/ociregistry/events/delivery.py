@@ -129,9 +129,13 @@ class Delivery:
                                         daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 2.0) -> None:
+        """Stop; senders finish their current request (bounded wait) and release leases."""
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + wait
+        for thread in list(self._senders.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def wake(self) -> None:
         self._wake.set()

@@ -72,7 +72,10 @@ class PullBuffer:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self.flush()
+        try:
+            self.flush()
+        except Exception:  # at exit, the database may be gone: the pulls are lost
+            log.warning("could not write the last pull events")
 
     def _loop(self) -> None:
         while not self._stop.is_set():

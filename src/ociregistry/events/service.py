@@ -11,6 +11,7 @@ custom header values never.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ def setup(store: MetadataStore, settings: EventsSettings) -> EventsRuntime | Non
     if settings.pulls.enabled and settings.pulls.sample_rate > 0:
         pulls = PullBuffer(store, settings.pulls.batch_seconds, settings.pulls.sample_rate)
         store.events.on_pull = pulls.record
+        atexit.register(pulls.stop)  # a worker's graceful exit writes what it buffered
     store.events.on_commit = _count_written
     return EventsRuntime(settings, instance, pulls)
 
@@ -68,6 +70,7 @@ def start_delivery(store: MetadataStore, events: EventsRuntime | None,
     delivery = Delivery(store, events.settings, registry_url)
     store.events.on_commit = lambda actions: (_count_written(actions), delivery.wake())
     delivery.start()
+    atexit.register(delivery.stop)  # leases given back at a graceful exit, not left to expire
     events.delivery = delivery
     return delivery
 
