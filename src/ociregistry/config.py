@@ -269,6 +269,14 @@ class EventsSettings(_Section):
     retention_seconds: float = Field(7 * 86400, gt=0, description="events and delivery log "
                                      "entries older than this are deleted")
 
+    @field_validator("endpoints")
+    @classmethod
+    def _unique_names(cls, value: list[EventEndpointSettings]) -> list[EventEndpointSettings]:
+        names = [e.name for e in value]
+        if len(names) != len(set(names)):
+            raise ValueError("endpoint names must be unique")
+        return value
+
 
 class Settings(_Section):
     data_dir: str = "./data"

@@ -231,3 +231,25 @@ def test_filters_and_formats(start_registry, tmp_path):
     finally:
         for r in (plain, cloud, distribution):
             r.stop()
+
+
+def test_configuration_file_endpoints_are_synchronised_and_read_only(start_registry, receiver,
+                                                                     tmp_path):
+    key = secret()
+    registry = start_registry([{"name": "from-file", "url": receiver.url, "secret": key}])
+    api = f"{registry.url}/api/v1/events/endpoints"
+    shown = requests.get(f"{api}/from-file").json()
+    assert shown["source"] == "config" and shown["secret_hint"] == key[:10] + "…"
+    r = requests.patch(f"{api}/from-file", json={"url": "http://127.0.0.1:9/"})
+    assert r.status_code == 409 and r.json()["code"] == "conflict"
+    assert requests.delete(f"{api}/from-file").status_code == 409
+    r = requests.patch(f"{api}/from-file", json={"enabled": False})
+    assert r.status_code == 200 and r.json()["enabled"] is False
+    registry.stop()
+    # Restarted with another file: the old endpoint goes, the new one comes.
+    registry = start_registry([{"name": "renamed", "url": receiver.url, "format": "cloudevents"}])
+    listed = requests.get(f"{registry.url}/api/v1/events/endpoints").json()["items"]
+    names = [e["name"] for e in listed]
+    assert names == ["renamed"]
+    tested = requests.post(f"{registry.url}/api/v1/events/endpoints/renamed/test").json()
+    assert tested["delivered"] is True
