@@ -79,3 +79,21 @@ def test_with_events_disabled_nothing_is_written(tmp_path):
         assert events(rt) == []
     finally:
         rt.metadata.dispose()
+
+
+def test_pruning_drops_old_events_their_log_and_their_redeliveries(runtime):
+    from ociregistry.metadata import event_queries as q
+
+    store = runtime.metadata
+    with store.write() as conn:
+        store.events.emit(conn, "quota.warning", repository="a/b")
+    assert q.insert_endpoint(store, "hook", "api", json.dumps({"url": "http://x/"}),
+                             "whsec_x", True)
+    endpoint = q.endpoint_row(store, "hook")
+    [event] = q.list_events(store, 10, None, None, None)
+    assert endpoint.cursor == event.id  # a new endpoint starts after the newest event
+    assert q.redeliver_one(store, endpoint.id, event.uid)
+    assert q.claimable(store, 1e12) == [endpoint.id]
+    assert q.prune(store, before=1e12) == (1, 0)
+    assert q.list_events(store, 10, None, None, None) == []
+    assert q.claimable(store, 1e12) == []

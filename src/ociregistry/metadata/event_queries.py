@@ -134,13 +134,6 @@ def redelivery(store: MetadataStore, endpoint_id: int) -> Row | None:
             .where(R.c.endpoint_id == endpoint_id).order_by(E.c.id).limit(1)).first()
 
 
-def drop_stale_redeliveries(store: MetadataStore, endpoint_id: int) -> None:
-    """Redeliveries whose event was pruned."""
-    with store.write() as conn:
-        conn.execute(R.delete().where(R.c.endpoint_id == endpoint_id, R.c.event_id.not_in(
-            sa.select(E.c.id))))
-
-
 def settle(store: MetadataStore, endpoint_id: int, token: str, *, event_id: int,
            redelivery: bool, attempt: dict[str, Any] | None, advance_to: int | None,
            success: bool | None, next_attempt_at: float = 0, disable: str | None = None,
@@ -268,4 +261,6 @@ def prune(store: MetadataStore, before: float) -> tuple[int, int]:
     with store.write() as conn:
         events = conn.execute(E.delete().where(E.c.created_at < before)).rowcount
         log = conn.execute(D.delete().where(D.c.at < before)).rowcount
+        # Redeliveries of pruned events would keep their endpoint claimable for nothing.
+        conn.execute(R.delete().where(R.c.event_id.not_in(sa.select(E.c.id))))
     return events, log
