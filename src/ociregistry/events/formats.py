@@ -8,7 +8,8 @@
   receivers written for Distribution work unchanged. Distribution knows four
   actions (push, pull, delete, mount): a push under several tags is one envelope
   holding one event per tag; actions with no Distribution equivalent
-  (repository.*, gc.finished, ...) are not sent to such an endpoint.
+  (tag.moved, which the push already tells, repository.*, gc.finished, ...) are
+  not sent to such an endpoint.
 
 Signatures follow the Standard Webhooks specification: ``webhook-id`` (the
 event's id, the same on every retry: receivers deduplicate on it),
@@ -35,7 +36,8 @@ CONTENT_TYPES = {
     "distribution": DISTRIBUTION_MEDIA_TYPE,
 }
 _DISTRIBUTION_ACTIONS = {
-    "manifest.pushed": ("push", "PUT"), "tag.moved": ("push", "PUT"),
+    # tag.moved is not sent: the manifest.pushed of the same push names the tag.
+    "manifest.pushed": ("push", "PUT"),
     "manifest.pulled": ("pull", "GET"), "manifest.deleted": ("delete", "DELETE"),
     "tag.deleted": ("delete", "DELETE"), "blob.mounted": ("mount", "POST"),
     "test": ("push", "PUT"),

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from ociregistry.metadata import schema as t
 
 PENDING = "ociregistry.events.pending"
+EVENTS_LOCK = 0x6F637265  # "ocre": the outbox's commit-order lock on PostgreSQL
 _COLUMNS = ("uid", "created_at", "action", "repository", "digest", "media_type", "artifact_type")
 
 Stamp = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -77,7 +78,8 @@ class Outbox:
 
     def write(self, conn: Connection, pending: list[dict[str, Any]]) -> None:
         if self.dialect == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('ociregistry:events'))"))
+            # The two-key form: a key space apart from the digest locks' (one bigint).
+            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({EVENTS_LOCK}, 0)"))
         rows = [{**{k: e.get(k) for k in _COLUMNS},
                  "body": json.dumps({k: v for k, v in e.items() if k not in _COLUMNS})}
                 for e in pending]
