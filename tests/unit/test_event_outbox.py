@@ -97,3 +97,25 @@ def test_pruning_drops_old_events_their_log_and_their_redeliveries(runtime):
     assert q.prune(store, before=1e12) == (1, 0)
     assert q.list_events(store, 10, None, None, None) == []
     assert q.claimable(store, 1e12) == []
+
+
+def test_pulls_are_batched_per_manifest_and_caller_and_sampled(runtime, tmp_path):
+    from ociregistry.events.pulls import PullBuffer
+
+    store = runtime.metadata
+    buffer = PullBuffer(store, batch_seconds=3600, sample_rate=1.0)
+    alice = Actor("user", "alice", "10.0.0.1", "r1")
+    with acting_as(alice):
+        for _ in range(3):
+            buffer.record("a/b", "latest", "sha256:" + "1" * 64, "application/json", 10)
+    with acting_as(Actor("anonymous", None, "10.0.0.2", "r2")):
+        buffer.record("a/b", "latest", "sha256:" + "1" * 64, "application/json", 10)
+    assert events(runtime) == []  # nothing written on the request
+    assert buffer.flush() == 2
+    pulls = events(runtime)
+    assert [(p["actor"]["kind"], p["details"]["count"]) for p in pulls] == [
+        ("user", 3), ("anonymous", 1)]
+    assert pulls[0]["tags"] == ["latest"] and pulls[0]["actor"]["name"] == "alice"
+    never = PullBuffer(store, batch_seconds=0, sample_rate=0.0)
+    never.record("a/b", "latest", "sha256:" + "1" * 64, "application/json", 10)
+    assert never.flush() == 0
