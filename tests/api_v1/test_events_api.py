@@ -4,8 +4,6 @@ is an RFC 9457 problem, never a 500."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from typing import Any
 
@@ -14,7 +12,6 @@ import requests
 
 from tests.api_v1.conftest import Live
 from tests.events.receivers import Receiver, verify
-from tests.helpers import put_manifest, sha256
 
 ADMIN = ("admin", "admin-pw")
 PROBLEM = "application/problem+json"
@@ -61,19 +58,15 @@ def test_an_endpoint_added_at_run_time_receives_signed_events(live, http, receiv
     assert verify(secret, request["headers"], request["body"])
     assert request["headers"]["authorization"] == "Bearer s3cret-token"
 
-    pusher = ("pusher", "pusher-pw")
-    config = json.dumps({"os": "linux", "n": os.urandom(8).hex()}).encode()
-    r = http.post(f"{live.url}/v2/team/events/blobs/uploads/", params={"digest": sha256(config)},
-                  data=config, auth=pusher, timeout=60)
-    assert r.status_code == 201, r.text
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                           "digest": sha256(config), "size": len(config)}, "layers": []}
-    r = put_manifest(live.url, "team/events", "v1", manifest, auth=pusher)
-    assert r.status_code == 201, r.text
-    bodies = receiver.wait_for(lambda b: any(e["action"] == "manifest.pushed" for e in b))
-    pushed = next(b for b in bodies if b["action"] == "manifest.pushed")
-    assert pushed["actor"] == {"kind": "user", "name": "pusher", "address": "127.0.0.1"}
+    # A pull (this package's registry is shared: nothing here changes its content).
+    puller = ("puller", "puller-pw")
+    r = http.get(f"{live.url}/v2/team/app/manifests/v1.0", auth=puller, timeout=60,
+                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 200, r.text
+    bodies = receiver.wait_for(lambda b: any(e["action"] == "manifest.pulled" for e in b))
+    pushed = next(b for b in bodies if b["action"] == "manifest.pulled")
+    assert pushed["actor"] == {"kind": "user", "name": "puller", "address": "127.0.0.1"}
+    assert pushed["tags"] == ["v1.0"] and pushed["details"]["count"] == 1
 
     log = api(live, http, "GET", "/events/endpoints/runtime/deliveries").json()["items"]
     assert {e["outcome"] for e in log} >= {"delivered", "test"}
@@ -100,8 +93,8 @@ def test_an_endpoint_added_at_run_time_receives_signed_events(live, http, receiv
     assert api(live, http, "DELETE", "/events/endpoints/runtime").status_code == 204
     assert api(live, http, "GET", "/events/endpoints/runtime").status_code == 404
 
-    events = api(live, http, "GET", "/events", params={"repository": "team/events"}).json()
-    assert "manifest.pushed" in [e["action"] for e in events["items"]]
+    events = api(live, http, "GET", "/events", params={"repository": "team/app"}).json()
+    assert "manifest.pulled" in [e["action"] for e in events["items"]]
 
 
 @pytest.mark.parametrize("body", [
