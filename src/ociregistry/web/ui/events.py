@@ -47,6 +47,8 @@ def _require_admin() -> Response | None:
 
 
 def may_manage_events() -> bool:
+    if not current_app.extensions["ociregistry"].settings.events.enabled:
+        return False
     if access.policy() is None:
         return is_local(request.environ)
     return not access.viewer().anonymous and access.is_admin()
