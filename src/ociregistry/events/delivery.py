@@ -176,15 +176,21 @@ class Delivery:
     def _sender(self, endpoint_id: int) -> None:
         session = requests.Session()
         idle = 0
+        renewed = time.monotonic()  # the dispatcher has just taken the lease
         try:
             while not self._stop.is_set() and idle < IDLE_ROUNDS:
                 row = q.endpoint_by_id(self.store, endpoint_id)
-                if row is None or not row.enabled:
+                if row is None or not row.enabled or row.lease_token != self.token:
                     return
                 timeout = float(json.loads(row.spec).get("timeout_seconds", 10))
-                if not q.take_lease(self.store, endpoint_id, self.token,
-                                    max(self.lease_seconds, timeout + LEASE_MARGIN)):
-                    return
+                lease = max(self.lease_seconds, timeout + LEASE_MARGIN)
+                # Renewed when a third of it is gone (settling renews it too): an idle
+                # or waiting sender does not write every poll.
+                due = time.monotonic() - renewed > self.lease_seconds / 3
+                if due or lease > self.lease_seconds:
+                    if not q.take_lease(self.store, endpoint_id, self.token, lease):
+                        return
+                    renewed = time.monotonic()
                 wait = row.next_attempt_at - time.time()
                 if wait > 0:
                     self._stop.wait(min(wait, self.settings.poll_interval_seconds))
