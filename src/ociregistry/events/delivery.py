@@ -25,6 +25,7 @@ metric, API and UI show the reason).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -119,6 +120,7 @@ class Delivery:
         self._senders: dict[int, threading.Thread] = {}
         self._thread: threading.Thread | None = None
         self._pruned = 0.0
+        self._active = True  # some endpoint is enabled (refreshed every poll)
 
     # A lease outlives the request it covers (renewed before each attempt for the
     # endpoint's timeout + LEASE_MARGIN), and expires soon after a killed worker's.
@@ -138,7 +140,10 @@ class Delivery:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def wake(self) -> None:
-        self._wake.set()
+        """This process is committing events: look for work at once (when there are
+        endpoints at all; with none, a push costs the dispatcher nothing)."""
+        if self._active:
+            self._wake.set()
 
     def _dispatch(self) -> None:
         poll = self.settings.poll_interval_seconds
@@ -146,6 +151,9 @@ class Delivery:
             if self._wake.wait(poll * random.uniform(0.5, 1.0)):
                 self._wake.clear()
                 time.sleep(0.05)  # woken inside the committing transaction: let it commit
+            else:
+                with contextlib.suppress(Exception):
+                    self._active = q.any_enabled(self.store)
             try:
                 self._claim()
                 self._prune()

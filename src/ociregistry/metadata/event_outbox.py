@@ -33,9 +33,46 @@ _COLUMNS = ("uid", "created_at", "action", "repository", "digest", "media_type",
 Stamp = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
+class _Compiled:
+    """A statement compiled once for the dialect, run through the driver (pushes pay
+    for these on every tag: SQLAlchemy's statement building costs more than SQLite's
+    answer)."""
+
+    def __init__(self, statement: sa.Executable, dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.order = compiled.positiontup if compiled.positional else None
+
+    def args(self, params: dict[str, Any]) -> Any:
+        return tuple(params[name] for name in self.order) if self.order else params
+
+    def run(self, conn: Connection, **params: Any) -> Any:
+        return conn.exec_driver_sql(self.sql, self.args(params))
+
+    def run_many(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        conn.exec_driver_sql(self.sql, [self.args(row) for row in rows])
+
+
+def _statements(dialect: sa.Dialect) -> dict[str, _Compiled]:
+    m, r, tg, e = t.manifests, t.repositories, t.tags, t.events
+    bind = sa.bindparam
+    return {name: _Compiled(stmt, dialect) for name, stmt in {
+        "insert": e.insert().values({c: bind(c) for c in (*_COLUMNS, "body")}),
+        "old_target": sa.select(m.c.digest, r.c.name)
+        .select_from(tg.join(m, m.c.id == tg.c.manifest_id).join(r, r.c.id == tg.c.repository_id))
+        .where(tg.c.repository_id == bind("repo"), tg.c.name == bind("tag"),
+               tg.c.manifest_id != bind("manifest")),
+        "manifest": sa.select(m.c.digest, m.c.media_type, m.c.artifact_type, m.c.size)
+        .where(m.c.id == bind("manifest")),
+        "tag_target": sa.select(m.c.digest).select_from(tg.join(m, m.c.id == tg.c.manifest_id))
+        .where(tg.c.repository_id == bind("repo"), tg.c.name == bind("tag")),
+    }.items()}
+
+
 class Outbox:
-    def __init__(self, dialect: str) -> None:
-        self.dialect = dialect
+    def __init__(self, dialect: sa.Dialect) -> None:
+        self.dialect = dialect.name
+        self._sql = _statements(dialect)
         self.enabled = False
         self.stamp: Stamp | None = None  # set by the events package
         self.on_commit: Callable[[list[str]], Any] | None = None  # metrics, local delivery
@@ -83,7 +120,7 @@ class Outbox:
         rows = [{**{k: e.get(k) for k in _COLUMNS},
                  "body": json.dumps({k: v for k, v in e.items() if k not in _COLUMNS})}
                 for e in pending]
-        conn.execute(t.events.insert(), rows)
+        self._sql["insert"].run_many(conn, rows)
         if self.on_commit is not None:
             self.on_commit([e["action"] for e in pending])
 
@@ -98,30 +135,19 @@ class Outbox:
         """Before a tag is set: a "tag.moved" event when it pointed at another manifest."""
         if not self.enabled:
             return
-        m, r, tg = t.manifests, t.repositories, t.tags
-        old = conn.execute(
-            sa.select(m.c.digest, r.c.name)
-            .select_from(tg.join(m, m.c.id == tg.c.manifest_id)
-                         .join(r, r.c.id == tg.c.repository_id))
-            .where(tg.c.repository_id == repo_id, tg.c.name == tag,
-                   tg.c.manifest_id != manifest_id)
-        ).first()
+        old = self._sql["old_target"].run(conn, repo=repo_id, tag=tag,
+                                          manifest=manifest_id).first()
         if old is None:
             return
-        new = conn.execute(sa.select(m.c.digest, m.c.media_type, m.c.artifact_type, m.c.size)
-                           .where(m.c.id == manifest_id)).one()
-        self.emit(conn, "tag.moved", repository=old.name, digest=new.digest, tags=[tag],
-                  media_type=new.media_type, artifact_type=new.artifact_type, size=new.size,
-                  from_digest=old.digest)
+        new = self._sql["manifest"].run(conn, manifest=manifest_id).one()
+        self.emit(conn, "tag.moved", repository=old[1], digest=new[0], tags=[tag],
+                  media_type=new[1], artifact_type=new[2], size=new[3], from_digest=old[0])
 
     def tag_target(self, conn: Connection, repo_id: int, tag: str) -> str | None:
         """The digest a tag points at (read before deleting it), when events are on."""
         if not self.enabled:
             return None
-        m, tg = t.manifests, t.tags
-        return conn.execute(sa.select(m.c.digest).select_from(
-            tg.join(m, m.c.id == tg.c.manifest_id)).where(
-            tg.c.repository_id == repo_id, tg.c.name == tag)).scalar()
+        return self._sql["tag_target"].run(conn, repo=repo_id, tag=tag).scalar()
 
     def manifests_deleting(self, conn: Connection, ids: Sequence[int]) -> None:
         """Before manifests are deleted: one "manifest.deleted" each (with the tags that

@@ -99,6 +99,12 @@ def claimable(store: MetadataStore, now: float) -> list[int]:
         ).scalars())
 
 
+def any_enabled(store: MetadataStore) -> bool:
+    with store.read() as conn:
+        return conn.execute(sa.select(EP.c.id).where(EP.c.enabled.is_(True)).limit(1)
+                            ).first() is not None
+
+
 def take_lease(store: MetadataStore, endpoint_id: int, token: str, seconds: float) -> bool:
     """Take (or renew) the endpoint's lease; False when another worker holds it."""
     now = time.time()

@@ -106,7 +106,7 @@ class MetadataStore(UploadStore):
         self._hot = {
             key: _Prepared(stmt, self.engine.dialect) for key, stmt in _hot_statements().items()
         }
-        self.events = Outbox(self.dialect)  # events.emit(conn, ...): metadata/event_outbox.py
+        self.events = Outbox(self.engine.dialect)  # events.emit(conn, ...): event_outbox.py
 
     # -- transactions -----------------------------------------------------
     @contextmanager
