@@ -81,6 +81,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             settings.ui.secret_key = ui_secret_key(runtime.metadata).decode()
         runtime.quotas.sync_config()  # the configured quotas, in the index for every instance
+        from ociregistry.events.service import sync_config_endpoints
+
+        sync_config_endpoints(runtime.metadata, settings.events)  # once, before the workers
     finally:
         runtime.metadata.dispose()
     return serve(settings)

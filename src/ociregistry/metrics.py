@@ -155,6 +155,9 @@ def exposition(metadata: MetadataStore | None) -> tuple[bytes, str]:
     if metadata is not None:
         registry.register(StoredObjectsCollector(metadata))
         registry.register(QuotaCollector(metadata))
+        from ociregistry.events.collector import EventsCollector
+
+        registry.register(EventsCollector(metadata))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
@@ -215,3 +218,16 @@ class QuotaCollector(Collector):
             limit.add_metric([row.pattern], row.limit_bytes)
         yield usage
         yield limit
+# Events (webhooks). Pending counts and ages per endpoint come from the index at
+# scrape time (events/collector.py), like the stored-object counts.
+EVENTS_WRITTEN = Counter("registry_events_written_total", "Events written to the outbox",
+                         ["action"])
+EVENT_DELIVERIES = Counter(
+    "registry_event_deliveries_total",
+    "Delivery attempts by endpoint and outcome (delivered, failed, dead)",
+    ["endpoint", "outcome"],
+)
+EVENT_ENDPOINTS_DISABLED = Counter(
+    "registry_event_endpoints_disabled_total",
+    "Endpoints disabled after too many consecutive failures", ["endpoint"],
+)

@@ -27,6 +27,7 @@ class Runtime:
     tags: TagServices | None = None  # immutable/protected tags, history, restore
     pulls: Any = None  # lifecycle.pull_stats.PullRecorder, when pull_stats.enabled
     retention: Any = None  # lifecycle.retention.RetentionService
+    events: Any = None  # events.service.EventsRuntime, None when events are off
 
 
 def build_storage(settings: Settings) -> BlobStorage:
@@ -71,6 +72,7 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
     tags = build_tag_services(settings, metadata, registry)
     runtime = Runtime(settings, metadata, storage, registry, gc, quotas, tags)
     _build_lifecycle(runtime)
+    _build_events(runtime)
     return runtime
 
 
@@ -88,3 +90,11 @@ def _build_lifecycle(runtime: Runtime) -> None:
         # Retention never deletes an immutable tag; the tags it deletes go through
         # the store's tag hook (retention_queries), so history can restore them.
         protected=runtime.tags.rules.is_immutable if runtime.tags else None)
+
+
+def _build_events(runtime: Runtime) -> None:
+    from ociregistry.events.lifecycle import connect as connect_lifecycle_events
+    from ociregistry.events.service import setup as setup_events
+
+    runtime.events = setup_events(runtime.metadata, runtime.settings.events)
+    connect_lifecycle_events(runtime.metadata, runtime.retention)

@@ -44,6 +44,9 @@ def _app_factory(settings: Settings) -> Any:
     from ociregistry.lifecycle.schedule import start_retention_scheduler
 
     start_retention_scheduler(runtime)
+    from ociregistry.events.service import start_delivery
+
+    start_delivery(runtime.metadata, runtime.events)
     return create_app(runtime=runtime)
 
 

@@ -103,6 +103,9 @@ class Registry:
         if self.pulls is not None:
             self.pulls.record(name, None if is_digest(reference)
                               else reference, digest)
+    def manifest_pulled(self, name: str, reference: str, row: ManifestRow) -> None:
+        """A manifest GET was answered (HEADs are not pulls): an event, batched."""
+        self.db.events.pulled(name, reference, row.digest, row.media_type, len(row.payload))
 
     def put_manifest(
         self,
@@ -156,6 +159,9 @@ class Registry:
             )
             for tag in tags:
                 self.db.set_tag(conn, repo_id, tag, manifest_id)
+            self.db.events.emit(conn, "manifest.pushed", repository=name, digest=digest, tags=tags,
+                                media_type=parsed.media_type, artifact_type=parsed.artifact_type,
+                                size=len(payload), subject=parsed.subject)
         return PushedManifest(digest, parsed.subject, tags)
 
     def delete_manifest(self, name: str, reference: str) -> None:

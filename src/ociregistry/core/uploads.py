@@ -352,6 +352,8 @@ class UploadService:
                 return None
             repo_id = self.db.ensure_repository(conn, name)
             self.db.record_blob(conn, repo_id, digest, size)
+            self.db.events.emit(conn, "blob.mounted", repository=name, digest=digest, size=size,
+                                from_repository=source)
         return size
 
 

@@ -170,6 +170,7 @@ def record_run(store: MetadataStore, started: float, dry_run: bool, stats: dict[
                 started_at=started, finished_at=time.time(), dry_run=dry_run, **stats
             )
         )
+        store.events.emit(conn, "gc.finished", **stats)
 
 
 def last_finished_run(store: MetadataStore) -> float | None:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from ociregistry.metadata import quota_accounting, quota_queries, repository_stats
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.engine import create_engine
+from ociregistry.metadata.event_outbox import Outbox
 from ociregistry.metadata.tag_history_queries import TagHook
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
 
@@ -107,6 +108,7 @@ class MetadataStore(UploadStore):
             key: _Prepared(stmt, self.engine.dialect) for key, stmt in _hot_statements().items()
         }
         self.tag_hook = TagHook()  # lifecycle/tag_history.py: rules and history of tags
+        self.events = Outbox(self.engine.dialect)  # events.emit(conn, ...): event_outbox.py
 
     # -- transactions -----------------------------------------------------
     @contextmanager
@@ -116,7 +118,7 @@ class MetadataStore(UploadStore):
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self._writer.begin() as conn:
+        with self._writer.begin() as conn, self.events.transaction(conn):
             yield conn
 
     def create_schema(self) -> tuple[str | None, str | None]:
@@ -175,6 +177,8 @@ class MetadataStore(UploadStore):
                 .on_conflict_do_nothing()
                 .returning(t.repositories.c.id)
             ).first() is not None
+            if created:
+                self.events.emit(conn, "repository.created", repository=name)
             repo_id = self.repository_id(conn, name)
             assert repo_id is not None
             if created:
@@ -380,6 +384,7 @@ class MetadataStore(UploadStore):
     def set_tag(self, conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None:
         self.tag_hook.setting(conn, repo_id, tag, manifest_id)
         now = time.time()
+        self.events.tag_moving(conn, repo_id, tag, manifest_id)
         conn.execute(
             self._insert(t.tags)
             .values(repository_id=repo_id, name=tag, manifest_id=manifest_id, updated_at=now)
@@ -395,9 +400,12 @@ class MetadataStore(UploadStore):
             if repo_id is None:
                 return False
             self.tag_hook.deleting(conn, repo_id, tag)
+            digest = self.events.tag_target(conn, repo_id, tag)
             result = conn.execute(
                 t.tags.delete().where(t.tags.c.repository_id == repo_id, t.tags.c.name == tag)
             )
+            if result.rowcount:
+                self.events.emit(conn, "tag.deleted", repository=name, digest=digest, tags=[tag])
             return result.rowcount > 0
 
     def delete_manifest(self, name: str, digest: str) -> bool:
@@ -429,6 +437,7 @@ class MetadataStore(UploadStore):
                 repository_stats.subtract(conn, self._insert, repo_id, digests, manifest_ids)
         # After the stats rows (the order a push locks them in), before the references go.
         quota_accounting.drop_manifests(self, conn, ids)
+        self.events.manifests_deleting(conn, ids)
         # Explicit deletes rather than relying on ON DELETE CASCADE everywhere.
         for table in (t.tags, t.manifest_blobs, t.manifest_children, t.manifest_annotations):
             conn.execute(table.delete().where(table.c.manifest_id.in_(ids)))

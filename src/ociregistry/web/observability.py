@@ -30,13 +30,16 @@ def _route_label() -> str:
 def register_observability(app: Flask, runtime: Runtime) -> None:
     settings = runtime.settings
 
-    @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
         given = request.headers.get("X-Request-ID", "")
         g.request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
         # Anonymous until authentication says otherwise (web/auth.py).
         g.actor_token = set_actor(Actor("anonymous", None, request.remote_addr, g.request_id))
+
+    # First of all hooks: authentication (web/auth.py, registered earlier) then names
+    # the caller on this actor; run after it, this would make every caller anonymous.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start)
 
     @app.teardown_request
     def _forget_actor(_exc: BaseException | None) -> None:

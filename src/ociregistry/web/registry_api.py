@@ -173,14 +173,15 @@ def _accept_list() -> list[str]:
 
 def get_manifest(name: str, ref: str) -> Response:
     row = _registry().manifest(name, ref, _accept_list())
-    if request.method == "GET":
-        _registry().record_pull(name, ref, row.digest)
     response = Response(row.payload, mimetype=None)
     response.headers["Content-Type"] = row.media_type
     response.headers["Docker-Content-Digest"] = row.digest
     response.headers["ETag"] = f'"{row.digest}"'
     if row.subject:
         response.headers["OCI-Subject"] = row.subject
+    if request.method == "GET":  # a pull (HEADs are not): counted and an event, both batched
+        _registry().record_pull(name, ref, row.digest)
+        _registry().manifest_pulled(name, ref, row)
     return response
 
 

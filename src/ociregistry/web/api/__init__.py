@@ -15,6 +15,7 @@ from ociregistry.web.api import (  # noqa: F401  (they add hooks and routes)
     access,
     admin,
     docs,
+    events,
     imports,
     manifests,
     quotas,

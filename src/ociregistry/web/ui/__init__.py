@@ -18,6 +18,7 @@ from ociregistry.core.gc_jobs import GCJobs, ui_secret_key
 from ociregistry.runtime import Runtime
 from ociregistry.web.ui import (  # noqa: F401  (they add the routes)
     actions,
+    events,
     imports,
     pages,
     quotas,

@@ -1,0 +1,168 @@
+"""Push throughput with event endpoints: three receivers against none, in the same run.
+
+    .venv/bin/python -m bench.events_push [--manifests 1000] [--threads 8] [--rounds 2]
+
+Starts `python -m ociregistry serve` on a fresh SQLite data directory for each
+variant and round (interleaved, so a busy machine hurts all alike):
+
+- ``off``:  events.enabled: false (no outbox row at all);
+- ``none``: events on, no endpoint (the outbox row is written in each push's
+  transaction; nothing delivers);
+- ``three``: events on, three endpoints (three local receivers answering 204),
+  delivery running in the same processes while the pushes run.
+
+Each round pushes ``--manifests`` distinct manifests (same config and layer,
+different annotations) under distinct tags from ``--threads`` threads and reports
+manifests per second; for ``three`` it also waits until every receiver has every
+push event and reports how long that took after the last push. The issue's bar:
+``three`` at most 5 % below ``none``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+import yaml
+
+from bench.servers import free_port
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+REPO = "bench/events"
+
+
+class Sink:
+    """A receiver that counts manifest.pushed events."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if b'"manifest.pushed"' in body:
+                    with lock:
+                        owner.count += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def start(data: Path, settings: dict) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    config = data / "config.yml"
+    config.write_text(yaml.safe_dump(settings))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ociregistry", "serve", "--host", "127.0.0.1", "--port",
+         str(port), "--data-dir", str(data / "data"), "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/v2/", timeout=1).status_code == 200:
+                return proc, url
+        except requests.RequestException:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("registry did not start")
+
+
+def blob(url: str, data: bytes) -> dict:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    r = requests.post(f"{url}/v2/{REPO}/blobs/uploads/", params={"digest": digest}, data=data)
+    r.raise_for_status()
+    return {"digest": digest, "size": len(data)}
+
+
+def push_all(url: str, count: int, threads: int) -> float:
+    config = {"mediaType": "application/vnd.oci.image.config.v1+json", **blob(url, b"{}")}
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar", **blob(url, b"x" * 1024)}
+    session = threading.local()
+
+    def one(i: int) -> None:
+        http = getattr(session, "http", None) or requests.Session()
+        session.http = http
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config,
+                           "layers": [layer], "annotations": {"n": str(i)}}).encode()
+        r = http.put(f"{url}/v2/{REPO}/manifests/t{i}", data=body,
+                     headers={"Content-Type": OCI_MANIFEST})
+        if r.status_code != 201:
+            raise RuntimeError(r.text)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(count)))
+    return count / (time.perf_counter() - started)
+
+
+def run(variant: str, count: int, threads: int, sinks: list[Sink]) -> dict:
+    root = Path(tempfile.mkdtemp(prefix=f"bench-events-{variant}-"))
+    events: dict = {"enabled": variant != "off", "poll_interval_seconds": 0.5}
+    if variant == "three":
+        events["endpoints"] = [{"name": f"sink{i}", "url": s.url,
+                                "actions": ["manifest.pushed"]} for i, s in enumerate(sinks)]
+    before = [s.count for s in sinks]
+    proc, url = start(root, {"events": events})
+    try:
+        rate = push_all(url, count, threads)
+        pushed_at = time.monotonic()
+        drained = None
+        if variant == "three":
+            while any(s.count - b < count for s, b in zip(sinks, before, strict=True)):
+                if time.monotonic() - pushed_at > 600:
+                    raise RuntimeError("events not delivered within 10 minutes")
+                time.sleep(0.1)
+            drained = time.monotonic() - pushed_at
+        return {"variant": variant, "manifests_per_s": round(rate, 1),
+                "delivered_all_after_s": None if drained is None else round(drained, 2)}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--manifests", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    sinks = [Sink() for _ in range(3)]
+    results: dict[str, list[float]] = {"off": [], "none": [], "three": []}
+    for round_ in range(args.rounds):
+        for variant in ("off", "none", "three") if round_ % 2 == 0 else ("three", "none", "off"):
+            result = run(variant, args.manifests, args.threads, sinks)
+            print(json.dumps({"round": round_, **result}), flush=True)
+            results[variant].append(result["manifests_per_s"])
+    median = {k: statistics.median(v) for k, v in results.items()}
+    print(json.dumps({
+        "median_manifests_per_s": median,
+        "three_vs_none_percent": round(100 * (median["three"] / median["none"] - 1), 1),
+        "none_vs_off_percent": round(100 * (median["none"] / median["off"] - 1), 1),
+    }), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Events: webhooks from a transactional outbox, signed, retried, visible (docs/events.md).
+
+- model.py     the event: its stamp (id, time, actor, instance) and its dict form
+- formats.py   plain JSON, CloudEvents 1.0, the Distribution envelope; Standard Webhooks
+               signatures
+- filters.py   endpoint specs: validation, filters, secrets
+- pulls.py     manifest pulls, buffered and written in batches (never on the request)
+- delivery.py  the delivery worker: one lease per endpoint across the cluster
+- service.py   endpoint management for the API, the UI and the configuration file
+
+Other capabilities emit an event inside their own write transaction with
+``store.events.emit(conn, action, repository=..., digest=..., tags=..., **details)``
+(metadata/event_outbox.py): it is written if and only if that transaction commits.
+No Flask here.
+"""

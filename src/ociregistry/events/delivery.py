@@ -1,0 +1,316 @@
+"""The delivery worker: each endpoint's events, in commit order, once per endpoint.
+
+Every gunicorn worker of every instance runs one dispatcher thread (started
+where the GC scheduler starts). Every ``poll_interval_seconds`` (jittered, or at
+once when this process committed an event) it asks the index for enabled
+endpoints with work due and no live lease, and takes the lease of each with a
+conditional UPDATE: one worker in the whole cluster wins. The winner runs a
+sender thread for that endpoint, which renews the lease before each attempt
+(for longer than the request may take) and moves the endpoint's cursor only
+under its lease token. So:
+
+- an endpoint's events go out one at a time, in id (= commit) order;
+- a slow or dead receiver holds up only its own thread (requests time out);
+- a worker killed mid-way leaves a lease that expires; another worker carries
+  on from the cursor. An event whose answer never got recorded (killed between
+  the receiver's 2xx and the commit of the cursor) is sent again: delivery is
+  at least once, and ``webhook-id`` lets a receiver drop the duplicate.
+
+A failed attempt is retried after exponential backoff with jitter; after
+``max_attempts`` or ``max_age_seconds`` the event is a dead letter (logged in
+``event_deliveries`` with outcome "dead") and the cursor moves past it.
+``disable_after_failures`` consecutive failures disable the endpoint (log,
+metric, API and UI show the reason).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from ociregistry import metrics
+from ociregistry.config import EventsSettings
+from ociregistry.events.filters import EndpointSpec
+from ociregistry.events.formats import CONTENT_TYPES, render, signature_headers
+from ociregistry.events.model import Event
+from ociregistry.metadata import event_queries as q
+from ociregistry.metadata.store import MetadataStore
+
+log = logging.getLogger("ociregistry.events")
+BATCH = 100
+IDLE_ROUNDS = 20  # polls with nothing to send before a sender gives its lease back
+PRUNE_EVERY = 3600.0
+LEASE_MARGIN = 20.0
+GROUP = 50  # successful deliveries recorded per transaction, at most
+SKIPPED = None  # a filtered-out event: the cursor moves past it, nothing is logged
+
+
+@dataclass
+class Attempt:
+    ok: bool
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    response: str | None
+
+    def row(self, attempt: int, outcome: str) -> dict[str, Any]:
+        return {"attempt": attempt, "outcome": outcome, "status_code": self.status_code,
+                "latency_ms": round(self.latency_ms, 1), "error": self.error,
+                "response": self.response}
+
+
+def send(spec: EndpointSpec, secret: str, event: Event, body: bytes,
+         session: requests.Session | None = None) -> Attempt:
+    """One HTTP POST of ``body``, signed; never raises for the receiver's failures."""
+    headers = {**spec.headers, "Content-Type": CONTENT_TYPES[spec.format],
+               "User-Agent": "ociregistry-webhooks/1"}
+    headers.update(signature_headers(secret, event.uid, int(time.time()), body))
+    verify: bool | str = _ca_path(spec) or True
+    started = time.monotonic()
+    http = session or requests
+    try:
+        with http.post(spec.url, data=body, headers=headers, verify=verify, stream=True,
+                       allow_redirects=False,
+                       timeout=(min(5.0, spec.timeout_seconds), spec.timeout_seconds)) as resp:
+            excerpt = resp.raw.read(500, decode_content=True)
+            latency = (time.monotonic() - started) * 1000
+            text = excerpt.decode("utf-8", "replace")
+            return Attempt(200 <= resp.status_code < 300, resp.status_code, latency, None, text)
+    except (requests.RequestException, OSError, ValueError) as exc:
+        latency = (time.monotonic() - started) * 1000
+        return Attempt(False, None, latency, f"{type(exc).__name__}: {exc}"[:500], None)
+
+
+def _ca_path(spec: EndpointSpec) -> str | None:
+    if spec.ca_file:
+        return spec.ca_file
+    if spec.ca_pem:
+        import hashlib
+        import os
+        import tempfile
+
+        path = os.path.join(tempfile.gettempdir(),
+                            f"ociregistry-ca-{hashlib.sha256(spec.ca_pem.encode()).hexdigest()}.pem")
+        if not os.path.exists(path):
+            with open(path + ".tmp", "w") as out:
+                out.write(spec.ca_pem)
+            os.replace(path + ".tmp", path)
+        return path
+    return None
+
+
+class Delivery:
+    def __init__(self, store: MetadataStore, settings: EventsSettings,
+                 registry_url: str = "") -> None:
+        self.store = store
+        self.settings = settings
+        self.registry_url = registry_url
+        self.token = uuid.uuid4().hex
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._senders: dict[int, threading.Thread] = {}
+        self._thread: threading.Thread | None = None
+        self._pruned = 0.0
+        self._active = True  # some endpoint is enabled (refreshed every poll)
+
+    # A lease outlives the request it covers (renewed before each attempt for the
+    # endpoint's timeout + LEASE_MARGIN), and expires soon after a killed worker's.
+    lease_seconds = 30.0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._dispatch, name="events-dispatch",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, wait: float = 2.0) -> None:
+        """Stop; senders finish their current request (bounded wait) and release leases."""
+        self._stop.set()
+        self._wake.set()
+        deadline = time.monotonic() + wait
+        for thread in list(self._senders.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def wake(self) -> None:
+        """This process is committing events: look for work at once (when there are
+        endpoints at all; with none, a push costs the dispatcher nothing)."""
+        if self._active:
+            self._wake.set()
+
+    def _dispatch(self) -> None:
+        poll = self.settings.poll_interval_seconds
+        while not self._stop.is_set():
+            if self._wake.wait(poll * random.uniform(0.5, 1.0)):
+                self._wake.clear()
+                time.sleep(0.05)  # woken inside the committing transaction: let it commit
+            else:
+                with contextlib.suppress(Exception):
+                    self._active = q.any_enabled(self.store)
+            try:
+                self._claim()
+                self._prune()
+            except Exception:
+                log.exception("event dispatch failed")
+
+    def _claim(self) -> None:
+        for endpoint_id in q.claimable(self.store, time.time()):
+            running = self._senders.get(endpoint_id)
+            if running is not None and running.is_alive():
+                continue
+            if not q.take_lease(self.store, endpoint_id, self.token, self.lease_seconds):
+                continue
+            thread = threading.Thread(target=self._sender, args=(endpoint_id,),
+                                      name=f"events-send-{endpoint_id}", daemon=True)
+            self._senders[endpoint_id] = thread
+            thread.start()
+
+    def _prune(self) -> None:
+        now = time.time()
+        if now - self._pruned < PRUNE_EVERY:
+            return
+        self._pruned = now
+        if self.store.try_lock("events-prune", self.token, ttl=600):
+            q.prune(self.store, now - self.settings.retention_seconds)
+
+    # -- one endpoint ------------------------------------------------------------------
+    def _sender(self, endpoint_id: int) -> None:
+        session = requests.Session()
+        idle = 0
+        renewed = time.monotonic()  # the dispatcher has just taken the lease
+        try:
+            while not self._stop.is_set() and idle < IDLE_ROUNDS:
+                row = q.endpoint_by_id(self.store, endpoint_id)
+                if row is None or not row.enabled or row.lease_token != self.token:
+                    return
+                timeout = float(json.loads(row.spec).get("timeout_seconds", 10))
+                lease = max(self.lease_seconds, timeout + LEASE_MARGIN)
+                # Renewed when a third of it is gone (settling renews it too): an idle
+                # or waiting sender does not write every poll.
+                due = time.monotonic() - renewed > self.lease_seconds / 3
+                if due or lease > self.lease_seconds:
+                    if not q.take_lease(self.store, endpoint_id, self.token, lease):
+                        return
+                    renewed = time.monotonic()
+                wait = row.next_attempt_at - time.time()
+                if wait > 0:
+                    self._stop.wait(min(wait, self.settings.poll_interval_seconds))
+                    continue
+                if self._step(row, session):
+                    idle = 0
+                else:
+                    idle += 1
+                    self._stop.wait(self.settings.poll_interval_seconds)
+        except Exception:
+            log.exception("event delivery to endpoint %s failed", endpoint_id)
+        finally:
+            session.close()
+            q.release_lease(self.store, endpoint_id, self.token)
+
+    def _step(self, row: Any, session: requests.Session) -> bool:
+        """Handle the endpoint's next jobs (a redelivery, or a batch of events up to the
+        first failure); False when there was nothing to do."""
+        spec = EndpointSpec.from_dict(json.loads(row.spec))
+        lease = max(self.lease_seconds, spec.timeout_seconds + LEASE_MARGIN)
+        state = {"failures": row.failures, "head_attempts": row.head_attempts}
+        again = q.redelivery(self.store, row.id)
+        if again is not None:
+            event = Event.from_row(again)
+            body = render(event, spec.format, self.registry_url)
+            if body is None:
+                q.settle(self.store, row.id, self.token, event_id=event.id, redelivery=True,
+                         attempt=None, advance_to=None, success=None, lease_seconds=lease)
+            else:
+                self._attempt(row, spec, session, event, body, True, state, lease)
+            return True
+        batch = q.events_after(self.store, row.cursor, BATCH)
+        if not batch:
+            return False
+        # Successes are recorded together (one transaction per GROUP or per second):
+        # on SQLite every write transaction takes the one write lock the pushes need.
+        delivered: list[tuple[int, dict[str, Any] | None]] = []
+        since = time.monotonic()
+
+        def flush() -> bool:
+            nonlocal since
+            if not delivered:
+                return True
+            ok = q.settle_delivered(self.store, row.id, self.token, delivered, lease)
+            delivered.clear()
+            since = time.monotonic()
+            return ok
+
+        for event_row in batch:
+            if self._stop.is_set():
+                break
+            event = Event.from_row(event_row)
+            body = render(event, spec.format, self.registry_url) if spec.matches(event) else None
+            if body is None:
+                delivered.append((event.id, SKIPPED))
+                continue
+            result = send(spec, row.secret, event, body, session)
+            if result.ok:
+                metrics.EVENT_DELIVERIES.labels(row.name, "delivered").inc()
+                attempt = result.row(state["head_attempts"] + 1, "delivered")
+                delivered.append((event.id, attempt))
+                state.update(failures=0, head_attempts=0)
+                if (len(delivered) >= GROUP or time.monotonic() - since > 1.0) and not flush():
+                    return True
+                continue
+            if not flush():
+                return True
+            self._failed(row, event, result, False, state, lease)
+            return True
+        flush()
+        return True
+
+    def _attempt(self, row: Any, spec: EndpointSpec, session: requests.Session, event: Event,
+                 body: bytes, redelivery: bool, state: dict[str, int], lease: float) -> bool:
+        """One attempt, recorded at once; True when delivered and the endpoint may go on."""
+        result = send(spec, row.secret, event, body, session)
+        if result.ok:
+            metrics.EVENT_DELIVERIES.labels(row.name, "delivered").inc()
+            attempt = result.row(state["head_attempts"] + 1, "delivered")
+            state.update(failures=0, head_attempts=0)
+            return q.settle(self.store, row.id, self.token, event_id=event.id,
+                            redelivery=redelivery, attempt=attempt,
+                            advance_to=None if redelivery else event.id, success=True,
+                            lease_seconds=lease)
+        self._failed(row, event, result, redelivery, state, lease)
+        return False
+
+    def _failed(self, row: Any, event: Event, result: Attempt, redelivery: bool,
+                state: dict[str, int], lease: float) -> None:
+        """Record a failed attempt: retry after backoff, dead letter, or disable."""
+        attempts = state["head_attempts"] + 1
+        name = row.name
+        cfg = self.settings
+        failures = state["failures"] + 1
+        dead = attempts >= cfg.max_attempts or time.time() - event.created_at > cfg.max_age_seconds
+        backoff = min(cfg.backoff_max_seconds, cfg.backoff_initial_seconds * 2 ** (attempts - 1))
+        backoff = backoff / 2 + random.uniform(0, backoff / 2)  # jitter: workers don't align
+        disable = None
+        if failures >= cfg.disable_after_failures:
+            disable = f"{failures} consecutive failed deliveries"
+            metrics.EVENT_ENDPOINTS_DISABLED.labels(name).inc()
+            log.warning("events: endpoint %s disabled after %s consecutive failures (last: %s)",
+                        name, failures, result.error or result.status_code)
+        metrics.EVENT_DELIVERIES.labels(name, "dead" if dead else "failed").inc()
+        if dead:
+            log.warning("events: event %s to %s is a dead letter after %s attempts", event.uid,
+                        name, attempts)
+        q.settle(self.store, row.id, self.token, event_id=event.id, redelivery=redelivery,
+                 attempt=result.row(attempts, "dead" if dead else "failed"),
+                 advance_to=event.id if dead and not redelivery else None, success=False,
+                 next_attempt_at=0 if dead else time.time() + backoff, disable=disable,
+                 lease_seconds=lease)
+        if dead and redelivery:
+            q.settle(self.store, row.id, self.token, event_id=event.id, redelivery=True,
+                     attempt=None, advance_to=None, success=None, lease_seconds=lease)

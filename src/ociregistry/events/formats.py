@@ -1,0 +1,141 @@
+"""What goes on the wire: the three payload formats and the Standard Webhooks signature.
+
+- ``plain``: the event as ``Event.as_dict`` gives it (``application/json``).
+- ``cloudevents``: CloudEvents 1.0 in structured mode (``application/cloudevents+json``),
+  the plain form as ``data``; ``type`` is ``io.ociregistry.<action>``.
+- ``distribution``: CNCF Distribution's notification envelope
+  (``application/vnd.docker.distribution.events.v1+json``), its field names, so
+  receivers written for Distribution work unchanged. Distribution knows four
+  actions (push, pull, delete, mount): a push under several tags is one envelope
+  holding one event per tag; actions with no Distribution equivalent
+  (tag.moved, which the push already tells, repository.*, gc.finished, ...) are
+  not sent to such an endpoint.
+
+Signatures follow the Standard Webhooks specification: ``webhook-id`` (the
+event's id, the same on every retry: receivers deduplicate on it),
+``webhook-timestamp`` (seconds), ``webhook-signature`` = ``v1,`` + base64 of
+HMAC-SHA256 over ``id.timestamp.body`` with the secret's decoded bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Any
+
+from ociregistry.events.model import Event, iso_time
+
+FORMATS = ("plain", "cloudevents", "distribution")
+DISTRIBUTION_MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
+CONTENT_TYPES = {
+    "plain": "application/json",
+    "cloudevents": "application/cloudevents+json",
+    "distribution": DISTRIBUTION_MEDIA_TYPE,
+}
+_DISTRIBUTION_ACTIONS = {
+    # tag.moved is not sent: the manifest.pushed of the same push names the tag.
+    "manifest.pushed": ("push", "PUT"),
+    "manifest.pulled": ("pull", "GET"), "manifest.deleted": ("delete", "DELETE"),
+    "tag.deleted": ("delete", "DELETE"), "blob.mounted": ("mount", "POST"),
+    "test": ("push", "PUT"),
+}
+
+
+def render(event: Event, fmt: str, registry_url: str = "") -> bytes | None:
+    """The request body for ``event`` in ``fmt``; None when the format has no such event."""
+    if fmt == "cloudevents":
+        return _dumps(cloud_event(event))
+    if fmt == "distribution":
+        envelope = distribution_envelope(event, registry_url)
+        return _dumps(envelope) if envelope is not None else None
+    return _dumps(event.as_dict())
+
+
+def _dumps(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+def cloud_event(event: Event) -> dict[str, Any]:
+    data = event.as_dict()
+    doc: dict[str, Any] = {
+        "specversion": "1.0", "id": event.uid, "type": f"io.ociregistry.{event.action}",
+        "source": f"/ociregistry/{data['instance'] or 'registry'}",
+        "time": data["time"], "datacontenttype": "application/json", "data": data,
+    }
+    if event.repository:
+        doc["subject"] = event.repository + (f"@{event.digest}" if event.digest else "")
+    return doc
+
+
+def distribution_envelope(event: Event, registry_url: str = "") -> dict[str, Any] | None:
+    mapped = _DISTRIBUTION_ACTIONS.get(event.action)
+    if mapped is None:
+        return None
+    action, method = mapped
+    data = event.as_dict()
+    actor = data["actor"]
+    target: dict[str, Any] = {"repository": event.repository or ""}
+    if event.media_type:
+        target["mediaType"] = event.media_type
+    if event.digest:
+        target["digest"] = event.digest
+    if data["size"] is not None:
+        target["size"] = target["length"] = data["size"]
+    kind = "blobs" if event.action == "blob.mounted" else "manifests"
+    if registry_url and event.repository and event.digest:
+        target["url"] = f"{registry_url.rstrip('/')}/v2/{event.repository}/{kind}/{event.digest}"
+    if event.action == "blob.mounted" and data["details"].get("from_repository"):
+        target["fromRepository"] = data["details"]["from_repository"]
+    base = {
+        "timestamp": data["time"], "action": action,
+        "request": {"id": data["request_id"] or "", "addr": actor.get("address") or "",
+                    "method": method, "useragent": ""},
+        "actor": {"name": actor["name"]} if actor.get("name") else {},
+        "source": {"addr": data["instance"] or "", "instanceID": data["instance"] or ""},
+    }
+    tags = event.tags or [None]
+    events = []
+    for i, tag in enumerate(tags):
+        one = {"id": event.uid if i == 0 else f"{event.uid}-{i}", **base,
+               "target": dict(target, tag=tag) if tag else dict(target)}
+        events.append(one)
+    return {"events": events}
+
+
+# -- Standard Webhooks -----------------------------------------------------------------
+SECRET_PREFIX = "whsec_"
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret; ValueError when it is not one."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError("a signing secret is whsec_ followed by base64")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+    except ValueError as exc:
+        raise ValueError("a signing secret is whsec_ followed by base64") from exc
+    if not 16 <= len(key) <= 64:
+        raise ValueError("a signing secret holds 16 to 64 bytes")
+    return key
+
+
+def signature_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    mac = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+
+
+def masked(value: str) -> str:
+    return value[:4] + "…" if len(value) > 8 else "…"
+
+
+__all__ = ["CONTENT_TYPES", "FORMATS", "iso_time", "new_secret", "render", "secret_key",
+           "signature_headers"]
