@@ -7,13 +7,15 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ociregistry.cli_ops import _human
-from ociregistry.importer.distribution import DistributionImporter
-from ociregistry.importer.sources import FilesystemSource, S3Source, Source, SourceError
-from ociregistry.importer.stats import ImportStats
-from ociregistry.importer.status import ImportRecorder
+
+if TYPE_CHECKING:
+    from ociregistry.importer.sources import Source
+    from ociregistry.importer.stats import ImportStats
+# The importer is imported by its command: `ociregistry serve` must not load
+# prometheus_client (through the core) before it sets up the metrics directory.
 
 
 class ImportProgress:
@@ -42,6 +44,7 @@ class ImportProgress:
 
 def _s3_source(args: argparse.Namespace, settings: Any) -> Source:
     from ociregistry.config import S3Settings
+    from ociregistry.importer.sources import S3Source
     from ociregistry.storage.s3 import S3Storage
 
     bucket, _, prefix = args.source[len("s3://"):].partition("/")
@@ -58,6 +61,9 @@ def _s3_source(args: argparse.Namespace, settings: Any) -> Source:
 
 
 def cmd_import_distribution(args: argparse.Namespace, settings_of: Callable) -> int:
+    from ociregistry.importer.distribution import DistributionImporter
+    from ociregistry.importer.sources import FilesystemSource, SourceError
+    from ociregistry.importer.status import ImportRecorder
     from ociregistry.runtime import build_runtime
 
     settings = settings_of(args)
