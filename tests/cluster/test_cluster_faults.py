@@ -275,15 +275,25 @@ def test_readyz_is_not_ready_on_a_read_only_database(fault_cluster: Cluster,
 def test_readyz_is_not_ready_when_the_store_refuses_sse(
     own_postgres: PostgresCluster, tmp_path: Path
 ) -> None:
-    # SeaweedFS as it runs by default, without an SSE-S3 key: it answers HEAD
-    # bucket, and 500 to every write that asks for AES256.
-    s3 = SeaweedFS(sse_key=False).start()
+    # `serve` refuses to start on a store that refuses the configured SSE (tested in
+    # test_s3_docs_examples); here the store loses its SSE-S3 key while the registry
+    # runs: SeaweedFS restarted as it runs by default, answering 500 to every write
+    # that asks for AES256.
+    s3 = SeaweedFS(sse_key=True).start()
     try:
         bucket = s3.create_bucket()
         cluster = Cluster(tmp_path / "sse", own_postgres.create_database(), s3, bucket, size=1,
                           settings={"storage": {"s3": {"sse": "AES256"}}}).start()
         try:
-            r = requests.get(f"{cluster.instances[0].url}/readyz", timeout=60)
+            ready = f"{cluster.instances[0].url}/readyz"
+            assert requests.get(ready, timeout=60).status_code == 200
+            s3.halt()
+            s3.with_sse_key = False
+            s3.resume()
+            deadline = time.monotonic() + 120  # past the readiness cache
+            while (r := requests.get(ready, timeout=60)).status_code == 200:
+                assert time.monotonic() < deadline, "still ready"
+                time.sleep(0.5)
             assert r.status_code == 503, r.text
             reason = r.json()["reason"]
             assert reason.startswith("storage:") and "PutObject" in reason, reason
