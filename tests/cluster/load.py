@@ -76,8 +76,12 @@ class Unavailable(Exception):
 class Load:
     def __init__(self, host: str, workdir: Path, retry_times: int = 3,
                  skopeo_pushers: int = 1, skopeo_pullers: int = 1,
-                 http_pushers: int = 1, http_pullers: int = 1) -> None:
+                 http_pushers: int = 1, http_pullers: int = 1, op_retries: int = 0) -> None:
         self.host = host
+        # As a CI job or a kubelet does: an operation that failed is run once more
+        # (a fresh push or pull); only a failed retry counts. Retries are reported.
+        self.op_retries = op_retries
+        self.retried: list[Op] = []
         self.url = f"http://{host}"
         self.workdir = workdir
         self.retry_times = retry_times
@@ -120,6 +124,7 @@ class Load:
     def _loop(self, kind: str, body: Any, n: int) -> None:
         session = requests.Session()
         i = 0
+        attempts = 0
         while not self._stop.is_set():
             i += 1
             op = Op(kind, time.monotonic())
@@ -134,6 +139,13 @@ class Load:
                 self.crashes.append(f"{kind}: {type(exc).__name__}: {exc}")
                 return
             op.ended = time.monotonic()
+            if not op.ok and attempts < self.op_retries:
+                attempts += 1
+                with self._lock:
+                    self.retried.append(op)
+                time.sleep(0.5)
+                continue
+            attempts = 0
             with self._lock:
                 self.ops.append(op)
             if not op.ok:
@@ -179,6 +191,11 @@ class Load:
                          f"({sum(1 for op in bad if not op.clean)} unclean)")
         requests_seen = sum(len(op.statuses) for op in ops)
         lines.append(f"  HTTP requests by the HTTP loops: {requests_seen}")
+        if self.op_retries:
+            lines.append(f"  operations that failed once and were retried: {len(self.retried)}")
+            for op in self.retried[:3]:
+                lines.append(f"  - retried {op.kind} at +{op.started - self.started:.1f}s: "
+                             f"{op.detail[:300]}")
         for op in [op for op in ops if not op.ok][:5]:
             lines.append(f"  - {op.kind} at +{op.started - self.started:.1f}s "
                          f"({'clean' if op.clean else 'UNCLEAN'}): {op.detail[:400]}")

