@@ -13,7 +13,12 @@ stays an unexpected error: hiding a bug behind "try again" helps nobody.
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
+
+from ociregistry import metrics
+
+log = logging.getLogger("ociregistry")
 
 Dependency = Literal["database", "storage"]
 
@@ -33,6 +38,17 @@ def unavailable(exc: BaseException) -> Dependency | None:
             return found
         current = current.__cause__ or current.__context__
     return None
+
+
+def dependency_down(exc: BaseException) -> Dependency | None:
+    """The dependency ``exc`` shows to be down (counted and logged in one line), or None."""
+    dependency = unavailable(exc)
+    if dependency is not None:
+        metrics.DEPENDENCY_UNAVAILABLE.labels(dependency).inc()
+        first_line = str(exc).splitlines()[0][:300] if str(exc) else ""
+        log.warning("%s unavailable, answering 503: %s: %s",
+                    dependency, type(exc).__name__, first_line)
+    return dependency
 
 
 # SQLSTATE classes of a server that can't serve now: connection exception,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 # Before alembic is imported (it logs its plugin set-up then): warnings and errors
 # still show, the chatter does not.
@@ -19,9 +19,14 @@ from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
 from alembic.runtime.migration import MigrationContext  # noqa: E402
 from alembic.script import ScriptDirectory  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
 
-if TYPE_CHECKING:
-    from ociregistry.metadata.store import MetadataStore
+
+class MetadataStore(Protocol):
+    """What migrations need of the store: its engine (no import of store.py, which
+    calls ``upgrade``)."""
+
+    engine: Engine
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 

@@ -9,15 +9,19 @@ Imports nothing from core: every function takes the open connection or store.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ociregistry.metadata import schema as t
 
-if TYPE_CHECKING:
-    from ociregistry.metadata.store import MetadataStore
+
+class MetadataStore(Protocol):
+    """What pruning needs of the store (store.py holds a ``TagHook``: no import back)."""
+
+    def write(self) -> AbstractContextManager[Connection]: ...
 
 BLOB, CHILD = "blob", "child"
 

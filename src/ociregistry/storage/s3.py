@@ -483,4 +483,4 @@ class S3Storage(BlobStorage):
             client = self._make_client(self.settings.endpoint_url, probe=True)
             with self._lock:
                 self._clients = {**self._clients, key: client}
-        probe_write(self, client)
+        probe_write(client, self.bucket, self._key, self.sse_args, self.settings.sse)

@@ -14,12 +14,10 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-
-if TYPE_CHECKING:
-    from ociregistry.storage.s3 import S3Storage
 
 PROBE_DIR = "_readiness/"
 
@@ -32,14 +30,17 @@ def _describe(step: str, exc: Exception) -> str:
     return f"{step} failed: {type(exc).__name__}: {exc}"
 
 
-def probe_write(storage: S3Storage, client: Any) -> None:
-    """Raise OSError saying which step failed (and with which SSE setting)."""
-    bucket = storage.bucket
+def probe_write(client: Any, bucket: str, key_for: Callable[[str], str],
+                sse: dict[str, str], sse_setting: str) -> None:
+    """Raise OSError saying which step failed (and with which SSE setting).
+
+    ``key_for`` maps a path to the store's key (its prefix); ``sse`` are the
+    arguments every write sends, ``sse_setting`` the configured value named in errors.
+    """
     # One key per process: probes of different instances never meet.
     name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    key = storage._key(f"{PROBE_DIR}{name}")
-    sse = storage.sse_args
-    hint = f" (storage.s3.sse is {storage.settings.sse!r})" if sse else ""
+    key = key_for(f"{PROBE_DIR}{name}")
+    hint = f" (storage.s3.sse is {sse_setting!r})" if sse else ""
     step = "PutObject"
     try:
         client.put_object(Bucket=bucket, Key=key, Body=b"ready", **sse)

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable, RequestEntityTooLarge
 
-from ociregistry import faults, metrics
+from ociregistry import faults
 from ociregistry.core.errors import RegistryError
 from ociregistry.web.body import framing_error
 
@@ -73,20 +73,9 @@ def register_error_handlers(app: Flask) -> None:
         return error_response("UNKNOWN", "internal server error", 500)
 
 
-def dependency_down(exc: BaseException) -> faults.Dependency | None:
-    """The dependency ``exc`` shows to be down (counted and logged in one line), or None."""
-    dependency = faults.unavailable(exc)
-    if dependency is not None:
-        metrics.DEPENDENCY_UNAVAILABLE.labels(dependency).inc()
-        log.warning("%s unavailable, answering 503: %s: %s",
-                    dependency, type(exc).__name__, str(exc).splitlines()[0][:300] if str(exc)
-                    else "")
-    return dependency
-
-
 def unavailable_response(exc: BaseException) -> Response | None:
     """503 + Retry-After in the OCI envelope when the database or storage is down."""
-    dependency = dependency_down(exc)
+    dependency = faults.dependency_down(exc)
     if dependency is None:
         return None
     return error_response(

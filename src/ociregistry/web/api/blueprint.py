@@ -203,8 +203,7 @@ def api_services() -> Any:
 def _unexpected(exc: Exception) -> Response:
     import logging
 
-    from ociregistry.faults import RETRY_AFTER
-    from ociregistry.web.errors import dependency_down
+    from ociregistry.faults import RETRY_AFTER, dependency_down
 
     dependency = dependency_down(exc)
     if dependency is not None:
