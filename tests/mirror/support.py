@@ -58,3 +58,24 @@ class AccessLog:
         self.settle()
         pattern = re.compile(rf" {method} {path_pattern}\S* [0-9]{{3}} ")
         return sum(1 for line in self.lines() if pattern.search(line))
+
+
+def metric(server: RegistryProcess, name: str, **labels: str) -> float:
+    """The sum of a Prometheus sample of ``server`` over series with these labels."""
+    text = requests.get(f"{server.url}/metrics", timeout=30).text
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        series, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in series for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def upstream_requests(mirror: RegistryProcess, upstream: str, kind: str = "blob",
+                      method: str = "GET") -> float:
+    """Requests the mirror sent to ``upstream`` (an upstream registry's own access log
+    and metrics skip file responses, so blob GETs are counted on the mirror's side)."""
+    return metric(mirror, "registry_mirror_upstream_requests_total", upstream=upstream,
+                  kind=kind, method=method)

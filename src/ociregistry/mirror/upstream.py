@@ -145,7 +145,7 @@ class UpstreamClient:
         try:
             authorization = self.auth.header(scope)
         except TokenError as exc:
-            self._count(method, "auth")
+            self._count(method, "auth", url)
             raise UpstreamError(str(exc), "auth", exc.status) from exc
         if authorization:
             headers["Authorization"] = authorization
@@ -171,7 +171,7 @@ class UpstreamClient:
                 response.close()
                 parts = urlsplit(target)
                 if parts.scheme not in ("http", "https") or not self.host_allowed(parts.netloc):
-                    self._count(method, "redirect")
+                    self._count(method, "redirect", url)
                     raise UpstreamError(f"{self.name} redirected to {parts.netloc[:100]!r}, "
                                         "which is not an allowed host (redirect_hosts)",
                                         "redirect")
@@ -192,16 +192,16 @@ class UpstreamClient:
                                             allow_redirects=False, timeout=self.timeout,
                                             verify=verify)
         except requests.exceptions.SSLError as exc:
-            self._count(method, "tls")
+            self._count(method, "tls", url)
             raise UpstreamError(f"TLS with {self.name} failed", "tls") from exc
         except requests.Timeout as exc:
-            self._count(method, "timeout")
+            self._count(method, "timeout", url)
             raise UpstreamError(f"{self.name} timed out", "timeout") from exc
         except requests.RequestException as exc:
-            self._count(method, "connection")
+            self._count(method, "connection", url)
             raise UpstreamError(f"{self.name} unreachable ({type(exc).__name__})",
                                 "connection") from exc
-        self._count(method, str(response.status_code))
+        self._count(method, str(response.status_code), url)
         remaining = (response.headers.get("RateLimit-Remaining")
                      or response.headers.get("X-RateLimit-Remaining"))
         match = _REMAINING.match(remaining or "")
@@ -210,8 +210,10 @@ class UpstreamClient:
             metrics.MIRROR_RATELIMIT_REMAINING.labels(self.name).set(self.ratelimit_remaining)
         return response
 
-    def _count(self, method: str, status: str) -> None:
-        metrics.MIRROR_UPSTREAM_REQUESTS.labels(self.name, method, status).inc()
+    def _count(self, method: str, status: str, url: str = "") -> None:
+        path = urlsplit(url).path
+        kind = "manifest" if "/manifests/" in path else "blob" if "/blobs/" in path else "other"
+        metrics.MIRROR_UPSTREAM_REQUESTS.labels(self.name, kind, method, status).inc()
 
     def close(self) -> None:
         self.session.close()
