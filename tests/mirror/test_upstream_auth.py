@@ -13,7 +13,7 @@ import pytest
 import requests
 import yaml
 
-from tests.auth.support import PASSWORDS, auth_config, write_htpasswd
+from tests.auth.support import PASSWORDS, SecureRegistry, auth_config, make_pki, write_htpasswd
 from tests.distribution import Distribution
 from tests.helpers import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, assert_error, sha256
 from tests.mirror.support import AccessLog, start_mirror
@@ -22,17 +22,17 @@ from tests.server import RegistryProcess
 
 
 def push(url: str, repo: str, tag: str, headers: dict[str, str] | None = None,
-         auth: Any = None) -> tuple[dict, str]:
+         auth: Any = None, session: Any = requests) -> tuple[dict, str]:
     """Push a small image with these credentials; (manifest, digest)."""
     blobs = [json.dumps({"os": "linux", "architecture": "amd64",
                          "n": uuid.uuid4().hex}).encode(), uuid.uuid4().bytes * 64]
     for data in blobs:
-        r = requests.post(f"{url}/v2/{repo}/blobs/uploads/", params={"digest": sha256(data)},
+        r = session.post(f"{url}/v2/{repo}/blobs/uploads/", params={"digest": sha256(data)},
                           data=data, headers=headers, auth=auth, timeout=60)
         if r.status_code == 202:  # Distribution: no monolithic POST; PUT to the session
             location = r.headers["Location"]
             location = location if location.startswith("http") else url + location
-            r = requests.put(location, params={"digest": sha256(data)}, data=data,
+            r = session.put(location, params={"digest": sha256(data)}, data=data,
                              headers=headers, auth=auth, timeout=60)
         assert r.status_code == 201, r.text
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -40,7 +40,7 @@ def push(url: str, repo: str, tag: str, headers: dict[str, str] | None = None,
                            "size": len(blobs[0])},
                 "layers": [{"mediaType": OCI_LAYER, "digest": sha256(blobs[1]),
                             "size": len(blobs[1])}]}
-    r = requests.put(f"{url}/v2/{repo}/manifests/{tag}", data=json.dumps(manifest),
+    r = session.put(f"{url}/v2/{repo}/manifests/{tag}", data=json.dumps(manifest),
                      headers={**(headers or {}), "Content-Type": OCI_MANIFEST}, auth=auth,
                      timeout=60)
     assert r.status_code == 201, r.text
@@ -173,3 +173,42 @@ def test_distribution_with_htpasswd(mirror, distribution):
     r = pull(mirror, f"dist/{name}/blobs/{layer['digest']}")
     assert r.status_code == 200 and sha256(r.content) == layer["digest"]
     assert_error(pull(mirror, f"distanon/{name}/manifests/v1"), 404, "NAME_UNKNOWN")
+
+
+def test_tls_upstream_with_a_private_ca_and_mtls(tmp_path: Path):
+    pki = make_pki(tmp_path / "pki")
+    upstream = SecureRegistry(tmp_path / "up" / "data",
+                              {"auth": auth_config(tmp_path / "up" / "data", "token")},
+                              pki=pki, workers=1, mtls=True).start()
+    try:
+        session = upstream.session()
+        name = f"team-a/tls{uuid.uuid4().hex[:8]}"
+        r = session.get(f"{upstream.url}/auth/token", auth=("alice", PASSWORDS["alice"]),
+                        params={"service": "test-registry",
+                                "scope": f"repository:{name}:pull,push"})
+        manifest, digest = push(upstream.url, name, "v1",
+                                {"Authorization": f"Bearer {r.json()['token']}"},
+                                session=session)
+        credentials = {"username": "alice", "password": PASSWORDS["alice"]}
+        mirror = start_mirror(tmp_path / "mirror", [
+            {"name": "tls", "url": upstream.url, "ca_file": str(pki.ca_cert),
+             "client_cert": str(pki.client_cert), "client_key": str(pki.client_key),
+             **credentials},
+            {"name": "noca", "url": upstream.url, **credentials},
+            {"name": "nocert", "url": upstream.url, "ca_file": str(pki.ca_cert),
+             **credentials},
+        ], workers=1)
+        try:
+            r = pull(mirror, f"tls/{name}/manifests/v1")
+            assert r.status_code == 200, r.text
+            assert r.headers["Docker-Content-Digest"] == digest
+            layer = manifest["layers"][0]["digest"]
+            r = pull(mirror, f"tls/{name}/blobs/{layer}")
+            assert r.status_code == 200 and sha256(r.content) == layer
+            for other in ("noca", "nocert"):  # an unknown CA, no client certificate
+                r = pull(mirror, f"{other}/{name}/manifests/v1")
+                assert_error(r, 503, "UNAVAILABLE")
+        finally:
+            mirror.stop()
+    finally:
+        upstream.stop()
