@@ -83,6 +83,10 @@ def test_upstream_stopped_serves_the_stale_copy(setup):
     assert_error(pull(mirror, f"down/{name}/blobs/{sha256(b'none')}"), 503, "UNAVAILABLE")
     log = mirror.log_path.read_text()
     assert f"serving stale down/{name}:v1" in log
+    # The tag list: what the cache holds, marked stale.
+    r = pull(mirror, f"down/{name}/tags/list")
+    assert r.status_code == 200 and r.json()["tags"] == ["v1"]
+    assert r.headers["X-Registry-Mirror"] == "stale"
 
 
 def test_upstream_429_serves_stale_without_a_retry_storm(setup):
