@@ -81,6 +81,11 @@ class AccessLog:
         return [h for h in self.since(mark) if h.path.split("?", 1)[0].startswith(prefix)]
 
 
+def registry_access_log(path: Path) -> AccessLog:
+    """The access log of this registry (a RegistryProcess's log file)."""
+    return AccessLog(path, _OURS)
+
+
 class DistributionUpstream(Distribution):
     """Distribution with its access log on; htpasswd users and HTTPS when asked."""
 
@@ -173,7 +178,7 @@ class TokenUpstream(SecureRegistry):
             "log": {"access_log": True},
         }
         super().__init__(data, config, pki)
-        self.access = AccessLog(self.log_path, _OURS)
+        self.access = registry_access_log(self.log_path)
 
     @property
     def credentials(self) -> tuple[str, str]:
