@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ociregistry.lifecycle.policy import RetentionPolicy
+from ociregistry.mirror.settings import MirrorSettings
 
 ENV_PREFIX = "OCIREGISTRY_"
 
@@ -432,6 +433,7 @@ class Settings(_Section):
         [], description="storage quotas per repository namespace (more can be added at run "
         "time through /api/v1/quotas and the web UI)")
     events: EventsSettings = EventsSettings()
+    mirror: MirrorSettings = MirrorSettings()
 
     @property
     def storage_root(self) -> str:

@@ -580,3 +580,45 @@ event_redeliveries = sa.Table(
               sa.ForeignKey("event_endpoints.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("event_id", sa.BigInteger, primary_key=True),
 )
+
+# Pull-through cache (mirror/, docs/mirror.md "Internals").
+# What upstream said of a reference (tag, or digest) of a mirrored repository, and when:
+# ``digest`` NULL is a cached upstream 404 (negative cache). ``repository`` is the local
+# name (dockerhub/library/alpine); the tag itself lives in ``tags`` like any other.
+mirror_tags = sa.Table(
+    "mirror_tags",
+    metadata,
+    sa.Column("repository", Name, primary_key=True),
+    sa.Column("reference", sa.String(160), primary_key=True),
+    sa.Column("upstream", sa.String(64), nullable=False),
+    sa.Column("digest", Digest, nullable=True),
+    sa.Column("checked_at", sa.Float, nullable=False),
+    sa.Index("ix_mirror_tags_upstream", "upstream", "checked_at"),
+)
+
+# Fills in progress: one worker of the cluster fetches a blob or manifest from upstream
+# (single flight); the others wait for its commit. ``lease_until`` is renewed while bytes
+# flow, so a crashed filler's row runs out and another worker takes over.
+mirror_fills = sa.Table(
+    "mirror_fills",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("upstream", sa.String(64), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("lease_until", sa.Float, nullable=False),
+    sa.Column("bytes_done", sa.BigInteger, nullable=False, default=0),
+)
+
+# Per-upstream health, shared by every worker and instance.
+mirror_upstreams = sa.Table(
+    "mirror_upstreams",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("rate_limited_until", sa.Float, nullable=True),  # after a 429: no request
+    sa.Column("ratelimit_remaining", sa.Integer, nullable=True),  # last RateLimit-Remaining
+    sa.Column("last_ok_at", sa.Float, nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Column("last_error_at", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
