@@ -26,6 +26,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.clients.clitools import TIMEOUT, Client, ClientError, require_binary
 from tests.server import free_port
 
@@ -60,6 +62,13 @@ def write_hosts_dir(base: Path, mirror: str, *, namespace: str = "docker.io",
     return hosts_dir
 
 
+def require_root(what: str) -> None:
+    """Private containerd and dockerd instances need root (mounts, chown, namespaces)."""
+    if os.geteuid() != 0:
+        pytest.fail(f"{what} runs a private daemon and needs root; run the tests as root "
+                    "(CI does)", pytrace=False)
+
+
 def _wait(check, proc: subprocess.Popen, log: Path, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -86,6 +95,7 @@ class Containerd:
     """A containerd of the test's own; ``ctr`` runs against its socket."""
 
     def __init__(self) -> None:
+        require_root("containerd")
         self.binary = require_binary("containerd")
         self.ctr_binary = require_binary("ctr")
         self.dir = short_dir("ocm-ctrd-")
@@ -150,6 +160,7 @@ class Dockerd:
     """Debian's dockerd with ``registry-mirrors`` (its own everything; see module doc)."""
 
     def __init__(self, containerd: Containerd, mirrors: list[str]) -> None:
+        require_root("dockerd")
         self.binary = require_binary("dockerd")
         # The daemon's own client (docker.io 20.10) if there, else any docker CLI.
         self.cli = "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else \
