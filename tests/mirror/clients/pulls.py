@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.clients import images
 from tests.clients.clitools import Podman, Skopeo
-from tests.mirror.clients import Containerd, Dockerd
+from tests.mirror.clients.harness import Containerd, Dockerd
 
 
 def ctr_pull(containerd: Containerd, hosts_dir: Path, ref: str, top_digest: str,

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from tests.auth.support import Pki, SecureRegistry
-from tests.mirror.clients import podman_mirror_conf, write_hosts_dir
-from tests.mirror.conftest import Images, build_images
-from tests.mirror.pulls import ctr_pull, docker_pull, podman_pull, skopeo_pull
+from tests.mirror.clients.conftest import Images, build_images
+from tests.mirror.clients.harness import podman_mirror_conf, write_hosts_dir
+from tests.mirror.clients.pulls import ctr_pull, docker_pull, podman_pull, skopeo_pull
 from tests.mirror.upstreams import (
     AccessLog,
     DistributionUpstream,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.auth.support import Pki
-from tests.mirror.conftest import Images
-from tests.mirror.pulls import ctr_pull, docker_pull, podman_pull, skopeo_pull
+from tests.mirror.clients.conftest import Images
+from tests.mirror.clients.pulls import ctr_pull, docker_pull, podman_pull, skopeo_pull
 from tests.mirror.upstreams import (
     DistributionUpstream,
     TokenUpstream,
@@ -38,7 +38,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory, skopeo, seeded_images: Image
 
 def test_ctr_hosts_toml_pulls_from_the_mirror_host(plain, containerd, seeded_images,
                                                    tmp_path: Path) -> None:
-    from tests.mirror.clients import write_hosts_dir
+    from tests.mirror.clients.harness import write_hosts_dir
 
     hosts = write_hosts_dir(tmp_path, plain.url)
     mark = plain.access.mark()
@@ -52,7 +52,7 @@ def test_ctr_hosts_toml_pulls_from_the_mirror_host(plain, containerd, seeded_ima
 
 def test_ctr_multiarch_with_a_platform(plain, containerd, seeded_images, tmp_path: Path
                                        ) -> None:
-    from tests.mirror.clients import write_hosts_dir
+    from tests.mirror.clients.harness import write_hosts_dir
 
     hosts = write_hosts_dir(tmp_path, plain.url)
     arm = seeded_images.multi.images["linux/arm64"]
@@ -70,7 +70,7 @@ def test_dockerd_registry_mirrors(plain, make_dockerd, seeded_images) -> None:
 
 def test_podman_registries_conf_mirror(plain, make_podman, seeded_images, tmp_path: Path
                                        ) -> None:
-    from tests.mirror.clients import podman_mirror_conf
+    from tests.mirror.clients.harness import podman_mirror_conf
 
     podman = make_podman(podman_mirror_conf(tmp_path / "registries.conf",
                                             f"{plain.host}/dockerhub"))

@@ -1,7 +1,7 @@
 """Fixtures of the mirror tests: real upstreams, real clients, images to seed.
 
 Clients are isolated (own config, storage, sockets) and cannot reach the internet
-(tests/mirror/clients.py); upstreams and mirrors listen on 127.0.0.1.
+(tests/mirror/clients/harness.py); upstreams and mirrors listen on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from tests.auth.support import Pki, make_pki
 from tests.clients import images
 from tests.clients.clitools import Podman, Skopeo, write_client_config
-from tests.mirror.clients import Containerd, Dockerd, no_internet_env
+from tests.mirror.clients.harness import Containerd, Dockerd, no_internet_env
 from tests.mirror.upstreams import Upstream, seed
 
 
