@@ -42,7 +42,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from bench.servers import free_port
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.servers import free_port  # noqa: E402
 
 DISTRIBUTION_BIN = "/usr/bin/docker-registry"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -201,6 +202,10 @@ def tag_pulls(base: str, n: int) -> None:
 
 
 def measure(cache: Server, base: str, upstream: Server, pulls: int) -> dict[str, float]:
+    # A running cache, not a starting one: every worker has answered a few requests.
+    session = requests.Session()
+    for _ in range(16):
+        session.get(cache.url + "/v2/", timeout=30).raise_for_status()
     cold = pull(base)
     warm = pull(base)
     mark = upstream.log_size()
