@@ -86,7 +86,8 @@ class FrontServer:
 
     ``mode``: "proxy" passes requests through, "429" answers Too Many Requests
     (Retry-After: an hour), "500" answers a server error, "redirect" answers blob
-    requests with a 307 to ``redirect_to`` (same path). ``seen`` lists every
+    requests with a 307 to ``redirect_to`` (same path), "truncate" stops blob bodies
+    half-way and drops the connection. ``seen`` lists every
     request as (mode, method, path).
     """
 
@@ -143,6 +144,16 @@ class FrontServer:
             request.send_header("Location", self.redirect_to + path)
             request.send_header("Content-Length", "0")
             request.end_headers()
+            return
+        if mode == "truncate" and "/blobs/" in path and method == "GET":
+            # The whole length announced, half the bytes sent, then the connection drops.
+            reply = requests.get(self.upstream_url + path, timeout=60)
+            request.send_response(200)
+            request.send_header("Content-Length", str(len(reply.content)))
+            request.end_headers()
+            request.wfile.write(reply.content[: len(reply.content) // 2])
+            request.wfile.flush()
+            request.close_connection = True
             return
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("accept",)}
         reply = requests.request(method, self.upstream_url + path, headers=headers,

@@ -27,6 +27,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     front = FrontServer(upstream.url)
     redirector = FrontServer(upstream.url)
     target = FrontServer(upstream.url)  # where redirects lead: counts what reaches it
+    cutter = FrontServer(upstream.url)
     redirector.mode = "redirect"
     redirector.redirect_to = f"http://localhost:{target.port}"
     mirror = start_mirror(base / "mirror", [
@@ -36,13 +37,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         {"name": "strict", "url": doomed.url, "tag_ttl": 0, "max_stale": 0,
          "connect_timeout": 2, "read_timeout": 5},
         {"name": "redir", "url": redirector.url},
+        {"name": "cut", "url": cutter.url},
         {"name": "redirok", "url": redirector.url,
          "redirect_hosts": [f"localhost:{target.port}"]},
     ])
     yield {"upstream": upstream, "doomed": doomed, "front": front, "mirror": mirror,
-           "redirector": redirector, "target": target}
+           "redirector": redirector, "target": target, "cutter": cutter}
     mirror.stop()
-    for server in (front, redirector, target):
+    for server in (front, redirector, target, cutter):
         server.stop()
     for process in (upstream, doomed):
         if process.proc and process.proc.poll() is None:
@@ -119,3 +121,27 @@ def test_a_redirect_to_a_host_nobody_allowed_is_refused(setup):
     r = pull(mirror, f"redirok/{name}/blobs/{digest}")
     assert r.status_code == 200 and r.content == data
     assert target.count(path_part=digest) == 1
+
+
+def test_upstream_stopping_mid_blob_commits_nothing(setup):
+    mirror, front, upstream = setup["mirror"], setup["cutter"], setup["upstream"]
+    name = f"team/cut{uuid.uuid4().hex[:8]}"
+    data = os.urandom(3 << 20)
+    digest = push_blob(upstream.url, name, data)
+    front.mode = "truncate"
+    try:
+        received = b""
+        with pytest.raises(requests.RequestException):
+            with requests.get(f"{mirror.url}/v2/cut/{name}/blobs/{digest}", stream=True,
+                              timeout=120) as r:
+                assert r.status_code == 200
+                for chunk in r.iter_content(65536):
+                    received += chunk
+        assert len(received) < len(data)
+    finally:
+        front.mode = "proxy"
+    # Nothing of it was committed: the next pull fetches it again, whole and verified.
+    r = pull(mirror, f"cut/{name}/blobs/{digest}")
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["X-Registry-Mirror"] == "miss"
+    assert pull(mirror, f"cut/{name}/blobs/{digest}").headers["X-Registry-Mirror"] == "hit"

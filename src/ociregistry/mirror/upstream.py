@@ -89,7 +89,7 @@ class UpstreamClient:
         session.headers["User-Agent"] = "python-docker-registry-mirror"
         self.session = session
         self.auth = UpstreamAuth(session, settings.username, settings.password,
-                                 self.host_allowed, self.timeout)
+                                 self.host_allowed, self.timeout, self.verify)
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self._rate_lock = threading.Lock()
         self._next_slot = 0.0
@@ -99,6 +99,10 @@ class UpstreamClient:
         netloc = netloc.lower()
         # An entry without a port allows any port of that host; one with a port, that one.
         return netloc in self.allowed_hosts or netloc.rsplit(":", 1)[0] in self.allowed_hosts
+
+    def verify(self, netloc: str) -> bool | str:
+        """TLS verification for a host: the upstream's CA file for its own host."""
+        return (self.settings.ca_file or True) if netloc.lower() == self.host else True
 
     @staticmethod
     def scope(repository: str) -> str:
@@ -185,8 +189,7 @@ class UpstreamClient:
         raise UpstreamError(f"{self.name}: too many redirects", "redirect")
 
     def _request(self, method: str, url: str, headers: dict[str, str]) -> requests.Response:
-        own = urlsplit(url).netloc.lower() == self.host
-        verify: bool | str = (self.settings.ca_file or True) if own else True
+        verify = self.verify(urlsplit(url).netloc)
         try:
             response = self.session.request(method, url, headers=headers, stream=True,
                                             allow_redirects=False, timeout=self.timeout,
