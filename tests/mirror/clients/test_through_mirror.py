@@ -104,15 +104,18 @@ def seed_tag(up: Upstream, skopeo, fresh: Images, repo: str) -> str:
 def cold_then_warm(up: Upstream, repo: str, pull: Callable[[], object]) -> None:
     """``pull`` twice: the first reaches upstream (a miss), the second does not.
 
-    This registry's access log leaves out blob GETs answered with sendfile (see the
-    report): on a ``TokenUpstream`` a blob fetch shows as its 401 challenge only."""
+    This registry's access log leaves out blob GETs answered with sendfile (a bug
+    of web/observability.py: werkzeug skips call_on_close on direct passthrough), so
+    on a ``TokenUpstream`` only Distribution-logged manifests are counted; its blobs
+    came from upstream all the same: this test's images exist nowhere else."""
     mark = up.access.mark()
     pull()
     cold = up.access.repo_hits(mark, repo)
     assert any(h.method == "GET" and "/manifests/" in h.path and h.status == 200
                for h in cold), f"the cold pull never fetched a manifest upstream: {cold}"
-    assert any(h.method == "GET" and "/blobs/" in h.path for h in cold), \
-        f"the cold pull never fetched a blob upstream: {cold}"
+    if isinstance(up, DistributionUpstream):  # its access log has every request
+        assert any(h.method == "GET" and "/blobs/" in h.path and h.status == 200
+                   for h in cold), f"the cold pull never fetched a blob upstream: {cold}"
     mark = up.access.mark()
     pull()
     warm = up.access.repo_hits(mark, repo)
