@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Real clients and tools the tests drive (Debian packages).
-DEBIAN_PACKAGES=(skopeo podman sqlite3 curl apache2-utils chromium chromium-driver prometheus postgresql nginx docker-compose strace docker-registry)
+DEBIAN_PACKAGES=(skopeo podman sqlite3 curl apache2-utils chromium chromium-driver prometheus postgresql nginx docker-compose strace docker-registry containerd docker.io)
 missing=()
 # Debian's python3 needs python3-venv for "python3 -m venv".
 "${PYTHON:-python3}" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
