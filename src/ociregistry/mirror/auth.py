@@ -97,9 +97,12 @@ class UpstreamAuth:
                 with self._lock:
                     self._tokens[scope] = self._tokens[wanted]
             return bool(token)
-        if scheme == "basic" and self.credentials and not self._basic:
+        if scheme == "basic" and self.credentials:
             self._basic = True
-            return True
+            # Retry unless this very request carried the credentials: a sibling request
+            # may have learnt Basic while this one was in flight without them.
+            sent = response.request.headers.get("Authorization") if response.request else None
+            return sent != _basic(*self.credentials)
         return False
 
     def forget(self, scope: str) -> None:
