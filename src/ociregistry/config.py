@@ -371,6 +371,15 @@ class EventEndpointSettings(_Section):
                          "empty: the system's")
     timeout_seconds: float = Field(10, gt=0, le=300)
     enabled: bool = True
+    batch_max_events: int = Field(0, ge=0, le=1000, description="events per request; 0: "
+                                  "events.batch.max_events; 1: each event alone (no batch form)")
+
+
+class EventBatchSettings(_Section):
+    max_events: int = Field(100, ge=1, le=1000, description="events per request at most "
+                            "(endpoints may set their own batch_max_events; 1: no batches)")
+    max_wait_seconds: float = Field(0.5, ge=0, le=60, description="how long a batch that is "
+                                    "not full waits for more events after its first one")
 
 
 class EventPullSettings(_Section):
@@ -401,6 +410,7 @@ class EventsSettings(_Section):
                                         "after which an endpoint is disabled")
     retention_seconds: float = Field(7 * 86400, gt=0, description="events and delivery log "
                                      "entries older than this are deleted")
+    batch: EventBatchSettings = EventBatchSettings()
 
     @field_validator("endpoints")
     @classmethod

@@ -224,7 +224,7 @@ EVENTS_WRITTEN = Counter("registry_events_written_total", "Events written to the
                          ["action"])
 EVENT_DELIVERIES = Counter(
     "registry_event_deliveries_total",
-    "Delivery attempts by endpoint and outcome (delivered, failed, dead)",
+    "Events delivered, failed (per attempt) or dead, by endpoint",
     ["endpoint", "outcome"],
 )
 EVENT_ENDPOINTS_DISABLED = Counter(
@@ -252,4 +252,8 @@ MIRROR_RATELIMIT_REMAINING = Gauge(
     "registry_mirror_upstream_ratelimit_remaining",
     "The last RateLimit-Remaining an upstream announced", ["upstream"],
     multiprocess_mode="mostrecent",
+)
+EVENT_BATCH_SIZE = Histogram(
+    "registry_event_batch_size", "Events carried by one delivery request", ["endpoint"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )

@@ -38,6 +38,18 @@ def verify(secret: str, headers: dict[str, str], body: bytes, tolerance: float =
     )
 
 
+def unbatch(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events one request carried, as its content type says."""
+    doc = json.loads(request["body"])
+    kind = request["headers"].get("content-type", "")
+    if kind == "application/cloudevents-batch+json":
+        assert isinstance(doc, list), doc
+        return doc
+    if kind == "application/json" and set(doc) == {"events"}:
+        return doc["events"]
+    return [doc]
+
+
 class Receiver:
     def __init__(
         self, mode: str = "ok", delay: float = 0.0, tls: tuple[Path, Path] | None = None
@@ -93,8 +105,15 @@ class Receiver:
         self.server.server_close()
 
     def bodies(self) -> list[dict[str, Any]]:
+        """Every event received, in order of arrival: batches are opened (a plain
+        batch's ``events``, a CloudEvents batch's array); a Distribution envelope,
+        whose receivers take it whole, stays one item."""
         with self.lock:
-            return [json.loads(r["body"]) for r in self.requests]
+            requests = list(self.requests)
+        events: list[dict[str, Any]] = []
+        for request in requests:
+            events.extend(unbatch(request))
+        return events
 
     def wait_for(self, predicate: Any, timeout: float = 90) -> list[dict[str, Any]]:
         """Poll until ``predicate(bodies)`` holds; the bodies."""

@@ -36,6 +36,12 @@ def test_add_with_bad_input_and_without_csrf(auth_app):
     csrf = csrf_of(c, "/ui/events")
     r = c.post("/ui/events", data={"name": "x", "url": "gopher://nope", "csrf_token": csrf})
     assert r.status_code == 400 and "url" in r.get_data(as_text=True)
+    r = c.post("/ui/events", data={"name": "x", "url": "http://127.0.0.1:9/",
+                                   "batch_max_events": "lots", "csrf_token": csrf})
+    assert r.status_code == 400 and "batch_max_events" in r.get_data(as_text=True)
+    r = c.post("/ui/events", data={"name": "x", "url": "http://127.0.0.1:9/",
+                                   "batch_max_events": "5000", "csrf_token": csrf})
+    assert r.status_code == 400 and "batch_max_events" in r.get_data(as_text=True)
     r = c.post("/ui/events/nope/explode", data={"csrf_token": csrf})
     assert r.status_code == 404
     r = c.post("/ui/events", data={"name": "ok", "url": "http://127.0.0.1:9/hook",
@@ -67,11 +73,13 @@ def test_manage_an_endpoint_in_a_browser(browser, secured_registry):  # noqa: F8
         page.get_by_label("URL").fill(receiver.url)
         page.get_by_label("Format").select_option("cloudevents")
         page.get_by_label("Repositories").fill("e2e/**")
+        page.get_by_label("Events per request").fill("1")  # no batches: single CloudEvents
         page.get_by_role("button", name="Add endpoint").click()
         secret = page.locator("#new-endpoint-secret").inner_text().strip()
         assert re.fullmatch(r"whsec_[A-Za-z0-9+/=]{32}", secret), secret
         row = page.locator("#event-endpoints tbody tr[data-endpoint='browser-hook']")
         expect(row.locator(".endpoint-state")).to_contain_text("enabled")
+        expect(row.locator(".endpoint-batch")).to_have_text("one event per request")
 
         row.get_by_role("button", name="Send test").click()
         expect(page.get_by_text(re.compile(r"Test event delivered to browser-hook: 204"))

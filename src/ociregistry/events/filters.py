@@ -23,6 +23,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 _RESERVED = {"content-type", "content-length", "host", "webhook-id", "webhook-timestamp",
              "webhook-signature", "transfer-encoding", "connection"}
 MAX_LIST = 32
+MAX_BATCH = 1000
 
 
 class SpecError(ValueError):
@@ -43,6 +44,7 @@ class EndpointSpec:
     ca_file: str = ""
     ca_pem: str = ""
     timeout_seconds: float = 10.0
+    batch_max_events: int = 0  # 0: events.batch.max_events; 1: one event per request
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +90,14 @@ class EndpointSpec:
             raise SpecError("ca_pem", "PEM certificates")
         if not 0 < self.timeout_seconds <= 300:
             raise SpecError("timeout_seconds", "between 0 and 300")
+        if isinstance(self.batch_max_events, bool) or not isinstance(
+                self.batch_max_events, int) or not 0 <= self.batch_max_events <= MAX_BATCH:
+            raise SpecError("batch_max_events", f"an integer from 0 (the default) to {MAX_BATCH}")
         return self
+
+    def batch_size(self, default: int) -> int:
+        """Events per request: this endpoint's own size, else the configured default."""
+        return self.batch_max_events or default
 
     def matches(self, event: Event) -> bool:
         """Whether ``event`` passes this endpoint's filters (an empty list lets all through)."""

@@ -11,8 +11,21 @@
   (tag.moved, which the push already tells, repository.*, gc.finished, ...) are
   not sent to such an endpoint.
 
+Batches (``render_batch``): an endpoint whose batch size is above 1 gets up to that
+many events per request, always in the batch form, even when one event is ready:
+
+- ``plain``: ``{"events": [<event>, ...]}`` (``application/json``);
+- ``cloudevents``: CloudEvents' batched mode, a JSON array of structured events
+  (``application/cloudevents-batch+json``);
+- ``distribution``: one envelope whose ``events`` hold every event's entries (the
+  envelope was a list already: its receivers need no change).
+
+Batch size 1 sends each event alone in the forms above (the bare event, one
+structured CloudEvent, an envelope of one push).
+
 Signatures follow the Standard Webhooks specification: ``webhook-id`` (the
-event's id, the same on every retry: receivers deduplicate on it),
+event's id for a single event, the batch's for a batch; the same on every retry
+of that request: receivers deduplicate on it),
 ``webhook-timestamp`` (seconds), ``webhook-signature`` = ``v1,`` + base64 of
 HMAC-SHA256 over ``id.timestamp.body`` with the secret's decoded bytes.
 """
@@ -24,6 +37,8 @@ import hashlib
 import hmac
 import json
 import secrets
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from ociregistry.events.model import Event, iso_time
@@ -35,6 +50,8 @@ CONTENT_TYPES = {
     "cloudevents": "application/cloudevents+json",
     "distribution": DISTRIBUTION_MEDIA_TYPE,
 }
+BATCH_CONTENT_TYPES = {**CONTENT_TYPES, "cloudevents": "application/cloudevents-batch+json"}
+_BATCH_IDS = uuid.UUID("5d0a3c44-55b6-4c0c-9a55-2a9a0b1f6a51")  # namespace of batch ids
 _DISTRIBUTION_ACTIONS = {
     # tag.moved is not sent: the manifest.pushed of the same push names the tag.
     "manifest.pushed": ("push", "PUT"),
@@ -52,6 +69,38 @@ def render(event: Event, fmt: str, registry_url: str = "") -> bytes | None:
         envelope = distribution_envelope(event, registry_url)
         return _dumps(envelope) if envelope is not None else None
     return _dumps(event.as_dict())
+
+
+def can_send(event: Event, fmt: str) -> bool:
+    """Whether ``fmt`` has a form for ``event`` (Distribution knows four actions)."""
+    return fmt != "distribution" or event.action in _DISTRIBUTION_ACTIONS
+
+
+def render_batch(events: Sequence[Event], fmt: str, registry_url: str = ""
+                 ) -> tuple[bytes, list[Event]] | None:
+    """One batch request's body and the events it carries (those ``fmt`` can say);
+    None when it can say none of them."""
+    if fmt == "distribution":
+        entries: list[dict[str, Any]] = []
+        sent = []
+        for event in events:
+            envelope = distribution_envelope(event, registry_url)
+            if envelope is not None:
+                entries.extend(envelope["events"])
+                sent.append(event)
+        return (_dumps({"events": entries}), sent) if sent else None
+    if not events:
+        return None
+    if fmt == "cloudevents":
+        return _dumps([cloud_event(e) for e in events]), list(events)
+    return _dumps({"events": [e.as_dict() for e in events]}), list(events)
+
+
+def batch_id(endpoint_id: int, events: Sequence[Event]) -> str:
+    """A batch's ``webhook-id``: derived from the endpoint and the events it holds, so
+    each retry of the same batch (membership is frozen in the index) carries the same."""
+    key = f"{endpoint_id}:{events[0].uid}:{events[-1].uid}:{len(events)}"
+    return "batch_" + uuid.uuid5(_BATCH_IDS, key).hex
 
 
 def _dumps(doc: Any) -> bytes:
@@ -137,5 +186,6 @@ def masked(value: str) -> str:
     return value[:4] + "…" if len(value) > 8 else "…"
 
 
-__all__ = ["CONTENT_TYPES", "FORMATS", "iso_time", "new_secret", "render", "secret_key",
+__all__ = ["BATCH_CONTENT_TYPES", "CONTENT_TYPES", "FORMATS", "batch_id", "can_send",
+           "iso_time", "new_secret", "render", "render_batch", "secret_key",
            "signature_headers"]

@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from ociregistry import metrics
 from ociregistry.admin.errors import Conflict, InvalidRequest, NotFound
 from ociregistry.config import ConfigError, EventEndpointSettings, EventsSettings
-from ociregistry.events.delivery import Delivery, send
+from ociregistry.events.delivery import Delivery, request_body, send
 from ociregistry.events.filters import EndpointSpec, SpecError, check_secret
-from ociregistry.events.formats import new_secret, render
+from ociregistry.events.formats import new_secret
 from ociregistry.events.model import Event, instance_name, iso_time, stamper, test_event
 from ociregistry.events.pulls import PullBuffer
 from ociregistry.metadata import event_queries as q
@@ -33,7 +33,7 @@ from ociregistry.metadata.store import MetadataStore
 log = logging.getLogger("ociregistry.events")
 CONFIG_DISABLED = "disabled in the configuration file"
 SPEC_FIELDS = ("url", "format", "headers", "actions", "repositories", "media_types",
-               "ca_file", "ca_pem", "timeout_seconds")
+               "ca_file", "ca_pem", "timeout_seconds", "batch_max_events")
 
 
 @dataclass
@@ -112,7 +112,7 @@ def _spec_from_config(cfg: EventEndpointSettings) -> EndpointSpec:
             check_secret(cfg.secret)
         return EndpointSpec(cfg.name, cfg.url, cfg.format, dict(cfg.headers), list(cfg.actions),
                             list(cfg.repositories), list(cfg.media_types), cfg.ca_file, "",
-                            cfg.timeout_seconds).check()
+                            cfg.timeout_seconds, cfg.batch_max_events).check()
     except SpecError as exc:
         raise ConfigError(f"events.endpoints[{cfg.name}]: {exc}") from exc
 
@@ -155,6 +155,9 @@ class EventsService:
             "headers": {k: "***" for k in spec["headers"]},  # values may be credentials
             "custom_ca": bool(spec.get("ca_file") or spec.get("ca_pem")),
             "timeout_seconds": spec["timeout_seconds"],
+            "batch_max_events": spec.get("batch_max_events", 0),
+            "batch_size": EndpointSpec.from_dict(spec).batch_size(
+                self.settings.batch.max_events),
             "secret_hint": row.secret[:10] + "…",
             "pending": count, "oldest_pending_at": iso_time(oldest) if oldest else None,
             "next_attempt_at": iso_time(row.next_attempt_at) if row.next_attempt_at else None,
@@ -215,22 +218,26 @@ class EventsService:
         row = self._row(name)
         spec = EndpointSpec.from_dict(json.loads(row.spec))
         event = test_event(instance_name(self.settings.instance))
-        body = render(event, spec.format, self.registry_url)
+        batched = spec.batch_size(self.settings.batch.max_events) > 1  # the endpoint's form
+        body = request_body(spec, [event], batched, self.registry_url)
         assert body is not None
-        result = send(spec, row.secret, event, body)
+        result = send(spec, row.secret, event.uid, body, batched=batched)
         q.log_attempt(self.store, row.id, 0, result.row(1, "test"))
         return {"event_id": event.uid, "delivered": result.ok, "status_code": result.status_code,
                 "latency_ms": round(result.latency_ms, 1), "error": result.error,
                 "response": result.response}
 
     def deliveries(self, name: str, limit: int, before: int | None,
-                   outcome: str | None) -> list[dict[str, Any]]:
+                   outcome: str | None, event_id: str | None = None) -> list[dict[str, Any]]:
+        """The delivery log: one entry per request; a batch's names its first and last
+        event and how many it carried. ``event_id``: the attempts that carried it."""
         row = self._row(name)
         return [{"id": d.id, "event_id": d.uid, "action": d.action if d.event_id else "test",
+                 "last_event_id": d.last_uid or d.uid, "events": d.events or 1,
                  "attempt": d.attempt, "at": iso_time(d.at), "outcome": d.outcome,
                  "status_code": d.status_code, "latency_ms": d.latency_ms, "error": d.error,
                  "response": d.response}
-                for d in q.deliveries(self.store, row.id, limit, before, outcome)]
+                for d in q.deliveries(self.store, row.id, limit, before, outcome, event_id)]
 
     def redeliver(self, name: str, event_id: str | None, since: float | None) -> dict[str, Any]:
         row = self._row(name)

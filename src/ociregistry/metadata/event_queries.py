@@ -121,10 +121,14 @@ def release_lease(store: MetadataStore, endpoint_id: int, token: str) -> None:
                      .values(lease_token=None, lease_until=None))
 
 
-def events_after(store: MetadataStore, cursor: int, limit: int) -> list[Row]:
+def events_after(store: MetadataStore, cursor: int, limit: int,
+                 until: int | None = None) -> list[Row]:
+    """Up to ``limit`` events after ``cursor`` in id order (up to ``until`` included)."""
+    query = sa.select(E).where(E.c.id > cursor).order_by(E.c.id).limit(limit)
+    if until is not None:
+        query = query.where(E.c.id <= until)
     with store.read() as conn:
-        return conn.execute(sa.select(E).where(E.c.id > cursor).order_by(E.c.id)
-                            .limit(limit)).all()
+        return conn.execute(query).all()
 
 
 def event_rows(store: MetadataStore, ids: list[int]) -> list[Row]:
@@ -143,12 +147,15 @@ def redelivery(store: MetadataStore, endpoint_id: int) -> Row | None:
 def settle(store: MetadataStore, endpoint_id: int, token: str, *, event_id: int,
            redelivery: bool, attempt: dict[str, Any] | None, advance_to: int | None,
            success: bool | None, next_attempt_at: float = 0, disable: str | None = None,
-           lease_seconds: float = 30.0) -> bool:
-    """Record one attempt (if any) and its consequence, atomically, under the lease
-    (which it extends); False when the lease was lost or the endpoint disabled.
+           lease_seconds: float = 30.0, batch_end: int | None = None) -> bool:
+    """Record one attempt (if any: one row per request, a batch's included) and its
+    consequence, atomically, under the lease (which it extends); False when the lease
+    was lost or the endpoint disabled.
 
     success True: failures reset; False: one more consecutive failure; None: a
-    skip (filtered out). ``advance_to``: the new cursor (never backwards).
+    skip (filtered out). ``advance_to``: the new cursor (never backwards); moving it
+    ends the head batch. ``batch_end``: a failed batch's last event, kept so that its
+    retries carry the same events.
     """
     now = time.time()
     with store.write() as conn:
@@ -166,8 +173,10 @@ def settle(store: MetadataStore, endpoint_id: int, token: str, *, event_id: int,
         elif success is False:
             values.update(failures=row.failures + 1, next_attempt_at=next_attempt_at,
                           head_attempts=0 if advance_to is not None else row.head_attempts + 1)
-        if advance_to is not None and advance_to > row.cursor:
-            values["cursor"] = advance_to
+            if not redelivery and advance_to is None:
+                values["batch_end"] = batch_end
+        if advance_to is not None and advance_to >= row.cursor:
+            values.update(cursor=advance_to, batch_end=None)
             if success is None:
                 values["head_attempts"] = 0
         if redelivery and success is not False:  # the single event is done with
@@ -181,27 +190,6 @@ def settle(store: MetadataStore, endpoint_id: int, token: str, *, event_id: int,
         return bool(row.enabled) and not disable
 
 
-def settle_delivered(store: MetadataStore, endpoint_id: int, token: str,
-                     delivered: list[tuple[int, dict[str, Any] | None]],
-                     lease_seconds: float) -> bool:
-    """Record several successful deliveries (event id, attempt) in one transaction and
-    move the cursor past the last; False when the lease was lost or the endpoint disabled."""
-    now = time.time()
-    with store.write() as conn:
-        row = conn.execute(sa.select(EP.c.cursor, EP.c.enabled).where(
-            EP.c.id == endpoint_id, EP.c.lease_token == token)).first()
-        if row is None:
-            return False
-        rows = [{"endpoint_id": endpoint_id, "event_id": event_id, "at": now, **attempt}
-                for event_id, attempt in delivered if attempt is not None]  # None: filtered out
-        if rows:
-            conn.execute(D.insert(), rows)
-        conn.execute(EP.update().where(EP.c.id == endpoint_id).values(
-            cursor=max(row.cursor, delivered[-1][0]), failures=0, head_attempts=0,
-            next_attempt_at=0, updated_at=now, lease_until=now + lease_seconds))
-        return bool(row.enabled)
-
-
 # -- delivery log, redelivery, listings ----------------------------------------------
 def log_attempt(store: MetadataStore, endpoint_id: int, event_id: int,
                 attempt: dict[str, Any]) -> None:
@@ -211,13 +199,22 @@ def log_attempt(store: MetadataStore, endpoint_id: int, event_id: int,
 
 
 def deliveries(store: MetadataStore, endpoint_id: int, limit: int, before: int | None,
-               outcome: str | None = None) -> list[Row]:
-    query = (sa.select(D, E.c.uid, E.c.action).select_from(D.outerjoin(E, E.c.id == D.c.event_id))
+               outcome: str | None = None, event: str | None = None) -> list[Row]:
+    """The endpoint's attempts, newest first; ``event``: only those whose request
+    carried (or whose batch range covers) the event with that public id."""
+    last = E.alias("last_event")
+    query = (sa.select(D, E.c.uid, E.c.action, last.c.uid.label("last_uid"))
+             .select_from(D.outerjoin(E, E.c.id == D.c.event_id)
+                          .outerjoin(last, last.c.id == D.c.last_event_id))
              .where(D.c.endpoint_id == endpoint_id).order_by(D.c.id.desc()).limit(limit))
     if before is not None:
         query = query.where(D.c.id < before)
     if outcome is not None:
         query = query.where(D.c.outcome == outcome)
+    if event is not None:
+        wanted = sa.select(E.c.id).where(E.c.uid == event).scalar_subquery()
+        query = query.where(D.c.event_id <= wanted,
+                            sa.func.coalesce(D.c.last_event_id, D.c.event_id) >= wanted)
     with store.read() as conn:
         return conn.execute(query).all()
 
@@ -230,7 +227,8 @@ def redeliver_since(store: MetadataStore, endpoint_id: int, since: float) -> int
                              ).scalar()
         cursor = (first - 1) if first is not None else max_event_id(conn)
         conn.execute(EP.update().where(EP.c.id == endpoint_id).values(
-            cursor=cursor, head_attempts=0, next_attempt_at=0, updated_at=time.time()))
+            cursor=cursor, head_attempts=0, next_attempt_at=0, batch_end=None,
+            updated_at=time.time()))
         return int(conn.execute(sa.select(sa.func.count()).select_from(E)
                                 .where(E.c.id > cursor)).scalar())
 

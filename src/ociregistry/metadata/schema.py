@@ -551,6 +551,9 @@ event_endpoints = sa.Table(
     sa.Column("lease_until", sa.Float, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # The last event of the batch being retried (membership frozen: same events, same
+    # webhook-id on every retry); null when no batch failed.
+    sa.Column("batch_end", sa.BigInteger, nullable=True),
 )
 
 # Every delivery attempt (the delivery log), and the dead letters (outcome "dead").
@@ -568,6 +571,10 @@ event_deliveries = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=True),
     sa.Column("error", sa.String(500), nullable=True),
     sa.Column("response", sa.String(500), nullable=True),  # the first bytes of the answer
+    # A batch request covers event_id..last_event_id and carried ``events`` of them
+    # (null: one event, event_id).
+    sa.Column("last_event_id", sa.BigInteger, nullable=True),
+    sa.Column("events", sa.Integer, nullable=True),
     sa.Index("ix_event_deliveries_endpoint", "endpoint_id", "id"),
     sa.Index("ix_event_deliveries_event", "event_id"),
 )

@@ -47,6 +47,9 @@ SPEC_PROPERTIES: dict[str, Any] = {
     "ca_pem": {"type": "string", "maxLength": 65536,
                "description": "PEM CA certificates that sign the receiver's certificate"},
     "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+    "batch_max_events": {"type": "integer", "minimum": 0, "maximum": 1000,
+                         "description": "events per request; 0: events.batch.max_events; "
+                                        "1: each event alone (the body is the event)"},
     "secret": {"type": "string", "minLength": 10, "maxLength": 255, "pattern": "^whsec_",
                "description": "Standard Webhooks secret (whsec_<base64>); default: generated "
                               "and returned once"},
@@ -62,6 +65,9 @@ ENDPOINT_PROPERTIES: dict[str, Any] = {
     "media_types": {"type": "array", "items": {"type": "string"}},
     "headers": {"type": "object", "additionalProperties": {"type": "string"}},
     "custom_ca": {"type": "boolean"}, "timeout_seconds": {"type": "number"},
+    "batch_max_events": {"type": "integer", "description": "as configured (0: the default)"},
+    "batch_size": {"type": "integer", "description": "events per request in effect; 1: "
+                                                     "single events, above: the batch form"},
     "secret_hint": {"type": "string"},
     "pending": {"type": "integer", "description": "events not yet handled"},
     "oldest_pending_at": {"type": ["string", "null"]},
@@ -88,7 +94,11 @@ EVENT = schema("Event", {
 DELIVERY = schema("EventDelivery", {
     "type": "object", "required": ["id", "attempt", "at", "outcome"],
     "properties": {
-        "id": {"type": "integer"}, "event_id": {"type": ["string", "null"]},
+        "id": {"type": "integer"},
+        "event_id": {"type": ["string", "null"], "description": "the (first) event sent"},
+        "last_event_id": {"type": ["string", "null"],
+                          "description": "a batch's last event (its first when alone)"},
+        "events": {"type": "integer", "description": "events the request carried"},
         "action": {"type": ["string", "null"]}, "attempt": {"type": "integer"},
         "at": {"type": "string"},
         "outcome": {"type": "string", "enum": ["delivered", "failed", "dead", "test"]},
@@ -180,10 +190,14 @@ def test_endpoint(endpoint: str) -> dict[str, Any]:
            permission="admin", response=_items(DELIVERY, paged=True),
            parameters=(ENDPOINT_PATH, *PAGE,
                        query("outcome", {"type": "string",
-                                         "enum": ["delivered", "failed", "dead", "test"]})))
+                                         "enum": ["delivered", "failed", "dead", "test"]}),
+                       query("event_id", {"type": "string", "maxLength": 64})),
+           description="One entry per request: a batch's names its first and last event and "
+                       "how many it carried. `event_id`: only the attempts that carried that "
+                       "event (its status for this endpoint: delivered, failed, dead).")
 def list_deliveries(endpoint: str, limit: int, before: int | None,
-                    outcome: str | None) -> dict[str, Any]:
-    items = service().deliveries(endpoint, limit, before, outcome)
+                    outcome: str | None, event_id: str | None) -> dict[str, Any]:
+    items = service().deliveries(endpoint, limit, before, outcome, event_id)
     return {"items": items, "next": items[-1]["id"] if len(items) == limit else None}
 
 
@@ -195,7 +209,7 @@ def list_deliveries(endpoint: str, limit: int, before: int | None,
            parameters=(ENDPOINT_PATH,),
            body={"type": "object", "additionalProperties": False, "properties": {
                "event_id": {"type": "string", "minLength": 1, "maxLength": 64,
-                            "description": "the event's id (webhook-id)"},
+                            "description": "the event's id"},
                "since": {"type": "string", "minLength": 10, "maxLength": 40,
                          "description": "RFC 3339 time: every event from then on, in order"}}},
            description="Exactly one of `event_id` and `since`.")

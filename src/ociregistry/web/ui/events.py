@@ -72,6 +72,7 @@ def _page(status: int = 200, **context: Any) -> tuple[str, int]:
         log = service.deliveries(selected, 50, None, None)
     return render_template("ui/events.html", endpoints=endpoints, selected=selected, log=log,
                            formats=FORMATS, recent=service.events(20, None, None, None),
+                           batch_default=service.settings.batch.max_events,
                            **context), status
 
 
@@ -92,6 +93,10 @@ def events_create() -> Response | tuple[str, int]:
         "actions": _globs(form.get("actions", "")[:4000]),
         "repositories": _globs(form.get("repositories", "")[:4000]),
     }
+    batch = form.get("batch_max_events", "").strip()[:8]
+    if batch:
+        # Not a number: left for the service to refuse, naming the field.
+        body["batch_max_events"] = int(batch) if batch.isdigit() else batch
     try:
         created = _service().create(body)
     except AdminError as exc:
