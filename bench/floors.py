@@ -4,12 +4,18 @@
     .venv/bin/python bench/floors.py --inproc [--profile]   # no server: the app alone
 
 For each layer (bench/floor_apps.py: a bare WSGI callable, Flask with no hooks,
-this registry's whole app) under each server (gunicorn gthread as `serve` runs
-it, granian WSGI) it loads ``GET /v2/`` (wrk) and a manifest HEAD by tag (ab,
-keep-alive), 32 connections, and divides the CPU the server's whole process tree
-spent (utime + stime from /proc, bench/proctree.py) by the requests answered.
-CPU per request holds still on a busy machine where requests/s does not; rounds
-alternate the order of the servers. Prints the medians (min–max) as Markdown.
+this registry's whole app) under each server (gunicorn gthread with the worker
+class `serve` runs, gunicorn's stock gthread worker, granian WSGI) it loads
+``GET /v2/`` (wrk) and a manifest HEAD by tag (ab, keep-alive), 32 connections,
+and divides the CPU the server's whole process tree spent (utime + stime from
+/proc, bench/proctree.py) by the requests answered. CPU per request holds
+still on a busy machine where requests/s does not; rounds alternate the order
+of the servers. Prints the medians (min–max) as Markdown.
+
+``--blob-mib N`` instead pushes one N MiB blob to the whole app under each
+server (monolithic, by sendfile from the page cache) and pulls it three times:
+MiB/s, server CPU ms per MiB, and the tree's peak RSS above idle during the push
+(a body must stream, not be buffered).
 
 ``--inproc`` calls each app's WSGI callable directly, in this process, with a
 prepared environ (no socket, no server): process CPU µs per call, the app's own
@@ -71,8 +77,11 @@ def command(server: str, layer: str, port: int, data_dir: Path, workers: int,
         return [sys.executable, "-m", "ociregistry", "serve", "--host", "127.0.0.1",
                 "--port", str(port), "--data-dir", str(data_dir), "--workers", str(workers),
                 "--threads", str(threads)]
-    if server == "gunicorn":
-        return [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", str(workers),
+    if server.startswith("gunicorn"):
+        # "gunicorn": the worker class `serve` runs; "gunicorn-stock": gunicorn's own gthread
+        worker = "gthread" if server == "gunicorn-stock" else \
+            "ociregistry.server_worker.RegistryThreadWorker"
+        return [sys.executable, "-m", "gunicorn", "-k", worker, "-w", str(workers),
                 "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--keep-alive", "75",
                 "--log-level", "warning", f"bench.floor_apps:{layer}"]
     cmd = [GRANIAN, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
@@ -137,6 +146,55 @@ def measure(pid: int, url: str, seconds: float) -> dict[str, float]:
     return out
 
 
+def blob_rounds(args: argparse.Namespace) -> None:
+    from bench.data import make_blob
+    from bench.proctree import TreeMonitor, tree_memory
+
+    tmp = Path(tempfile.mkdtemp(prefix="floors-blob-"))
+    try:
+        blob = make_blob(tmp / "blob", args.blob_mib << 20, seed=7)
+        rows: dict[str, list[dict[str, float]]] = {s: [] for s in args.servers}
+        for r in range(args.rounds):
+            for server in args.servers if r % 2 == 0 else list(reversed(args.servers)):
+                data_dir = tmp / f"{server}-{r}"
+                cmd = command(server, "full", free_port(), data_dir, args.workers, args.threads)
+                if server != "gunicorn":
+                    data_dir.mkdir(parents=True)  # `serve` would create and migrate it
+                    subprocess.run([sys.executable, "-m", "ociregistry", "db", "upgrade",
+                                    "--data-dir", str(data_dir)], check=True, cwd=ROOT,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+                with running(cmd, data_dir, tmp / f"{server}.log") as (pid, url):
+                    monitor = TreeMonitor(pid, interval=0.02).start()
+                    idle = tree_memory(pid)[0]
+                    c = Client(url)
+                    with open(blob.path, "rb") as f:
+                        c.push_monolithic(REPO, f, blob.size, blob.digest)
+                    push_peak = monitor.peak_rss - idle
+                    cpu0, t0 = tree_cpu_seconds(pid), time.perf_counter()
+                    for _ in range(3):
+                        c.pull_blob(REPO, blob.digest, blob.size)
+                    wall, cpu = time.perf_counter() - t0, tree_cpu_seconds(pid) - cpu0
+                    c.close()
+                    monitor.stop()
+                mib = 3 * args.blob_mib
+                m = {"pull_mibs": mib / wall, "pull_cpu_ms_per_mib": cpu / mib * 1e3,
+                     "push_rss_mib": push_peak / (1 << 20)}
+                rows[server].append(m)
+                print(f"[{time.strftime('%H:%M:%S')}] round {r + 1} {server}: "
+                      + ", ".join(f"{k} {v:,.2f}" for k, v in m.items()), flush=True)
+        print(f"\n| server | {args.blob_mib} MiB blob GET, MiB/s | CPU ms per MiB pulled "
+              "| tree RSS above idle during the push, MiB |\n|---|--:|--:|--:|")
+        for server, runs in rows.items():
+            cells = []
+            for key in ("pull_mibs", "pull_cpu_ms_per_mib", "push_rss_mib"):
+                values = [m[key] for m in runs]
+                cells.append(f"{statistics.median(values):,.2f} "
+                             f"({min(values):,.2f}–{max(values):,.2f})")
+            print(f"| {server} | " + " | ".join(cells) + " |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def serve_rounds(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="floors-"))
     data_dir = tmp / "data"
@@ -145,8 +203,8 @@ def serve_rounds(args: argparse.Namespace) -> None:
         with running(command("gunicorn", "full", port, data_dir, 1, 2), data_dir,
                      tmp / "setup.log") as (_pid, url):
             push_image(url)
-        configs = [(s, layer) for layer in ("raw", "flask_bare", "full")
-                   for s in args.servers]
+        configs = [(s, layer) for layer in args.layers for s in args.servers
+                   if not (s == "gunicorn-stock" and layer == "full")]
         results: dict[tuple[str, str], list[dict[str, float]]] = {c: [] for c in configs}
         for r in range(args.rounds):
             order = configs if r % 2 == 0 else list(reversed(configs))
@@ -254,13 +312,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--servers", nargs="+", default=["gunicorn", "granian"],
-                   choices=["gunicorn", "granian"])
+                   choices=["gunicorn", "gunicorn-stock", "granian"],
+                   help="gunicorn: as `serve` runs it (our worker class); gunicorn-stock: "
+                        "gunicorn's own gthread worker (not for the full app)")
+    p.add_argument("--layers", nargs="+", default=["raw", "flask_bare", "full"],
+                   choices=["raw", "flask_bare", "full"])
+    p.add_argument("--blob-mib", type=int, default=0,
+                   help="push and pull one blob this big instead of the request loads")
     p.add_argument("--inproc", action="store_true", help="call the apps in this process")
     p.add_argument("--calls", type=int, default=3000, help="--inproc: calls per round")
     p.add_argument("--profile", action="store_true", help="--inproc: cProfile the full app")
     args = p.parse_args(argv)
     if args.inproc:
         inproc(args)
+    elif args.blob_mib:
+        blob_rounds(args)
     else:
         serve_rounds(args)
     return 0
