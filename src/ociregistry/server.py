@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import os
@@ -102,8 +103,26 @@ def serve(settings: Settings) -> int:
     return _serve_gunicorn(settings, workers)
 
 
+def _share_before_fork() -> None:
+    """Import, once in the master, the code every worker runs (Flask, werkzeug, the
+    blueprints, the UI and the API): forked workers then share those pages instead
+    of each importing its own copy. Only code: the app itself (database engines,
+    storage clients, scheduler threads) is still built in each worker after the
+    fork, where engines and threads must be made.
+    """
+    import ociregistry.web.app  # noqa: F401
+
+
+def _pre_fork() -> None:
+    # Objects from before the fork move to the collector's permanent generation: a
+    # worker's collections then never write to their headers, which would copy
+    # every shared page they sit on into the worker.
+    gc.freeze()
+
+
 def _serve_gunicorn(settings: Settings, workers: int) -> int:
     global _mark_process_dead
+    _share_before_fork()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess  # imported now, not in a signal handler
 
@@ -133,6 +152,7 @@ def _serve_gunicorn(settings: Settings, workers: int) -> int:
                 "loglevel": settings.log.level,
                 "when_ready": lambda _arbiter: _on_ready(settings),
                 "child_exit": lambda _arbiter, worker: _on_child_exit(worker.pid),
+                "pre_fork": lambda _arbiter, _worker: _pre_fork(),
             }
             options.update(tls_options(settings))
             check_auth(settings)
