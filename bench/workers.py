@@ -98,6 +98,10 @@ def measure(source: Path, workers: int, threads: int, seconds: float, tmp: Path,
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 COLUMNS = [("idle_rss", "idle RSS MiB"), ("idle_pss", "idle PSS MiB"),
            ("peak_rss", "peak RSS MiB"), ("peak_pss", "peak PSS MiB"),
            ("head_us", "HEAD CPU µs/req"), ("head_rps", "HEAD req/s"),
@@ -140,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             cells = []
             for key, _ in COLUMNS:
                 values = [m[key] for m in ms]
-                cells.append(f"{statistics.median(values):,.0f} "
-                             f"({min(values):,.0f}–{max(values):,.0f})")
+                cells.append(f"{_fmt(statistics.median(values))} "
+                             f"({_fmt(min(values))}–{_fmt(max(values))})")
             print(f"| {label} | {cfg} | " + " | ".join(cells) + " |")
     finally:
         if args.baseline:

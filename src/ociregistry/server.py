@@ -17,9 +17,12 @@ log = logging.getLogger("ociregistry")
 
 def default_workers() -> int:
     # The CPUs this process may use (a container's cpuset), not the host's count.
+    # One worker per CPU (at least two): each has 8 threads for requests that wait on
+    # I/O, so a second worker per CPU added memory and CPU per request, not throughput
+    # (docs/performance.md, "Workers, threads and memory").
     affinity = getattr(os, "sched_getaffinity", None)
     cpus = len(affinity(0)) if affinity else (os.cpu_count() or 1)
-    return max(2, 2 * cpus)
+    return max(2, cpus)
 
 
 def prepare_metrics_dir(settings: Settings) -> None:
