@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/pull_stats.py [--runs 3] [--seconds 10] [--connections 32]
 
-Starts `python app.py` (defaults: two workers per core, 8 threads) with
+Starts `python app.py` (defaults: one worker per core, at least 2, 8 threads) with
 `pull_stats.enabled` true, then false, alternating run after run, pushes one small
 image with two tags, and measures manifest GET by tag and by digest with wrk. Prints
 the median req/s of each and the median of the per-run ratios on/off (the figure to

@@ -62,7 +62,7 @@ def head_rps(mode: str, seconds: float, base: Path) -> tuple[float, int, int, fl
     (its whole process tree: less sensitive than requests/s to other load on the machine)."""
     home = base / f"{mode}-{secrets.token_hex(3)}"
     home.mkdir()
-    # 4 workers: what `serve` picks on 2 cores (two per core)
+    # 4 workers: what `serve` picked on 2 cores before its default became one per core
     server = RegistryProcess(home / "data", workers=4, env=LIMITS[mode]).start()
     try:
         url = _push(server.url)

@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (default 5000)")
-    serve.add_argument("--workers", type=int, help="worker processes (default 2 per core)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1 per core, min. 2)")
     serve.add_argument("--threads", type=int, help="threads per worker (default 8)")
     serve.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")

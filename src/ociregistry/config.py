@@ -27,7 +27,7 @@ class _Section(BaseModel):
 class HTTPSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(5000, ge=0, le=65535)
-    workers: int = Field(0, ge=0, description="0: two per CPU core")
+    workers: int = Field(0, ge=0, description="0: one per CPU core, at least two")
     threads: int = Field(8, ge=1)
     timeout: int = Field(300, ge=1, description="seconds a request may stay silent")
     # Addresses or networks of reverse proxies whose X-Forwarded-* headers are believed

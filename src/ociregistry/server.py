@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import os
@@ -16,9 +17,12 @@ log = logging.getLogger("ociregistry")
 
 def default_workers() -> int:
     # The CPUs this process may use (a container's cpuset), not the host's count.
+    # One worker per CPU (at least two): each has 8 threads for requests that wait on
+    # I/O, so a second worker per CPU added memory and CPU per request, not throughput
+    # (docs/performance.md, "Workers, threads and memory").
     affinity = getattr(os, "sched_getaffinity", None)
     cpus = len(affinity(0)) if affinity else (os.cpu_count() or 1)
-    return max(2, 2 * cpus)
+    return max(2, cpus)
 
 
 def prepare_metrics_dir(settings: Settings) -> None:
@@ -102,8 +106,26 @@ def serve(settings: Settings) -> int:
     return _serve_gunicorn(settings, workers)
 
 
+def _share_before_fork() -> None:
+    """Import, once in the master, the code every worker runs (Flask, werkzeug, the
+    blueprints, the UI and the API): forked workers then share those pages instead
+    of each importing its own copy. Only code: the app itself (database engines,
+    storage clients, scheduler threads) is still built in each worker after the
+    fork, where engines and threads must be made.
+    """
+    import ociregistry.web.app  # noqa: F401
+
+
+def _pre_fork() -> None:
+    # Objects from before the fork move to the collector's permanent generation: a
+    # worker's collections then never write to their headers, which would copy
+    # every shared page they sit on into the worker.
+    gc.freeze()
+
+
 def _serve_gunicorn(settings: Settings, workers: int) -> int:
     global _mark_process_dead
+    _share_before_fork()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess  # imported now, not in a signal handler
 
@@ -133,6 +155,7 @@ def _serve_gunicorn(settings: Settings, workers: int) -> int:
                 "loglevel": settings.log.level,
                 "when_ready": lambda _arbiter: _on_ready(settings),
                 "child_exit": lambda _arbiter, worker: _on_child_exit(worker.pid),
+                "pre_fork": lambda _arbiter, _worker: _pre_fork(),
             }
             options.update(tls_options(settings))
             check_auth(settings)

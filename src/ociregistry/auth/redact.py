@@ -29,7 +29,14 @@ _PATTERNS = [
 ]
 
 
+# Every pattern above matches only where this one does: one search clears the
+# common case (an access-log line, most messages) instead of six substitutions.
+_ANY_SECRET = re.compile(r"(?i)authorization|basic|bearer|eyJ|passw|token|secret|ocr_|\$2[aby]\$")
+
+
 def redact(text: str) -> str:
+    if _ANY_SECRET.search(text) is None:
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -14,6 +14,7 @@ from ociregistry.web.auth import init_app as init_auth
 from ociregistry.web.errors import error_response, register_error_handlers
 from ociregistry.web.observability import register_observability
 from ociregistry.web.registry_api import bp as registry_bp
+from ociregistry.web.sessions import CookieSessions
 from ociregistry.web.ui import register_ui
 
 
@@ -24,6 +25,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime = build_runtime(settings or load_settings())
     app = Flask(__name__)
     app.extensions["ociregistry"] = runtime
+    app.session_interface = CookieSessions()
     # Manifest bodies are read with an explicit limit; blobs stream.
     app.config["MAX_CONTENT_LENGTH"] = None
     register_error_handlers(app)
@@ -37,11 +39,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         register_ui(app, runtime)
     if runtime.settings.api.enabled:
         register_api(app, runtime)
-
-    @app.after_request
-    def _api_version(response: Response) -> Response:
-        response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
-        return response
 
     @app.get("/")
     def _root() -> Response:
@@ -69,3 +66,4 @@ class RequireHost:
                 )
                 return response(environ, start_response)
         return self.app(environ, start_response)
+

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import re
 import time
-import uuid
+from typing import Any
 
 from flask import Flask, Response, g, request
 
@@ -16,26 +17,59 @@ from ociregistry.core.actor import SYSTEM, Actor, set_actor
 from ociregistry.readiness import ReadinessProbe
 from ociregistry.runtime import Runtime
 
-access_log = logging.getLogger("ociregistry.access")
+ACCESS_LOGGER = "ociregistry.access"
+access_log = logging.getLogger(ACCESS_LOGGER)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def _route_label() -> str:
-    route = g.get("route")
+def _route_label(state: object, rule: object) -> str:
+    route = getattr(state, "route", None)
     if route:
         return route
-    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+    return rule.rule if rule is not None else "unmatched"  # type: ignore[attr-defined]
+
+
+# Metric children by label values, resolved once per process: ``labels()`` takes a
+# lock and validates its arguments on every call. Routes are templates, so few keys.
+_counted: dict[tuple[str, str, int], Any] = {}
+_timed: dict[tuple[str, str], Any] = {}
+
+
+def _count(route: str, method: str, status: int) -> Any:
+    child = _counted.get((route, method, status))
+    if child is None:
+        child = _counted[(route, method, status)] = metrics.HTTP_REQUESTS.labels(
+            route, method, str(status))
+    return child
+
+
+def _timer(route: str, method: str) -> Any:
+    child = _timed.get((route, method))
+    if child is None:
+        child = _timed[(route, method)] = metrics.HTTP_LATENCY.labels(route, method)
+    return child
 
 
 def register_observability(app: Flask, runtime: Runtime) -> None:
     settings = runtime.settings
+    log_access = settings.log.access_log
+    # Per request, the hooks read the WSGI environ and Flask's objects directly
+    # (one proxy lookup each), not through the request/g proxies attribute by attribute.
+    current_request = request._get_current_object  # type: ignore[attr-defined]
+    current_g = g._get_current_object  # type: ignore[attr-defined]
+    urandom = os.urandom
+    perf_counter = time.perf_counter
 
     def _start() -> None:
-        g.started = time.perf_counter()
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        state = current_g()
+        environ = current_request().environ
+        state.started = perf_counter()
+        given = environ.get("HTTP_X_REQUEST_ID")
+        state.request_id = request_id = (
+            given if given and _REQUEST_ID_RE.match(given) else urandom(16).hex())
         # Anonymous until authentication says otherwise (web/auth.py).
-        g.actor_token = set_actor(Actor("anonymous", None, request.remote_addr, g.request_id))
+        state.actor_token = set_actor(
+            Actor("anonymous", None, environ.get("REMOTE_ADDR"), request_id))
 
     # First of all hooks: authentication (web/auth.py, registered earlier) then names
     # the caller on this actor; run after it, this would make every caller anonymous.
@@ -50,36 +84,48 @@ def register_observability(app: Flask, runtime: Runtime) -> None:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id", "")
+        state = current_g()
+        req = current_request()
+        headers = response.headers
+        request_id = getattr(state, "request_id", None)
+        headers["X-Request-ID"] = request_id or ""
+        headers["Docker-Distribution-API-Version"] = "registry/2.0"
         # Logged and measured when the body has been sent, not when it starts.
-        route, method, status = _route_label(), request.method, response.status_code
-        started = g.get("started", time.perf_counter())
-        received = g.get("bytes_in", request.content_length or 0)
+        route, method, status = _route_label(state, req.url_rule), req.method, \
+            response.status_code
+        started = getattr(state, "started", None) or perf_counter()
+        received = getattr(state, "bytes_in", None)
+        if received is None:
+            received = req.content_length or 0
         sent = response.content_length or 0
-        user = g.get("user_name") or "-"
-        client = request.remote_addr or "-"
-        request_id = g.get("request_id", "-")
-        path = request.path
+        user = getattr(state, "user_name", None) or "-"
+        environ = req.environ
+        client = environ.get("REMOTE_ADDR") or "-"
+        request_id = request_id or "-"
+        path = req.path
 
         def _done() -> None:
-            duration = time.perf_counter() - started
-            metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
-            metrics.HTTP_LATENCY.labels(route, method).observe(duration)
+            duration = perf_counter() - started
+            _count(route, method, status).inc()
+            _timer(route, method).observe(duration)
             if received:
                 metrics.BYTES_RECEIVED.inc(received)
             if sent and method != "HEAD":
                 metrics.BYTES_SENT.inc(sent)
-            if settings.log.access_log:
-                access_log.info(
-                    '%s %s %s %s %d %d %.4f "%s" %s',
-                    client, method, path, status, received, sent, duration, user, request_id,
+            if log_access and access_log.isEnabledFor(logging.INFO):
+                # The line is built here, once; the record skips logging's stack walk
+                # (findCaller): no format of ours prints a file or line number.
+                line = (f'{client} {method} {path} {status} {received} {sent} '
+                        f'{duration:.4f} "{user}" {request_id}')
+                access_log.handle(access_log.makeRecord(
+                    ACCESS_LOGGER, logging.INFO, "", 0, line, None, None,
                     extra={"fields": {
                         "client": client, "method": method, "path": path, "status": status,
                         "bytes_in": received, "bytes_out": sent,
                         "duration_ms": round(duration * 1000, 3), "user": user,
                         "request_id": request_id, "route": route,
                     }},
-                )
+                ))
 
         response.call_on_close(_done)
         return response

@@ -6,7 +6,8 @@ import hmac
 import secrets
 
 from flask import Flask, Response, abort, request, session
-from flask.sessions import SecureCookieSessionInterface
+
+from ociregistry.web.sessions import CookieSessions
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -24,7 +25,7 @@ CONTENT_SECURITY_POLICY = "; ".join([
 ])
 
 
-class UISessionInterface(SecureCookieSessionInterface):
+class UISessionInterface(CookieSessions):
     """Signed cookie sessions whose cookie is Secure whenever the request came over HTTPS."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
