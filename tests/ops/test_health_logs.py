@@ -11,6 +11,7 @@ from ociregistry import metrics
 from ociregistry.config import load_settings
 from ociregistry.runtime import build_runtime
 from ociregistry.web.app import create_app
+from tests.helpers import push_blob
 from tests.server import RegistryProcess
 
 
@@ -138,3 +139,22 @@ def test_access_log_in_text_by_default(registry):
     lines = _log_lines(registry, "req-text-1")
     assert lines
     assert " PUT /v2/text/log/manifests/v1 400 2 " in lines[0]
+
+
+def test_blob_gets_sent_with_sendfile_are_logged_and_counted(registry):
+    # werkzeug passes a file body straight to the server, past the iterator that runs
+    # the response's close callbacks: the access log and metrics must still see it.
+    data = b"logged blob " * 5000
+    digest = push_blob(registry.url, "logs/blob", data)
+    r = requests.get(f"{registry.url}/v2/logs/blob/blobs/{digest}",
+                     headers={"X-Request-ID": "req-blob-get-1"})
+    assert r.status_code == 200 and r.content == data
+    lines = _log_lines(registry, "req-blob-get-1")
+    assert lines, registry.log_path.read_text()[-2000:]
+    assert f" GET /v2/logs/blob/blobs/{digest} 200 0 {len(data)} " in lines[0]
+    text = requests.get(registry.url + "/metrics").text
+    counted = [line for line in text.splitlines()
+               if line.startswith("registry_http_requests_total{")
+               and 'route="/v2/{name}/blobs/{digest}"' in line and 'method="GET"' in line
+               and 'status="200"' in line]
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 1, counted

@@ -50,6 +50,32 @@ def _timer(route: str, method: str) -> Any:
     return child
 
 
+def _close_with(response: Response, done: Any) -> None:
+    """Run ``done`` when the server closes a passed-through body (a blob's file wrapper).
+
+    werkzeug hands a ``direct_passthrough`` body (send_file's, so the server can use
+    sendfile) to the server as it is, without the iterator that runs the response's
+    close callbacks: the access log and metrics would never see a blob GET. The
+    server calls the body's own ``close`` when it is done (PEP 3333), so that is where
+    ``done`` goes.
+    """
+    body = response.response
+    own_close = getattr(body, "close", None)
+
+    def close() -> None:
+        try:
+            if own_close is not None:
+                own_close()
+        finally:
+            done()
+
+    try:
+        body.close = close  # type: ignore[union-attr]
+    except AttributeError:  # a body that takes no attribute: give up passthrough instead
+        response.direct_passthrough = False
+        response.call_on_close(done)
+
+
 def register_observability(app: Flask, runtime: Runtime) -> None:
     settings = runtime.settings
     log_access = settings.log.access_log
@@ -127,7 +153,11 @@ def register_observability(app: Flask, runtime: Runtime) -> None:
                     }},
                 ))
 
-        response.call_on_close(_done)
+        if response.direct_passthrough and method != "HEAD" and 200 <= status \
+                and status not in (204, 304):
+            _close_with(response, _done)
+        else:
+            response.call_on_close(_done)
         return response
 
     @app.get("/healthz")
