@@ -28,6 +28,7 @@ class Runtime:
     pulls: Any = None  # lifecycle.pull_stats.PullRecorder, when pull_stats.enabled
     retention: Any = None  # lifecycle.retention.RetentionService
     events: Any = None  # events.service.EventsRuntime, None when events are off
+    mirror_manage: Any = None  # mirror.manage.MirrorManager: eviction, pre-fetch, state
 
 
 def build_storage(settings: Settings) -> BlobStorage:
@@ -73,6 +74,9 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
     runtime = Runtime(settings, metadata, storage, registry, gc, quotas, tags)
     _build_lifecycle(runtime)
     _build_events(runtime)
+    from ociregistry.mirror.wiring import build_mirror_management
+
+    runtime.mirror_manage = build_mirror_management(runtime)
     return runtime
 
 
