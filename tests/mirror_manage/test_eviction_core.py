@@ -148,3 +148,22 @@ def test_one_real_run_per_upstream_and_unknown_upstreams(runtime: Any) -> None:
     assert runtime.mirror_manage.evict("hub", dry_run=True).run_id  # dry runs take no lock
     with pytest.raises(UpstreamNotFound):
         runtime.mirror_manage.evict("nope", dry_run=True)
+
+
+def test_the_schedule_runs_each_firing_once(runtime: Any) -> None:
+    from ociregistry.mirror.schedule import MirrorScheduler, due_runs
+
+    store_image(runtime, "hub/library/old", ["1"])
+    manage = runtime.mirror_manage
+    manage.eviction.clock = lambda: time.time() + 30 * DAY
+    start = time.time() - 7200  # the process "started" two hours ago: a firing since
+    scheduler = MirrorScheduler(manage, 60)
+    scheduler.started = start
+    # hub evicts by age; ghcr has a budget; no pre-fetch schedule anywhere.
+    assert sorted(k for k, _u, _f in due_runs(manage, time.time(), start)) == ["evict"] * 2
+    results = scheduler.tick()
+    assert sorted(r.upstream for r in results) == ["ghcr", "hub"]
+    assert _tags(runtime, "hub/") == []
+    # A second worker (or instance) finds nothing due for the same firing.
+    assert due_runs(manage, time.time(), start) == []
+    assert MirrorScheduler(manage, 60).tick() == []
