@@ -231,6 +231,27 @@ EVENT_ENDPOINTS_DISABLED = Counter(
     "registry_event_endpoints_disabled_total",
     "Endpoints disabled after too many consecutive failures", ["endpoint"],
 )
+# Pull-through cache (mirror/). "result": hit (served from the cache, no upstream
+# request), revalidated (one HEAD upstream said unchanged), miss (fetched), stale
+# (upstream failed: the cached copy served), negative (a cached upstream 404).
+MIRROR_REQUESTS = Counter(
+    "registry_mirror_requests_total", "Mirrored manifest and blob requests by result",
+    ["upstream", "kind", "result"],
+)
+MIRROR_UPSTREAM_REQUESTS = Counter(
+    "registry_mirror_upstream_requests_total",
+    "Requests to upstreams by method and status (or timeout, connection, tls, redirect)",
+    ["upstream", "method", "status"],
+)
+MIRROR_UPSTREAM_BYTES = Counter(
+    "registry_mirror_upstream_bytes_total", "Blob and manifest bytes fetched from upstreams",
+    ["upstream"],
+)
+MIRROR_RATELIMIT_REMAINING = Gauge(
+    "registry_mirror_upstream_ratelimit_remaining",
+    "The last RateLimit-Remaining an upstream announced", ["upstream"],
+    multiprocess_mode="mostrecent",
+)
 # Mirror space and pre-fetch (mirror/eviction.py, mirror/prefetch.py).
 MIRROR_EVICTION_RUNS = Counter("registry_mirror_eviction_runs_total",
                                "Mirror eviction runs by outcome (success, dry_run, error, busy)",

@@ -28,6 +28,7 @@ class Runtime:
     pulls: Any = None  # lifecycle.pull_stats.PullRecorder, when pull_stats.enabled
     retention: Any = None  # lifecycle.retention.RetentionService
     events: Any = None  # events.service.EventsRuntime, None when events are off
+    mirror: Any = None  # mirror.service.MirrorService (pull-through cache, docs/mirror.md)
     mirror_manage: Any = None  # mirror.manage.MirrorManager: eviction, pre-fetch, state
 
 
@@ -74,6 +75,7 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
     runtime = Runtime(settings, metadata, storage, registry, gc, quotas, tags)
     _build_lifecycle(runtime)
     _build_events(runtime)
+    _build_mirror(runtime)
     from ociregistry.mirror.wiring import build_mirror_management
 
     runtime.mirror_manage = build_mirror_management(runtime)
@@ -102,3 +104,9 @@ def _build_events(runtime: Runtime) -> None:
 
     runtime.events = setup_events(runtime.metadata, runtime.settings.events)
     connect_lifecycle_events(runtime.metadata, runtime.retention)
+
+
+def _build_mirror(runtime: Runtime) -> None:
+    from ociregistry.mirror.service import MirrorService
+
+    runtime.mirror = MirrorService(runtime.settings.mirror, runtime.registry)

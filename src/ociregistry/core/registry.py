@@ -114,7 +114,10 @@ class Registry:
         payload: bytes,
         content_type: str | None,
         extra_tags: list[str] | None = None,
+        mirrored: bool = False,
     ) -> PushedManifest:
+        """Store a manifest. ``mirrored``: a copy of an upstream's (mirror/), whose
+        blobs and child manifests arrive later, on demand: missing ones are allowed."""
         validate_name(name)
         if len(payload) > self.options.max_manifest_size:
             raise ManifestInvalid(
@@ -142,9 +145,9 @@ class Registry:
             stored = self.db.linked_blob_sizes(conn, repo_id, parsed.blobs)
             stored.update(self.db.existing_manifests(conn, repo_id, parsed.children))
             missing = (set(parsed.blobs) | set(parsed.children)) - stored.keys()
-            if missing:
+            if missing and not mirrored:
                 raise ManifestBlobUnknown(detail={"missing": sorted(missing)})
-            _check_sizes(parsed.sizes, stored)
+            _check_sizes({d: s for d, s in parsed.sizes.items() if d in stored}, stored)
             manifest_id = self.db.insert_manifest(
                 conn,
                 repo_id,

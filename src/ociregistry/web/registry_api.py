@@ -32,6 +32,7 @@ from ociregistry.core.registry import BlobInfo, Registry
 from ociregistry.core.uploads import UploadState, parse_content_range
 from ociregistry.runtime import Runtime
 from ociregistry.web import auth as access
+from ociregistry.web import mirror_api
 from ociregistry.web.body import MalformedBody, body_chunks
 
 bp = Blueprint("registry_api", __name__)
@@ -157,10 +158,16 @@ def dispatch(rest: str) -> Response:
             g.route = _ROUTE_LABELS[kind]
             params = match.groupdict()
             validate_name(params["name"])
+            # Pull-through cache: mirrored content lives under its local name.
+            mirrored = mirror_api.route(kind, params["name"])
+            if mirrored is not None:
+                params["name"] = mirrored.local_name
             handler = _HANDLERS.get((kind, request.method))
             if handler is None:
                 raise Unsupported(f"{request.method} is not supported here")
             access.authorize(kind, request.method, params["name"])
+            if mirrored is not None:
+                return mirror_api.handle(mirrored, kind, handler, params)
             return handler(**params)
     raise Unsupported("no such endpoint", status=404)
 
