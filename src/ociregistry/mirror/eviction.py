@@ -46,6 +46,15 @@ LOCK_TTL = 300.0
 BATCH = 100  # deletions per write transaction, as retention does
 
 
+def pinned_globs(upstream: UpstreamSettings) -> list[str]:
+    """``pinned``, and what the prefetch list keeps warm (evicting it would only have the
+    next pre-fetch run fetch it again)."""
+    from ociregistry.mirror.routing import remote_repository
+
+    return [*upstream.pinned, *(f"{remote_repository(upstream, p.repository)}:{p.tags}"
+                                for p in upstream.prefetch)]
+
+
 class UpstreamNotFound(Exception):
     pass
 
@@ -122,7 +131,7 @@ class EvictionService:
         rules = SpaceRules(
             now=self.clock() if now is None else now,
             unused_after=settings.evict_unused_after, budget=settings.size_budget,
-            grace=self.grace, pinned=pinned_matcher(upstream, settings.pinned),
+            grace=self.grace, pinned=pinned_matcher(upstream, pinned_globs(settings)),
             protected=self.protected)
         return plan_space(self.snapshot(upstream), rules)
 
