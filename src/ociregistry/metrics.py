@@ -240,8 +240,9 @@ MIRROR_REQUESTS = Counter(
 )
 MIRROR_UPSTREAM_REQUESTS = Counter(
     "registry_mirror_upstream_requests_total",
-    "Requests to upstreams by method and status (or timeout, connection, tls, redirect)",
-    ["upstream", "method", "status"],
+    "Requests to upstreams by kind (manifest, blob, other), method and status (or timeout,"
+    " connection, tls, redirect, auth)",
+    ["upstream", "kind", "method", "status"],
 )
 MIRROR_UPSTREAM_BYTES = Counter(
     "registry_mirror_upstream_bytes_total", "Blob and manifest bytes fetched from upstreams",

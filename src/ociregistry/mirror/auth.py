@@ -56,11 +56,13 @@ class UpstreamAuth:
         password: str,
         realm_allowed: Callable[[str], bool],
         timeout: tuple[float, float],
+        verify: Callable[[str], bool | str] = lambda netloc: True,
     ) -> None:
         self.session = session
         self.credentials = (username, password) if username else None
         self.realm_allowed = realm_allowed
         self.timeout = timeout
+        self.verify = verify  # TLS verification for a host (the upstream's CA file)
         self._bearer: _Bearer | None = None  # learnt from the first Bearer challenge
         self._basic = False  # learnt from a Basic challenge
         self._tokens: dict[str, tuple[str, float]] = {}
@@ -117,7 +119,8 @@ class UpstreamAuth:
         self.token_requests += 1
         try:
             reply = self.session.get(bearer.realm, params=params, auth=self.credentials,
-                                     timeout=self.timeout, allow_redirects=False)
+                                     timeout=self.timeout, allow_redirects=False,
+                                     verify=self.verify(parts.netloc.lower()))
         except requests.RequestException as exc:
             raise TokenError(f"token service unreachable: {type(exc).__name__}") from exc
         with reply:

@@ -145,6 +145,8 @@ class MirrorService:
         url = client.url(route.remote_name, "manifests", tag)
         current = self._stored(route, tag, False)
         try:
+            if current is None:  # nothing cached: the GET is needed anyway
+                return self._fetch(route, tag)
             self.check_rate_limited(route)
             with client.open("HEAD", url, client.scope(route.remote_name),
                              MANIFEST_ACCEPT) as response:

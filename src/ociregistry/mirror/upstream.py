@@ -89,7 +89,7 @@ class UpstreamClient:
         session.headers["User-Agent"] = "python-docker-registry-mirror"
         self.session = session
         self.auth = UpstreamAuth(session, settings.username, settings.password,
-                                 self.host_allowed, self.timeout)
+                                 self.host_allowed, self.timeout, self.verify)
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self._rate_lock = threading.Lock()
         self._next_slot = 0.0
@@ -99,6 +99,10 @@ class UpstreamClient:
         netloc = netloc.lower()
         # An entry without a port allows any port of that host; one with a port, that one.
         return netloc in self.allowed_hosts or netloc.rsplit(":", 1)[0] in self.allowed_hosts
+
+    def verify(self, netloc: str) -> bool | str:
+        """TLS verification for a host: the upstream's CA file for its own host."""
+        return (self.settings.ca_file or True) if netloc.lower() == self.host else True
 
     @staticmethod
     def scope(repository: str) -> str:
@@ -145,7 +149,7 @@ class UpstreamClient:
         try:
             authorization = self.auth.header(scope)
         except TokenError as exc:
-            self._count(method, "auth")
+            self._count(method, "auth", url)
             raise UpstreamError(str(exc), "auth", exc.status) from exc
         if authorization:
             headers["Authorization"] = authorization
@@ -171,7 +175,7 @@ class UpstreamClient:
                 response.close()
                 parts = urlsplit(target)
                 if parts.scheme not in ("http", "https") or not self.host_allowed(parts.netloc):
-                    self._count(method, "redirect")
+                    self._count(method, "redirect", url)
                     raise UpstreamError(f"{self.name} redirected to {parts.netloc[:100]!r}, "
                                         "which is not an allowed host (redirect_hosts)",
                                         "redirect")
@@ -185,23 +189,22 @@ class UpstreamClient:
         raise UpstreamError(f"{self.name}: too many redirects", "redirect")
 
     def _request(self, method: str, url: str, headers: dict[str, str]) -> requests.Response:
-        own = urlsplit(url).netloc.lower() == self.host
-        verify: bool | str = (self.settings.ca_file or True) if own else True
+        verify = self.verify(urlsplit(url).netloc)
         try:
             response = self.session.request(method, url, headers=headers, stream=True,
                                             allow_redirects=False, timeout=self.timeout,
                                             verify=verify)
         except requests.exceptions.SSLError as exc:
-            self._count(method, "tls")
+            self._count(method, "tls", url)
             raise UpstreamError(f"TLS with {self.name} failed", "tls") from exc
         except requests.Timeout as exc:
-            self._count(method, "timeout")
+            self._count(method, "timeout", url)
             raise UpstreamError(f"{self.name} timed out", "timeout") from exc
         except requests.RequestException as exc:
-            self._count(method, "connection")
+            self._count(method, "connection", url)
             raise UpstreamError(f"{self.name} unreachable ({type(exc).__name__})",
                                 "connection") from exc
-        self._count(method, str(response.status_code))
+        self._count(method, str(response.status_code), url)
         remaining = (response.headers.get("RateLimit-Remaining")
                      or response.headers.get("X-RateLimit-Remaining"))
         match = _REMAINING.match(remaining or "")
@@ -210,8 +213,10 @@ class UpstreamClient:
             metrics.MIRROR_RATELIMIT_REMAINING.labels(self.name).set(self.ratelimit_remaining)
         return response
 
-    def _count(self, method: str, status: str) -> None:
-        metrics.MIRROR_UPSTREAM_REQUESTS.labels(self.name, method, status).inc()
+    def _count(self, method: str, status: str, url: str = "") -> None:
+        path = urlsplit(url).path
+        kind = "manifest" if "/manifests/" in path else "blob" if "/blobs/" in path else "other"
+        metrics.MIRROR_UPSTREAM_REQUESTS.labels(self.name, kind, method, status).inc()
 
     def close(self) -> None:
         self.session.close()

@@ -71,8 +71,8 @@ def handle(route: Route, kind: str, handler: Callable[..., Response],
 
 
 def _streamed(blob: StreamedBlob) -> Response:
-    response = Response(blob.chunks, mimetype="application/octet-stream",
-                        direct_passthrough=True)
+    # Not direct_passthrough: werkzeug then runs the close callbacks (access log, metrics).
+    response = Response(blob.chunks, mimetype="application/octet-stream")
     if blob.size is not None:
         response.headers["Content-Length"] = str(blob.size)
     response.headers["Docker-Content-Digest"] = blob.digest
