@@ -12,6 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.helpers import OCI_MANIFEST
+from tests.ops.test_metrics import scrape, value
 from tests.lifecycle.support import wait_for
 from tests.mirror_manage.conftest import UPSTREAM_PASSWORD, Mirror
 
@@ -128,6 +129,11 @@ def test_a_sync_started_through_the_api_runs_in_the_background(mirror: Mirror) -
     run = wait_for(finished, timeout=120, what="the pre-fetch run to finish")
     assert run["status"] == "done" and run["trigger"] == "api", run
     assert run["tags_total"] == 2 and run["tags_done"] == 2 and run["started_by"] == "admin"
+    samples = scrape(f"{mirror.url}/metrics", auth=("admin", "admin-pw"))
+    assert value(samples, "registry_mirror_prefetch_runs_total", upstream="up",
+                 outcome="success") >= 1
+    assert value(samples, "registry_mirror_prefetch_tags_total", upstream="up",
+                 outcome="pulled") >= 2
 
 
 def test_only_admins_manage_the_mirror(mirror: Mirror) -> None:
@@ -202,6 +208,10 @@ def test_eviction_of_unused_content_then_gc_frees_its_blobs(mirror: Mirror) -> N
     assert runs.json()["items"][0]["id"] == real.json()["run_id"]
     upstream = admin.get(f"{mirror.url}{API}/upstreams/up", timeout=30).json()
     assert upstream["last_eviction"]["id"] == real.json()["run_id"]
+
+    samples = scrape(f"{mirror.url}/metrics", auth=("admin", "admin-pw"))
+    assert value(samples, "registry_mirror_evicted_total", upstream="up", kind="tag") >= 1
+    assert value(samples, "registry_mirror_evicted_bytes_total", upstream="up") > 0
 
     gc = mirror.cli("gc")
     assert gc.returncode == 0, gc.stderr
