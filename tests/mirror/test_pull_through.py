@@ -233,3 +233,16 @@ def test_a_client_hanging_up_does_not_abort_the_fill(mirror, upstream, upstream_
         r.close()
         threading.Event().wait(0.1)
     assert r is not None and r.headers.get("X-Registry-Mirror") == "hit"
+
+
+def test_tag_lists_come_from_upstream_paginated(mirror, upstream, name):
+    for tag in ("c", "a", "b"):
+        push_image(upstream.url, name, tag, layers=1)
+    r = get(mirror.url, f"up/{name}/tags/list")
+    assert r.json() == {"name": f"up/{name}", "tags": ["a", "b", "c"]}
+    r = get(mirror.url, f"up/{name}/tags/list?n=2")
+    assert r.json()["tags"] == ["a", "b"]
+    assert r.headers["Link"] == f'</v2/up/{name}/tags/list?n=2&last=b>; rel="next"'
+    assert get(mirror.url, f"up/{name}/tags/list?n=2&last=b").json()["tags"] == ["c"]
+    r = get(mirror.url, f"{name}/tags/list?ns=docker.example")
+    assert r.json()["tags"] == ["a", "b", "c"] and r.headers["OCI-Namespace"] == "docker.example"

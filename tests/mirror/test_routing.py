@@ -115,3 +115,9 @@ def test_challenges_retry_after_and_redirect_hosts():
                                    "redirect_hosts": ["cdn.example"]}).upstreams[0])
     assert local.host_allowed("127.0.0.1:5000") and local.host_allowed("cdn.example:8443")
     assert not local.host_allowed("127.0.0.1:6000") and not local.host_allowed("localhost:5000")
+    quay = UpstreamClient(mirror({"name": "q", "url": "https://quay.io",
+                                  "redirect_hosts": ["*.quay.io"]}).upstreams[0])
+    assert quay.host_allowed("cdn01.quay.io") and quay.host_allowed("a.b.quay.io")
+    assert not quay.host_allowed("evilquay.io") and not quay.host_allowed("quay.io.evil.com")
+    with pytest.raises(ConfigError):
+        mirror({"name": "w", "url": "https://x.io", "hosts": ["*.x.io"]})

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.helpers import assert_error, push_blob, sha256
-from tests.mirror.support import FrontServer, start_mirror
+from tests.mirror.support import FrontServer, metric, start_mirror
 from tests.mirror.test_pull_through import ACCEPT, push_image
 from tests.server import RegistryProcess
 
@@ -83,6 +83,10 @@ def test_upstream_stopped_serves_the_stale_copy(setup):
     assert_error(pull(mirror, f"down/{name}/blobs/{sha256(b'none')}"), 503, "UNAVAILABLE")
     log = mirror.log_path.read_text()
     assert f"serving stale down/{name}:v1" in log
+    # The tag list: what the cache holds, marked stale.
+    r = pull(mirror, f"down/{name}/tags/list")
+    assert r.status_code == 200 and r.json()["tags"] == ["v1"]
+    assert r.headers["X-Registry-Mirror"] == "stale"
 
 
 def test_upstream_429_serves_stale_without_a_retry_storm(setup):
@@ -90,6 +94,7 @@ def test_upstream_429_serves_stale_without_a_retry_storm(setup):
     name = f"team/limited{uuid.uuid4().hex[:8]}"
     _, digest = push_image(upstream.url, name, "v1")
     assert pull(mirror, f"front/{name}/manifests/v1").status_code == 200
+    assert metric(mirror, "registry_mirror_upstream_ratelimit_remaining", upstream="front") == 42
     front.mode = "429"
     try:
         for _ in range(6):

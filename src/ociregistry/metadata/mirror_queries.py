@@ -167,3 +167,15 @@ def update_upstream(store: MetadataStore, name: str, **values: object) -> None:
             store._insert(t.mirror_upstreams).values(name=name, **values)
             .on_conflict_do_update(index_elements=["name"], set_=values)
         )
+
+
+def purge_checks(store: MetadataStore, upstream: str, negative_older_than: float,
+                 older_than: float | None = None) -> int:
+    """Delete cached 404s checked before ``negative_older_than`` (and, if given, any
+    row checked before ``older_than``): housekeeping for GC and eviction."""
+    c = t.mirror_tags.c
+    stale_404 = sa.and_(c.digest.is_(None), c.checked_at < negative_older_than)
+    where = stale_404 if older_than is None else sa.or_(stale_404, c.checked_at < older_than)
+    with store.write() as conn:
+        return conn.execute(
+            t.mirror_tags.delete().where(c.upstream == upstream, where)).rowcount or 0

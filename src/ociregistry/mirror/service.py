@@ -256,6 +256,20 @@ class MirrorService:
             time.sleep(pause)
             pause = min(pause * 1.5, 1.0)
 
+    # -- tag lists ----------------------------------------------------------
+    def tags(self, route: Route) -> list[str] | None:
+        """The upstream's tags of the repository, sorted (as Distribution's proxy
+        answers); None when upstream cannot answer (the cached tags are listed then)."""
+        from ociregistry.mirror.warm import upstream_tags
+
+        try:
+            return sorted(set(upstream_tags(self, route)))
+        except UpstreamError as exc:
+            self.record_failure(route, exc)
+            log.warning("mirror %s: tag list of %s from the cache (%s)", route.upstream.name,
+                        route.remote_name, exc.reason)
+            return None
+
     # -- shared by manifests and blobs ------------------------------------
     def check_negative(self, route: Route, reference: str, error: type[RegistryError]) -> None:
         fresh = q.freshness(self.db, route.local_name, reference)

@@ -80,8 +80,9 @@ class UpstreamSettings(_Model):
     max_stale: float = Field(7 * 86400, ge=0, description="when upstream fails, cached "
                              "copies checked this recently are served (stale)")
     negative_ttl: float = Field(30, ge=0, description="an upstream 404 is remembered this long")
-    redirect_hosts: list[str] = Field([], description="hosts upstream redirects may lead to "
-                                      "besides the upstream's own (e.g. a CDN)")
+    redirect_hosts: list[str] = Field([], description="hosts upstream redirects (and its "
+                                      "token realm) may lead to besides the upstream's own "
+                                      "(a CDN); *.example.com allows its subdomains")
     allow_push: bool = Field(False, description="pushes and deletes under the prefix are "
                              "accepted (default: refused with DENIED)")
     evict_unused_after: float = Field(7 * 86400, ge=0, description="cached tags not pulled "
@@ -125,7 +126,7 @@ class UpstreamSettings(_Model):
     def _hosts(cls, value: list[str]) -> list[str]:
         out = [h.strip().lower() for h in value]
         for host in out:
-            if not _HOST.fullmatch(host):
+            if not _HOST.fullmatch(host.removeprefix("*.")):
                 raise ValueError(f"not a host name: {host!r}")
         return out
 
@@ -141,6 +142,8 @@ class UpstreamSettings(_Model):
 
     @model_validator(mode="after")
     def _pair(self) -> UpstreamSettings:
+        if any(h.startswith("*.") for h in self.hosts):
+            raise ValueError("hosts are exact names (wildcards only in redirect_hosts)")
         if bool(self.client_cert) != bool(self.client_key):
             raise ValueError("client_cert and client_key go together")
         if bool(self.username) != bool(self.password):

@@ -97,8 +97,13 @@ class UpstreamClient:
 
     def host_allowed(self, netloc: str) -> bool:
         netloc = netloc.lower()
-        # An entry without a port allows any port of that host; one with a port, that one.
-        return netloc in self.allowed_hosts or netloc.rsplit(":", 1)[0] in self.allowed_hosts
+        # An entry without a port allows any port of that host; one with a port, that one;
+        # "*.cdn.example" any subdomain of cdn.example (not cdn.example itself).
+        host = netloc.rsplit(":", 1)[0]
+        if netloc in self.allowed_hosts or host in self.allowed_hosts:
+            return True
+        return any(entry.startswith("*.") and host.endswith(entry[1:])
+                   for entry in self.allowed_hosts)
 
     def verify(self, netloc: str) -> bool | str:
         """TLS verification for a host: the upstream's CA file for its own host."""

@@ -63,7 +63,9 @@ def handle(route: Route, kind: str, handler: Callable[..., Response],
         else:
             response = handler(**params)
             response.headers.setdefault("X-Registry-Mirror", "hit")
-    else:  # tags, referrers: what the cache holds
+    elif kind == "tags":
+        response = _tags(mirror, route, params["name"], handler)
+    else:  # referrers: what the cache holds
         response = handler(**params)
     if route.namespace:
         response.headers["OCI-Namespace"] = route.namespace
@@ -85,5 +87,30 @@ def _head(blob: BlobInfo) -> Response:
     response = Response(mimetype="application/octet-stream")
     response.headers["Content-Length"] = str(blob.size)
     response.headers["Docker-Content-Digest"] = blob.digest
+    response.headers["X-Registry-Mirror"] = "miss"
+    return response
+
+
+def _tags(mirror: MirrorService, route: Route, name: str,
+          handler: Callable[..., Response]) -> Response:
+    """The upstream's tag list (paginated here); the cached tags when upstream fails."""
+    import json
+
+    from ociregistry.web.registry_api import _next_link, _page_args
+
+    n, last = _page_args()
+    tags = mirror.tags(route)
+    if tags is None:
+        response = handler(name=name)
+        response.headers["X-Registry-Mirror"] = "stale"
+        return response
+    if last:
+        tags = [t for t in tags if t > last]
+    response = Response(mimetype="application/json")
+    if n is not None and len(tags) > n:
+        tags = tags[:n]
+        if tags:
+            response.headers["Link"] = _next_link(f"/v2/{name}/tags/list", n, tags[-1])
+    response.set_data(json.dumps({"name": name, "tags": tags}))
     response.headers["X-Registry-Mirror"] = "miss"
     return response
