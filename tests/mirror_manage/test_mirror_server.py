@@ -12,9 +12,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.helpers import OCI_MANIFEST
-from tests.ops.test_metrics import scrape, value
 from tests.lifecycle.support import wait_for
 from tests.mirror_manage.conftest import UPSTREAM_PASSWORD, Mirror
+from tests.ops.test_metrics import scrape, value
 
 API = "/api/v1/mirror"
 DAY = 86400.0
