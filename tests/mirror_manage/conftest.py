@@ -2,7 +2,8 @@
 of it with users: ``admin`` (registry admin) and ``bob`` (pulls under up/**).
 
 The mirror's upstream ``up`` pre-fetches library/alpine:3.*, pins library/pinned and
-evicts after 7 days unused; GC has no grace period and tag history keeps nothing
+evicts after 7 days unused; upstream ``down`` is
+unreachable; GC has no grace period and tag history keeps nothing
 restorable, so what eviction deletes the next GC frees.
 """
 
@@ -21,7 +22,7 @@ import yaml
 
 from ociregistry.auth.htpasswd import Htpasswd
 from tests.lifecycle.support import push_image
-from tests.server import RegistryProcess
+from tests.server import RegistryProcess, free_port
 
 PASSWORDS = {"admin": "admin-pw", "bob": "bob-pw"}
 UPSTREAM_PASSWORD = "never-shown-upstream-secret"
@@ -70,7 +71,10 @@ def mirror_config(root: Path, upstream_url: str, **mirror: object) -> Path:
             "name": "up", "url": upstream_url, "hosts": ["upstream.example"],
             "username": "mirror", "password": UPSTREAM_PASSWORD,
             "prefetch": [{"repository": "library/alpine", "tags": "3.*"}],
-            "pinned": ["library/pinned"], "evict_unused_after": "7d"}], **mirror},
+            "pinned": ["library/pinned"], "evict_unused_after": "7d"}, {
+            # nothing listens there: its pre-fetch fails, and says so
+            "name": "down", "url": f"http://127.0.0.1:{free_port()}", "connect_timeout": 2,
+            "prefetch": [{"repository": "library/alpine", "tags": "*"}]}], **mirror},
     }))
     return config
 

@@ -111,6 +111,9 @@ def test_sync_cli_dry_run_then_pulls_the_matching_tags_with_progress(mirror: Mir
     assert runs["items"][0]["status"] == "done" and runs["items"][0]["trigger"] == "cli"
     assert runs["items"][0]["tags_done"] == 2 and runs["items"][0]["bytes"] > 0
 
+    status = mirror.cli("mirror", "status")
+    assert status.returncode == 0 and "up\t" in status.stdout and "ok" in status.stdout
+
     unknown = mirror.cli("mirror", "sync", "--upstream", "nope")
     assert unknown.returncode == 2 and "no upstream nope" in unknown.stderr
 
@@ -153,7 +156,7 @@ def test_upstreams_are_shown_with_state_and_never_with_credentials(mirror: Mirro
     r = admin.get(f"{mirror.url}{API}/upstreams", timeout=30)
     assert r.status_code == 200
     assert UPSTREAM_PASSWORD not in r.text and "password" not in r.text
-    (up,) = r.json()["items"]
+    up = next(u for u in r.json()["items"] if u["name"] == "up")
     assert up["name"] == "up" and up["url"] == mirror.upstream.url
     assert up["hosts"] == ["upstream.example"] and up["authenticated"] is True
     assert up["state"]["last_ok_at"] is not None and up["state"]["last_error"] is None
@@ -233,3 +236,15 @@ def test_evict_cli_dry_run_lists_reasons(mirror: Mirror) -> None:
     (result,) = json.loads(out.stdout)
     rules = [d["rule"] for d in result["deletions"] if d["repository"] == "up/library/busybox"]
     assert rules and all("evict_unused_after 1w" in rule for rule in rules)
+
+
+def test_a_prefetch_that_cannot_reach_its_upstream_fails_visibly(mirror: Mirror) -> None:
+    out = mirror.cli("mirror", "sync", "--upstream", "down")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "failed down/library/alpine: listing tags" in out.stderr
+    (run, *_) = mirror.session().get(f"{mirror.url}{API}/upstreams/down/syncs",
+                                     timeout=30).json()["items"]
+    assert run["status"] == "partial" and run["tags_failed"] == 1
+    assert run["problems"][0]["repository"] == "library/alpine"
+    down = mirror.session().get(f"{mirror.url}{API}/upstreams/down", timeout=30).json()
+    assert down["state"]["last_error"] and down["last_sync"]["status"] == "partial"

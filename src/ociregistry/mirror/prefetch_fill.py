@@ -23,9 +23,15 @@ class MirrorFillSource:
         self.service = service  # mirror.service.MirrorService
 
     def list_tags(self, upstream: UpstreamSettings, repository: str) -> Iterable[str]:
+        from ociregistry.mirror.upstream import UpstreamError
         from ociregistry.mirror.warm import route_for, upstream_tags
 
-        return upstream_tags(self.service, route_for(self.service, upstream.name, repository))
+        route = route_for(self.service, upstream.name, repository)
+        try:
+            return upstream_tags(self.service, route)
+        except UpstreamError as exc:
+            self.service.record_failure(route, exc)  # the upstream's state shows it
+            raise
 
     def pull(self, upstream: UpstreamSettings, repository: str, tag: str) -> int:
         from ociregistry.mirror.warm import route_for, warm
