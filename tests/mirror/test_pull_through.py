@@ -246,3 +246,13 @@ def test_tag_lists_come_from_upstream_paginated(mirror, upstream, name):
     assert get(mirror.url, f"up/{name}/tags/list?n=2&last=b").json()["tags"] == ["c"]
     r = get(mirror.url, f"{name}/tags/list?ns=docker.example")
     assert r.json()["tags"] == ["a", "b", "c"] and r.headers["OCI-Namespace"] == "docker.example"
+
+
+def test_freshness_survives_a_restart(mirror, upstream, upstream_log, name):
+    _, digest = push_image(upstream.url, name, "v1")
+    assert get(mirror.url, f"up/{name}/manifests/v1").headers["X-Registry-Mirror"] == "miss"
+    mirror.stop()
+    mirror.start()
+    r = get(mirror.url, f"up/{name}/manifests/v1")
+    assert r.headers["X-Registry-Mirror"] == "hit" and r.headers["Docker-Content-Digest"] == digest
+    assert upstream_log.count("(GET|HEAD)", f"/v2/{name}/manifests/") == 1
