@@ -121,3 +121,18 @@ def test_the_mirror_page_and_a_mirrored_repository_in_a_browser(browser,  # noqa
     expect(card).to_contain_text("Mirrored from upstream up")
     expect(card.locator('tr[data-tag="3.20"]')).to_contain_text("fresh")
     expect(card.locator('tr[data-tag="3.19"]')).to_contain_text("fresh")
+
+
+def test_pre_fetch_is_started_from_the_page(app: Any) -> None:
+    flask_app, runtime = app
+    c = flask_app.test_client()
+    sign_in(c, "admin")
+    csrf = csrf_of(c, "/ui/mirror")
+    r = c.post("/ui/mirror/hub/sync", data={"csrf_token": csrf})
+    assert r.status_code == 303
+    assert "Pre-fetch run #" in c.get("/ui/mirror").get_data(as_text=True)
+    runs = runtime.mirror_manage.sync_runs("hub")
+    assert runs and runs[0]["trigger"] == "ui"
+    # ghcr has no prefetch list
+    r = c.post("/ui/mirror/ghcr/sync", data={"csrf_token": csrf})
+    assert r.status_code == 409 and "nothing to pre-fetch" in r.get_data(as_text=True)
