@@ -12,6 +12,7 @@ from ociregistry import (
     __version__,
     cli_backup,
     cli_import,
+    cli_mirror,
     cli_ops,
     cli_remote,
     cli_retention,
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_import.register(sub, _common, _settings)
     cli_tags.register(sub, _common, _settings)
     cli_retention.register(sub, _common, _settings)
+    cli_mirror.register(sub, _common, _settings)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     return parser

@@ -257,3 +257,23 @@ EVENT_BATCH_SIZE = Histogram(
     "registry_event_batch_size", "Events carried by one delivery request", ["endpoint"],
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
+# Mirror space and pre-fetch (mirror/eviction.py, mirror/prefetch.py).
+MIRROR_EVICTION_RUNS = Counter("registry_mirror_eviction_runs_total",
+                               "Mirror eviction runs by outcome (success, dry_run, error, busy)",
+                               ["outcome"])
+MIRROR_EVICTED = Counter("registry_mirror_evicted_total",
+                         "Tags and manifests evicted from an upstream's cache",
+                         ["upstream", "kind"])
+MIRROR_EVICTED_BYTES = Counter("registry_mirror_evicted_bytes_total",
+                               "Bytes (distinct blobs + manifests) an upstream's cache no "
+                               "longer holds after eviction (GC frees them)", ["upstream"])
+MIRROR_PREFETCH_RUNS = Counter("registry_mirror_prefetch_runs_total",
+                               "Mirror pre-fetch runs by outcome (success, partial, dry_run, "
+                               "error)", ["upstream", "outcome"])
+MIRROR_PREFETCH_TAGS = Counter("registry_mirror_prefetch_tags_total",
+                               "Tags pulled by pre-fetch runs, by outcome (pulled, failed)",
+                               ["upstream", "outcome"])
+MIRROR_PREFETCH_BYTES = Counter("registry_mirror_prefetch_bytes_total",
+                                "Bytes pre-fetch runs read through the cache", ["upstream"])
+for _outcome in ("success", "dry_run", "error", "busy"):
+    MIRROR_EVICTION_RUNS.labels(_outcome)

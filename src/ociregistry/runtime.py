@@ -29,6 +29,7 @@ class Runtime:
     retention: Any = None  # lifecycle.retention.RetentionService
     events: Any = None  # events.service.EventsRuntime, None when events are off
     mirror: Any = None  # mirror.service.MirrorService (pull-through cache, docs/mirror.md)
+    mirror_manage: Any = None  # mirror.manage.MirrorManager: eviction, pre-fetch, state
 
 
 def build_storage(settings: Settings) -> BlobStorage:
@@ -75,6 +76,9 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
     _build_lifecycle(runtime)
     _build_events(runtime)
     _build_mirror(runtime)
+    from ociregistry.mirror.wiring import build_mirror_management
+
+    runtime.mirror_manage = build_mirror_management(runtime)
     return runtime
 
 

@@ -51,6 +51,9 @@ def _app_factory(settings: Settings) -> Any:
     from ociregistry.events.service import start_delivery
 
     start_delivery(runtime.metadata, runtime.events)
+    from ociregistry.mirror.schedule import start_mirror_scheduler
+
+    start_mirror_scheduler(runtime)  # eviction and pre-fetch on their cron schedules
     return create_app(runtime=runtime)
 
 

@@ -629,3 +629,26 @@ mirror_upstreams = sa.Table(
     sa.Column("last_error_at", sa.Float, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
+
+# Prefetch runs of the pull-through cache (mirror/prefetch.py): one row per run of an
+# upstream's prefetch list, its progress written as it goes (the API and UI poll it).
+mirror_sync_runs = sa.Table(
+    "mirror_sync_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("upstream", sa.String(64), nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),  # schedule, cli, api, ui
+    sa.Column("started_by", sa.String(255), nullable=False, default=""),
+    sa.Column("status", sa.String(16), nullable=False),  # running, done, failed
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("tags_total", sa.Integer, nullable=False, default=0),
+    sa.Column("tags_done", sa.Integer, nullable=False, default=0),
+    sa.Column("tags_failed", sa.Integer, nullable=False, default=0),
+    sa.Column("bytes", sa.BigInteger, nullable=False, default=0),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("problems", sa.Text, nullable=False, default="[]"),  # JSON, the last 50
+    sa.Index("ix_mirror_sync_runs_upstream", "upstream", "started_at"),
+)

@@ -174,6 +174,17 @@ class MirrorSettings(_Model):
     wait_seconds: float = Field(
         240, gt=0, le=3600, description="longest time a request waits for another worker's "
         "fill of the same blob or manifest before answering 503")
+    eviction_schedule: str = Field(
+        "17 * * * *", description="cron (UTC) of eviction runs (evict_unused_after, "
+        "size_budget) of every upstream; \"\": only on demand (API, UI)")
+    schedule_check_seconds: float = Field(
+        60, gt=0, le=3600, description="how often each worker looks for due eviction and "
+        "pre-fetch runs (one run per firing across instances)")
+
+    @field_validator("eviction_schedule")
+    @classmethod
+    def _eviction_cron(cls, value: str) -> str:
+        return UpstreamSettings._cron(value)
 
     @field_validator("upstreams", mode="before")
     @classmethod

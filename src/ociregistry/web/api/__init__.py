@@ -18,6 +18,7 @@ from ociregistry.web.api import (  # noqa: F401  (they add hooks and routes)
     events,
     imports,
     manifests,
+    mirror,
     quotas,
     repositories,
     retention,

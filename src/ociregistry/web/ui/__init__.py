@@ -20,6 +20,7 @@ from ociregistry.web.ui import (  # noqa: F401  (they add the routes)
     actions,
     events,
     imports,
+    mirror,
     pages,
     quotas,
     retention,
