@@ -33,6 +33,7 @@ from ociregistry.core.errors import (
     TooManyRequests,
     Unsupported,
 )
+from ociregistry.core.hashpipe import HashPipeline
 from ociregistry.core.hashstate import ResumableHash, new_resumable
 from ociregistry.lifecycle.quotas import refusals
 from ociregistry.metadata.quota_accounting import QuotaExceeded
@@ -225,8 +226,10 @@ class UploadService:
         saved = hasher.copy()  # the hash at ``base``, kept if this chunk fails
         keep_alive = writer.before_part
         renewed = time.monotonic()
+        # Received and written here, hashed on another core meanwhile (hashpipe.py).
+        pipe = HashPipeline(hasher)
         try:
-            for chunk in chunks:
+            for chunk in pipe.chunks(chunks):
                 if keep_alive is not None and time.monotonic() - renewed > LEASE_SECONDS / 3:
                     keep_alive()
                     renewed = time.monotonic()
@@ -237,13 +240,14 @@ class UploadService:
                         status=413,
                     )
                 writer.write(chunk)
-                hasher.update(chunk)
+                pipe.add(chunk)
+            return pipe.drain()
         except BaseException:
             # A failed or truncated chunk leaves the session where it was.
+            pipe.abort()
             writer.rollback(base)
             self.hashes.put(row.id, base, saved)
             raise
-        return hasher
 
     def append(
         self,
