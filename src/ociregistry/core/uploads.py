@@ -113,7 +113,8 @@ class UploadService:
         upload_id = str(uuid.uuid4())
         self.storage.create_upload(upload_id)
         try:
-            with self.db.write() as conn:
+            # Not synced: a session holds nothing yet (see progress_write).
+            with self.db.progress_write() as conn:
                 if owner is not None and self.max_sessions_per_owner:
                     if self.db.count_uploads(conn, owner) >= self.max_sessions_per_owner:
                         raise TooManyRequests(

@@ -101,6 +101,7 @@ class MetadataStore(UploadStore):
 
     def __init__(self, url: str, pool_size: int = 5, durable: bool = True) -> None:
         self.url = url
+        self.durable = durable  # SQLite syncs its WAL at each commit (upload_store.py)
         self.engine = create_engine(url, pool_size=pool_size, durable=durable)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(immediate=True)

@@ -70,11 +70,17 @@ def body_chunks(
             views.append(memoryview(bytearray(min(BUFFER, remaining))))
         view = views[turn]
         turn = (turn + 1) % max(ring, 1)
-        n = sock.recv_into(view, min(len(view), remaining))
-        if n == 0:
-            raise ClientDisconnected()
-        remaining -= n
-        reader.length = remaining
+        # Fill the buffer before handing it on: a loopback or LAN recv returns far
+        # less than 1 MiB, and every chunk costs a Python round and a hand-off to
+        # the hasher (core/hashpipe.py).
+        want, n = min(len(view), remaining), 0
+        while n < want:
+            got = sock.recv_into(view[n:], want - n)
+            if got == 0:
+                raise ClientDisconnected()
+            n += got
+            remaining -= got
+            reader.length = remaining
         yield view[:n]
 
 
