@@ -18,6 +18,7 @@ from ociregistry.metadata.engine import create_engine
 from ociregistry.metadata.event_outbox import Outbox
 from ociregistry.metadata.tag_history_queries import TagHook
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
+from ociregistry.metadata.wal_sync import WalSync
 
 __all__ = ["ManifestRow", "MetadataStore", "UploadRow"]
 
@@ -101,8 +102,13 @@ class MetadataStore(UploadStore):
 
     def __init__(self, url: str, pool_size: int = 5, durable: bool = True) -> None:
         self.url = url
-        self.durable = durable  # SQLite syncs its WAL at each commit (upload_store.py)
-        self.engine = create_engine(url, pool_size=pool_size, durable=durable)
+        self.durable = durable
+        # Durable SQLite: commits flush the WAL after releasing the write lock
+        # (wal_sync.py), so the connections themselves don't (NORMAL).
+        self.wal_sync = WalSync.for_url(url) if durable else None
+        self.engine = create_engine(
+            url, pool_size=pool_size, durable=durable and self.wal_sync is None
+        )
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(immediate=True)
         self._hot = {
@@ -119,14 +125,20 @@ class MetadataStore(UploadStore):
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
+        """A write transaction, on disk when the block has ended without an error."""
         with self._writer.begin() as conn, self.events.transaction(conn):
             yield conn
+        if self.wal_sync is not None:
+            self.wal_sync.sync()
 
     def create_schema(self) -> tuple[str | None, str | None]:
         """Bring the schema to the newest migration; the revisions (before, after)."""
         from ociregistry.metadata.migrate import upgrade
 
-        return upgrade(self)
+        revisions = upgrade(self)
+        if self.wal_sync is not None:
+            self.wal_sync.sync()
+        return revisions
 
     def dispose(self) -> None:
         self.engine.dispose()

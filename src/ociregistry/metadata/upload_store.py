@@ -39,9 +39,8 @@ class UploadRow:
 class UploadStore:
     """The upload part of MetadataStore (which provides read() and write())."""
 
-    engine: sa.Engine
+    _writer: sa.Engine  # the engine, BEGIN IMMEDIATE on SQLite
     dialect: str
-    durable: bool
     events: Any  # event_outbox.Outbox
 
     def read(self) -> AbstractContextManager[Connection]:
@@ -62,29 +61,13 @@ class UploadStore:
         client, which starts again: as after an expiry. The next synced commit
         of anyone carries it to the disk too (SQLite's WAL and PostgreSQL's log
         are written in order), so it never outlives a later durable one.
-        SQLite: synchronous=NORMAL for this transaction (it can only change
-        outside one); PostgreSQL: synchronous_commit off, for this transaction.
+        SQLite: the WAL is not flushed after it (wal_sync.py); PostgreSQL:
+        synchronous_commit off, for this transaction.
         """
-        if self.dialect != "sqlite" or not self.durable:
-            with self.write() as conn:
-                if self.dialect == "postgresql":
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-                yield conn
-            return
-        with self.engine.connect() as outer:
-            raw = outer.connection.dbapi_connection
-            assert raw is not None
-            raw.execute("PRAGMA synchronous=NORMAL")
-            try:
-                outer.execution_options(immediate=True)
-                with outer.begin(), self.events.transaction(outer):
-                    yield outer
-            finally:
-                try:
-                    raw.execute("PRAGMA synchronous=FULL")
-                except Exception:
-                    outer.invalidate()  # never hand a relaxed connection to a 201
-                    raise
+        with self._writer.begin() as conn, self.events.transaction(conn):
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            yield conn
 
     def create_upload(
         self, conn: Connection, upload_id: str, repo_id: int, algorithm: str,
