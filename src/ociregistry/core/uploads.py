@@ -348,10 +348,10 @@ class UploadService:
             return None
         with refusals("mount"), self.db.write() as conn:
             self.db.lock_digest(conn, digest)
-            size = self.db.blob_size(conn, digest)
             # Without "from", the blob must still be readable in some repository:
             # one deleted everywhere (awaiting GC) can't be mounted back.
-            if size is None or not self.db.blob_linked(conn, digest):
+            size = self.db.linked_blob_size(conn, digest)
+            if size is None:
                 return None
             if not self.storage.blob_exists(digest):
                 return None

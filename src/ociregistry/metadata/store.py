@@ -184,18 +184,17 @@ class MetadataStore(UploadStore):
         repo_id = self.repository_id(conn, name)
         if repo_id is None:
             # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
-            created = conn.execute(
+            repo_id = conn.execute(
                 self._insert(t.repositories)
                 .values(name=name, created_at=time.time())
                 .on_conflict_do_nothing()
                 .returning(t.repositories.c.id)
-            ).first() is not None
-            if created:
+            ).scalar()
+            if repo_id is not None:
                 self.events.emit(conn, "repository.created", repository=name)
-            repo_id = self.repository_id(conn, name)
-            assert repo_id is not None
-            if created:
                 quota_queries.map_new_repository(self, conn, repo_id, name)
+            else:  # made meanwhile by another transaction
+                repo_id = self.repository_id(conn, name)
         assert repo_id is not None
         return repo_id
 
@@ -253,6 +252,15 @@ class MetadataStore(UploadStore):
         ).first() is not None
         if linked:
             quota_accounting.add_refs(self, conn, repo_id, [digest])
+
+    def linked_blob_size(self, conn: Connection, digest: str) -> int | None:
+        """A blob's size when at least one repository links it (what a mount
+        without "from" may take), else None: blob_size and blob_linked in one."""
+        rb = t.repository_blobs
+        linked = sa.select(rb.c.digest).where(rb.c.digest == digest).exists()
+        return conn.execute(
+            sa.select(t.blobs.c.size).where(t.blobs.c.digest == digest, linked)
+        ).scalar()
 
     def blob_linked(self, conn: Connection, digest: str) -> bool:
         """True when at least one repository links the blob."""
