@@ -102,7 +102,6 @@ class MetadataStore(UploadStore):
 
     def __init__(self, url: str, pool_size: int = 5, durable: bool = True) -> None:
         self.url = url
-        self.durable = durable
         # Durable SQLite: commits flush the WAL after releasing the write lock
         # (wal_sync.py), so the connections themselves don't (NORMAL).
         self.wal_sync = WalSync.for_url(url) if durable else None
