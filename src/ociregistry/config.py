@@ -82,7 +82,7 @@ class StorageSettings(_Section):
     fsync: bool = Field(
         True,
         description="a 201 survives a power cut: new blob files and their directories are"
-        " fsynced before the commit, and SQLite commits with synchronous=FULL",
+        " fsynced before the commit, and SQLite's WAL is flushed before the answer",
     )
     s3: S3Settings = S3Settings()
 

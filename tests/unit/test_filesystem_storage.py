@@ -181,3 +181,26 @@ def test_check_fails_when_storage_is_unusable(storage):
     blobs.rename(Path(storage.root) / "blobs.moved")
     with pytest.raises(OSError, match="missing"):
         storage.check()
+
+
+def test_flush_behind_starts_writeback_and_rollback_keeps_the_bytes_right(storage):
+    from ociregistry.storage import filesystem
+
+    if filesystem._SYNC_FILE_RANGE is None:
+        pytest.skip("sync_file_range(2) is Linux-only")
+    block = os.urandom(1 << 20)
+    steps = filesystem.FLUSH_BEHIND // len(block)
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        for _ in range(steps + 2):
+            writer.write(block)
+        assert writer._flushed == steps * len(block)  # started once FLUSH_BEHIND was reached
+        writer.rollback(len(block))
+        assert writer._flushed == len(block)
+        writer.write(block[:10])
+        writer.stage("sha256:unused")
+    data = block + block[:10]
+    with storage.append_upload(upload_id) as writer:
+        assert b"".join(writer.read_back()) == data
+        writer.commit(digest(data))
+    assert Path(storage.blob_path(digest(data))).read_bytes() == data

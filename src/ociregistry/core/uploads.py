@@ -33,6 +33,7 @@ from ociregistry.core.errors import (
     TooManyRequests,
     Unsupported,
 )
+from ociregistry.core.hashpipe import HashPipeline
 from ociregistry.core.hashstate import ResumableHash, new_resumable
 from ociregistry.lifecycle.quotas import refusals
 from ociregistry.metadata.quota_accounting import QuotaExceeded
@@ -112,7 +113,8 @@ class UploadService:
         upload_id = str(uuid.uuid4())
         self.storage.create_upload(upload_id)
         try:
-            with self.db.write() as conn:
+            # Not synced: a session holds nothing yet (see progress_write).
+            with self.db.progress_write() as conn:
                 if owner is not None and self.max_sessions_per_owner:
                     if self.db.count_uploads(conn, owner) >= self.max_sessions_per_owner:
                         raise TooManyRequests(
@@ -225,8 +227,10 @@ class UploadService:
         saved = hasher.copy()  # the hash at ``base``, kept if this chunk fails
         keep_alive = writer.before_part
         renewed = time.monotonic()
+        # Received and written here, hashed on another core meanwhile (hashpipe.py).
+        pipe = HashPipeline(hasher)
         try:
-            for chunk in chunks:
+            for chunk in pipe.chunks(chunks):
                 if keep_alive is not None and time.monotonic() - renewed > LEASE_SECONDS / 3:
                     keep_alive()
                     renewed = time.monotonic()
@@ -237,13 +241,14 @@ class UploadService:
                         status=413,
                     )
                 writer.write(chunk)
-                hasher.update(chunk)
+                pipe.add(chunk)
+            return pipe.drain()
         except BaseException:
             # A failed or truncated chunk leaves the session where it was.
+            pipe.abort()
             writer.rollback(base)
             self.hashes.put(row.id, base, saved)
             raise
-        return hasher
 
     def append(
         self,
@@ -343,10 +348,10 @@ class UploadService:
             return None
         with refusals("mount"), self.db.write() as conn:
             self.db.lock_digest(conn, digest)
-            size = self.db.blob_size(conn, digest)
             # Without "from", the blob must still be readable in some repository:
             # one deleted everywhere (awaiting GC) can't be mounted back.
-            if size is None or not self.db.blob_linked(conn, digest):
+            size = self.db.linked_blob_size(conn, digest)
+            if size is None:
                 return None
             if not self.storage.blob_exists(digest):
                 return None

@@ -18,6 +18,7 @@ from ociregistry.metadata.engine import create_engine
 from ociregistry.metadata.event_outbox import Outbox
 from ociregistry.metadata.tag_history_queries import TagHook
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
+from ociregistry.metadata.wal_sync import WalSync
 
 __all__ = ["ManifestRow", "MetadataStore", "UploadRow"]
 
@@ -101,7 +102,12 @@ class MetadataStore(UploadStore):
 
     def __init__(self, url: str, pool_size: int = 5, durable: bool = True) -> None:
         self.url = url
-        self.engine = create_engine(url, pool_size=pool_size, durable=durable)
+        # Durable SQLite: commits flush the WAL after releasing the write lock
+        # (wal_sync.py), so the connections themselves don't (NORMAL).
+        self.wal_sync = WalSync.for_url(url) if durable else None
+        self.engine = create_engine(
+            url, pool_size=pool_size, durable=durable and self.wal_sync is None
+        )
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(immediate=True)
         self._hot = {
@@ -118,14 +124,20 @@ class MetadataStore(UploadStore):
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
+        """A write transaction, on disk when the block has ended without an error."""
         with self._writer.begin() as conn, self.events.transaction(conn):
             yield conn
+        if self.wal_sync is not None:
+            self.wal_sync.sync()
 
     def create_schema(self) -> tuple[str | None, str | None]:
         """Bring the schema to the newest migration; the revisions (before, after)."""
         from ociregistry.metadata.migrate import upgrade
 
-        return upgrade(self)
+        revisions = upgrade(self)
+        if self.wal_sync is not None:
+            self.wal_sync.sync()
+        return revisions
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -171,18 +183,17 @@ class MetadataStore(UploadStore):
         repo_id = self.repository_id(conn, name)
         if repo_id is None:
             # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
-            created = conn.execute(
+            repo_id = conn.execute(
                 self._insert(t.repositories)
                 .values(name=name, created_at=time.time())
                 .on_conflict_do_nothing()
                 .returning(t.repositories.c.id)
-            ).first() is not None
-            if created:
+            ).scalar()
+            if repo_id is not None:
                 self.events.emit(conn, "repository.created", repository=name)
-            repo_id = self.repository_id(conn, name)
-            assert repo_id is not None
-            if created:
                 quota_queries.map_new_repository(self, conn, repo_id, name)
+            else:  # made meanwhile by another transaction
+                repo_id = self.repository_id(conn, name)
         assert repo_id is not None
         return repo_id
 
@@ -240,6 +251,15 @@ class MetadataStore(UploadStore):
         ).first() is not None
         if linked:
             quota_accounting.add_refs(self, conn, repo_id, [digest])
+
+    def linked_blob_size(self, conn: Connection, digest: str) -> int | None:
+        """A blob's size when at least one repository links it (what a mount
+        without "from" may take), else None: blob_size and blob_linked in one."""
+        rb = t.repository_blobs
+        linked = sa.select(rb.c.digest).where(rb.c.digest == digest).exists()
+        return conn.execute(
+            sa.select(t.blobs.c.size).where(t.blobs.c.digest == digest, linked)
+        ).scalar()
 
     def blob_linked(self, conn: Connection, digest: str) -> bool:
         """True when at least one repository links the blob."""

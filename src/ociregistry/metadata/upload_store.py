@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +39,35 @@ class UploadRow:
 class UploadStore:
     """The upload part of MetadataStore (which provides read() and write())."""
 
+    _writer: sa.Engine  # the engine, BEGIN IMMEDIATE on SQLite
+    dialect: str
+    events: Any  # event_outbox.Outbox
+
     def read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
     def write(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
+
+    @contextmanager
+    def progress_write(self) -> Iterator[Connection]:
+        """A write transaction whose commit does not wait for the disk.
+
+        For an upload session's progress (opening it, each PATCH, leases): the
+        bytes a PATCH wrote are not synced either (only finishing the blob syncs
+        its file), so syncing the row that describes them buys nothing. After a
+        power cut such a commit may be lost with the bytes; a session then
+        resumes from the file's own size (re-hashing it) or is unknown to the
+        client, which starts again: as after an expiry. The next synced commit
+        of anyone carries it to the disk too (SQLite's WAL and PostgreSQL's log
+        are written in order), so it never outlives a later durable one.
+        SQLite: the WAL is not flushed after it (wal_sync.py); PostgreSQL:
+        synchronous_commit off, for this transaction.
+        """
+        with self._writer.begin() as conn, self.events.transaction(conn):
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            yield conn
 
     def create_upload(
         self, conn: Connection, upload_id: str, repo_id: int, algorithm: str,
@@ -99,7 +124,7 @@ class UploadStore:
         if lease_token is not None:
             query = query.where(u.c.lease_token == lease_token)
             values.update(lease_token=None, lease_until=None)
-        with self.write() as conn:
+        with self.progress_write() as conn:
             old_size, quota_ids = quota_accounting.upload_quotas(self, conn, upload_id)
             if conn.execute(query.values(**values)).rowcount == 0:
                 return False
@@ -120,12 +145,12 @@ class UploadStore:
             )
             .values(lease_token=token, lease_until=now + seconds)
         )
-        with self.write() as conn:
+        with self.progress_write() as conn:
             return conn.execute(query).rowcount > 0
 
     def release_upload_lease(self, upload_id: str, token: str) -> None:
         u = t.uploads
-        with self.write() as conn:
+        with self.progress_write() as conn:
             conn.execute(
                 u.update()
                 .where(u.c.id == upload_id, u.c.lease_token == token)

@@ -26,9 +26,11 @@ class MalformedBody(BadRequest):
 
 
 def body_chunks(
-    environ: dict[str, Any], stream: Any, idle_timeout: float = 300
+    environ: dict[str, Any], stream: Any, idle_timeout: float = 300, ring: int = 1
 ) -> Iterator[bytes | memoryview]:
-    """The request body in chunks; each chunk is valid until the next is asked for.
+    """The request body in chunks; each chunk is valid until ``ring`` more have been
+    asked for (the reader cycles through ``ring`` reused buffers, so a consumer
+    such as core/hashpipe.py may still hash a chunk while the next arrives).
 
     A client that stops sending for ``idle_timeout`` seconds fails the request
     (and the chunk is rolled back) instead of holding a thread forever.
@@ -59,14 +61,26 @@ def body_chunks(
         yield pending
     if sock.gettimeout() is None:
         sock.settimeout(idle_timeout)
-    buffer = bytearray(BUFFER)
-    view = memoryview(buffer)
+    # Allocated as needed and no larger than the body: a manifest's few KiB
+    # don't cost a zeroed MiB each.
+    views: list[memoryview] = []
+    turn = 0
     while remaining:
-        n = sock.recv_into(view, min(BUFFER, remaining))
-        if n == 0:
-            raise ClientDisconnected()
-        remaining -= n
-        reader.length = remaining
+        if turn == len(views):
+            views.append(memoryview(bytearray(min(BUFFER, remaining))))
+        view = views[turn]
+        turn = (turn + 1) % max(ring, 1)
+        # Fill the buffer before handing it on: a loopback or LAN recv returns far
+        # less than 1 MiB, and every chunk costs a Python round and a hand-off to
+        # the hasher (core/hashpipe.py).
+        want, n = min(len(view), remaining), 0
+        while n < want:
+            got = sock.recv_into(view[n:], want - n)
+            if got == 0:
+                raise ClientDisconnected()
+            n += got
+            remaining -= got
+            reader.length = remaining
         yield view[:n]
 
 

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, g, request, send_file
 from werkzeug.exceptions import ClientDisconnected
 
 from ociregistry import metrics
+from ociregistry.core import hashpipe
 from ociregistry.core import media_types as mt
 from ociregistry.core.errors import (
     BlobUnknown,
@@ -68,7 +69,8 @@ def _registry() -> Registry:
 
 def _body_chunks() -> Iterator[bytes | memoryview]:
     g.bytes_in = 0
-    for chunk in body_chunks(request.environ, request.stream, _runtime().settings.http.timeout):
+    timeout = _runtime().settings.http.timeout
+    for chunk in body_chunks(request.environ, request.stream, timeout, ring=hashpipe.BUFFERS):
         g.bytes_in += len(chunk)
         yield chunk
 
