@@ -64,8 +64,15 @@ def _hot_statements() -> dict[str, sa.Executable]:
         "manifest_by_digest": sa.select(*cols)
         .select_from(by_repo)
         .where(r.c.name == sa.bindparam("name"), m.c.digest == sa.bindparam("ref")),
+        # The tag by its primary key (repository_id, name), then its manifest by id:
+        # joined the other way SQLite walked every manifest of the repository and
+        # every tag of each (cost grew with the repository's size).
         "manifest_by_tag": sa.select(*cols)
-        .select_from(by_repo.join(t.tags, t.tags.c.manifest_id == m.c.id))
+        .select_from(
+            r.join(t.tags, t.tags.c.repository_id == r.c.id).join(
+                m, m.c.id == t.tags.c.manifest_id
+            )
+        )
         .where(r.c.name == sa.bindparam("name"), t.tags.c.name == sa.bindparam("ref")),
         # repository_stats on a manifest insert: add the sizes of the blobs the new
         # manifest references that no other manifest of the repository does.
