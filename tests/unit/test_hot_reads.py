@@ -82,3 +82,24 @@ def test_get_manifest_by_tag_answers_the_tagged_manifest(store: MetadataStore) -
     assert row is not None and row.digest == _digest(7 % 5)
     assert store.get_manifest("team/app", "v9999", by_digest=False) is None
     assert store.get_manifest("other/app", "v0007", by_digest=False) is None
+
+
+def check_tag_pages(db: MetadataStore) -> None:
+    """Tags pages read from the driver's cursor: order, n, last, unknown repository."""
+    _fill(db, "team/app", manifests=5, tags=30)
+    every = [f"v{i:04d}" for i in range(30)]
+    assert db.tags("team/app", None, None) == every
+    assert db.tags("team/app", 10, None) == every[:10]
+    assert db.tags("team/app", 10, "v0025") == every[26:]
+    assert db.tags("team/app", None, "v0029") == []
+    assert db.tags("team/app", 0, None) == []
+    assert db.tags("no/such", None, None) is None
+    with db.write() as conn:  # a repository with no tags left is an empty list, not None
+        db.ensure_repository(conn, "empty/app")
+    assert db.tags("empty/app", None, None) == []
+    row = db.get_manifest("team/app", "v0007", by_digest=False)
+    assert row is not None and row.digest == _digest(7 % 5)
+
+
+def test_tag_pages(store: MetadataStore) -> None:
+    check_tag_pages(store)

@@ -48,6 +48,17 @@ class _Prepared:
         args = tuple(params[name] for name in self.order) if self.order else params
         return conn.exec_driver_sql(self.sql, args)
 
+    def first_column(self, conn: Connection, **params: Any) -> list[Any]:
+        """The first column of every row, read from the driver's cursor: no SQLAlchemy
+        Row per row (a 1,000-tag page spent more on those than SQLite on the query)."""
+        args = tuple(params[name] for name in self.order) if self.order else params
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self.sql, args)
+            return [row[0] for row in cursor]
+        finally:
+            cursor.close()
+
 
 def _hot_statements() -> dict[str, sa.Executable]:
     m, r = t.manifests, t.repositories
@@ -458,8 +469,7 @@ class MetadataStore(UploadStore):
                 return None
             if n is None:
                 n = -1 if self.dialect == "sqlite" else None  # type: ignore[assignment]
-            rows = self._hot["tags_page"].run(conn, repo=repo_id, last=last or "", n=n)
-            return [row[0] for row in rows.fetchall()]
+            return self._hot["tags_page"].first_column(conn, repo=repo_id, last=last or "", n=n)
 
     def referrers(
         self, name: str, subject: str, artifact_type: str | None, n: int, last: str | None
