@@ -103,3 +103,25 @@ def check_tag_pages(db: MetadataStore) -> None:
 
 def test_tag_pages(store: MetadataStore) -> None:
     check_tag_pages(store)
+
+
+def test_driver_errors_are_sqlalchemys_as_before(tmp_path: Path) -> None:
+    """A failing hot read raises the SQLAlchemy error the fault handling knows (faults.py:
+    a database that cannot answer is a 503), not the bare driver exception."""
+    import sqlalchemy.exc as sa_exc
+
+    from ociregistry.faults import unavailable
+
+    db = MetadataStore(f"sqlite:///{tmp_path / 'no-schema.db'}", durable=False)
+    try:
+        for call in (lambda: db.get_manifest("a/b", "latest", by_digest=False),
+                     lambda: db.repository_blob_size("a/b", _digest(1)),
+                     lambda: db.tags("a/b", None, None)):
+            with pytest.raises(sa_exc.OperationalError) as caught:
+                call()
+            assert unavailable(caught.value) == "database"
+        # The pool still hands out working connections afterwards.
+        db.create_schema()
+        assert db.tags("a/b", None, None) is None
+    finally:
+        db.dispose()
