@@ -12,10 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ociregistry.metadata import quota_accounting, quota_queries, repository_stats
+from ociregistry.metadata import hot_reads, quota_accounting, quota_queries, repository_stats
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.engine import create_engine
 from ociregistry.metadata.event_outbox import Outbox
+from ociregistry.metadata.hot_reads import Statement
 from ociregistry.metadata.tag_history_queries import TagHook
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
 from ociregistry.metadata.wal_sync import WalSync
@@ -65,8 +66,15 @@ def _hot_statements() -> dict[str, sa.Executable]:
         "manifest_by_digest": sa.select(*cols)
         .select_from(by_repo)
         .where(r.c.name == sa.bindparam("name"), m.c.digest == sa.bindparam("ref")),
+        # The tag by its primary key (repository_id, name), then its manifest by id:
+        # joined the other way SQLite walked every manifest of the repository and
+        # every tag of each (cost grew with the repository's size).
         "manifest_by_tag": sa.select(*cols)
-        .select_from(by_repo.join(t.tags, t.tags.c.manifest_id == m.c.id))
+        .select_from(
+            r.join(t.tags, t.tags.c.repository_id == r.c.id).join(
+                m, m.c.id == t.tags.c.manifest_id
+            )
+        )
         .where(r.c.name == sa.bindparam("name"), t.tags.c.name == sa.bindparam("ref")),
         # repository_stats on a manifest insert: add the sizes of the blobs the new
         # manifest references that no other manifest of the repository does.
@@ -113,6 +121,9 @@ class MetadataStore(UploadStore):
         self._hot = {
             key: _Prepared(stmt, self.engine.dialect) for key, stmt in _hot_statements().items()
         }
+        # The same statements on a driver cursor (hot_reads.py): manifest and blob
+        # lookups, tags pages.
+        self._fast = {key: Statement(stmt, self.engine) for key, stmt in _hot_statements().items()}
         self.tag_hook = TagHook()  # lifecycle/tag_history.py: rules and history of tags
         self.events = Outbox(self.engine.dialect)  # events.emit(conn, ...): event_outbox.py
 
@@ -232,8 +243,8 @@ class MetadataStore(UploadStore):
 
     def repository_blob_size(self, name: str, digest: str) -> int | None:
         """Size of a blob as seen from a repository, None if not linked there."""
-        with self.read() as conn:
-            return self._hot["repository_blob_size"].run(conn, name=name, digest=digest).scalar()
+        row = self._fast["repository_blob_size"].first(name=name, digest=digest)
+        return row[0] if row else None
 
     def record_blob(self, conn: Connection, repo_id: int, digest: str, size: int) -> None:
         """Insert or touch a blob and link it into a repository."""
@@ -313,9 +324,8 @@ class MetadataStore(UploadStore):
 
     # -- manifests --------------------------------------------------------
     def get_manifest(self, name: str, reference: str, by_digest: bool) -> ManifestRow | None:
-        statement = self._hot["manifest_by_digest" if by_digest else "manifest_by_tag"]
-        with self.read() as conn:
-            row = statement.run(conn, name=name, ref=reference).first()
+        statement = self._fast["manifest_by_digest" if by_digest else "manifest_by_tag"]
+        row = statement.first(name=name, ref=reference)
         return ManifestRow(*row) if row else None
 
     def manifest_id(self, conn: Connection, repo_id: int, digest: str) -> int | None:
@@ -465,14 +475,10 @@ class MetadataStore(UploadStore):
 
     def tags(self, name: str, n: int | None, last: str | None) -> list[str] | None:
         """Sorted tags of a repository after ``last``; None if the repository is unknown."""
-        with self.read() as conn:
-            repo_id = self._hot["repository_id"].run(conn, name=name).scalar()
-            if repo_id is None:
-                return None
-            if n is None:
-                n = -1 if self.dialect == "sqlite" else None  # type: ignore[assignment]
-            rows = self._hot["tags_page"].run(conn, repo=repo_id, last=last or "", n=n)
-            return [row[0] for row in rows.fetchall()]
+        if n is None:
+            n = -1 if self.dialect == "sqlite" else None  # type: ignore[assignment]
+        return hot_reads.tags_page(self.engine, self._fast["repository_id"],
+                                   self._fast["tags_page"], name, last or "", n)
 
     def referrers(
         self, name: str, subject: str, artifact_type: str | None, n: int, last: str | None

@@ -33,7 +33,7 @@ from ociregistry.core.registry import BlobInfo, Registry
 from ociregistry.core.uploads import UploadState, parse_content_range
 from ociregistry.runtime import Runtime
 from ociregistry.web import auth as access
-from ociregistry.web import mirror_api
+from ociregistry.web import fast_blobs, mirror_api
 from ociregistry.web.body import MalformedBody, body_chunks
 
 bp = Blueprint("registry_api", __name__)
@@ -286,6 +286,10 @@ def get_blob(name: str, digest: str) -> Response:
             ranged.headers.update(headers)
             return ranged
         try:
+            if fast_blobs.plain(request.environ):  # the common pull: send_file's answer, lean
+                response = fast_blobs.file_response(request.environ, blob.path, blob.digest)
+                response.headers.update(headers)
+                return response
             response = send_file(
                 blob.path,
                 mimetype="application/octet-stream",
