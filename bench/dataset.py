@@ -186,7 +186,7 @@ def fill_database(store: MetadataStore, plan: Plan) -> dict[str, int]:
     counts = {"repositories": 0, "manifests": 0, "tags": 0, "repository_blobs": 0,
               "blobs": 0, "garbage_manifests": 0}
     blob_rows = {d: len(data) for d, data in all_blobs(plan)}  # first: the links need them
-    manifest_id = 0
+    manifest_id, live = 0, set()  # live: the blobs tagged images reference
     with store.write() as conn:
         def flush(buffers: dict[sa.Table, list[dict]]) -> None:
             for table in (t.repositories, t.manifests, t.manifest_blobs, t.tags,
@@ -205,6 +205,7 @@ def fill_database(store: MetadataStore, plan: Plan) -> dict[str, int]:
                                             "created_at": born})
             links: set[str] = set()
             ids = []
+            live.update(d for i in repo.images for d in (i.config_digest, i.layer_digest))
             for image in [*repo.images, *repo.garbage]:
                 manifest_id += 1
                 ids.append(manifest_id)
@@ -236,6 +237,7 @@ def fill_database(store: MetadataStore, plan: Plan) -> dict[str, int]:
                     f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'),"
                     f" (SELECT max(id) FROM {table.name}))")
     counts["blobs"] = len(blob_rows)
+    counts["garbage_blobs"] = len(blob_rows) - len(live)  # what a GC deletes
     return counts
 
 
@@ -304,6 +306,10 @@ def write_distribution(root: Path, plan: Plan) -> int:
             link(base / "_manifests" / "tags" / tag / "current" / "link",
                  repo.images[index].digest)
     return n
+
+
+def repository_names(plan: Plan) -> list[str]:
+    return [repo.name for repo in plan.iter_repos()]
 
 
 def samples(plan: Plan, count: int = 20) -> list[dict[str, str]]:
