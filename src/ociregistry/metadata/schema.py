@@ -580,3 +580,19 @@ event_redeliveries = sa.Table(
               sa.ForeignKey("event_endpoints.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("event_id", sa.BigInteger, primary_key=True),
 )
+
+# What may have become garbage since the last GC, written by triggers (migration
+# 0015): manifests that were pushed or lost a tag, an index or a subject; blobs
+# that were uploaded or lost a reference. The GC examines only these rows.
+gc_manifest_candidates = sa.Table(
+    "gc_manifest_candidates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("manifest_id", sa.Integer, nullable=False),
+)
+gc_blob_candidates = sa.Table(
+    "gc_blob_candidates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("digest", Digest, nullable=False),
+)
