@@ -241,6 +241,23 @@ def fill_database(store: MetadataStore, plan: Plan) -> dict[str, int]:
     return counts
 
 
+def seed_gc_candidates(store: MetadataStore) -> None:
+    """The triggers recorded every row inserted; keep what a registry whose last GC
+    saw all but the garbage holds (the seed of migration 0015): the garbage."""
+    if not hasattr(t, "gc_manifest_candidates"):  # a tree before migration 0015
+        return
+    m, tg, b, mb = t.manifests, t.tags, t.blobs, t.manifest_blobs
+    with store.write() as conn:
+        conn.execute(t.gc_manifest_candidates.delete())
+        conn.execute(t.gc_blob_candidates.delete())
+        conn.execute(t.gc_manifest_candidates.insert().from_select(
+            ["manifest_id"],
+            sa.select(m.c.id).where(~sa.exists().where(tg.c.manifest_id == m.c.id))))
+        conn.execute(t.gc_blob_candidates.insert().from_select(
+            ["digest"],
+            sa.select(b.c.digest).where(~sa.exists().where(mb.c.digest == b.c.digest))))
+
+
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -376,6 +393,7 @@ def generate(scale: int, db: str, out: Path, seed: int, distribution: bool) -> d
         timings["rows_s"] = time.monotonic() - step
         step = time.monotonic()
         recompute_repository_sizes(store)
+        seed_gc_candidates(store)
         if store.dialect == "postgresql":
             with store.engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
