@@ -45,6 +45,9 @@ CASES = ("head_manifest", "tags_first", "tags_last", "catalog_first", "catalog_l
          "blob_get")
 
 
+SOURCE = ROOT  # the tree of ours to run (--source: an earlier revision, for before/after)
+
+
 class Server:
     """One registry process on a free port; ``start`` returns the seconds to ready."""
 
@@ -60,10 +63,10 @@ class Server:
             config.write_text(DISTRIBUTION_CONFIG.format(root=self.data, port=self.port))
             self.config = config
             return [DISTRIBUTION_BIN, "serve", str(config)], env
-        env["PYTHONPATH"] = str(ROOT / "src")
+        env["PYTHONPATH"] = str(SOURCE / "src")
         if self.database_url:
             env["OCIREGISTRY_DATABASE__URL"] = self.database_url
-        return [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port",
+        return [sys.executable, str(SOURCE / "app.py"), "--host", "127.0.0.1", "--port",
                 str(self.port), "--data-dir", str(self.data)], env
 
     def start(self) -> float:
@@ -147,7 +150,7 @@ def gc_seconds(kind: str, data: Path, database_url: str, config: Path | None,
     if kind == "distribution":
         cmd = [DISTRIBUTION_BIN, "garbage-collect", "--dry-run", "--delete-untagged", str(config)]
     else:
-        env["PYTHONPATH"] = str(ROOT / "src")
+        env["PYTHONPATH"] = str(SOURCE / "src")
         if database_url:
             env["OCIREGISTRY_DATABASE__URL"] = database_url
         cmd = [sys.executable, "-m", "ociregistry", "gc", "--dry-run", "--delete-untagged",
@@ -235,7 +238,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", action="store_true")
     parser.add_argument("--no-distribution", dest="distribution", action="store_false")
+    parser.add_argument("--source", type=Path, default=ROOT,
+                        help="the source tree of ours to run (e.g. `git archive REV` unpacked)")
     args = parser.parse_args()
+    global SOURCE
+    SOURCE = args.source.resolve()
     scales = [int(s) for s in args.scales.split(",")]
     dbs = args.dbs.split(",")
     if args.distribution and not shutil.which(DISTRIBUTION_BIN):
