@@ -64,8 +64,11 @@ def _hot_statements() -> dict[str, sa.Executable]:
         "manifest_by_digest": sa.select(*cols)
         .select_from(by_repo)
         .where(r.c.name == sa.bindparam("name"), m.c.digest == sa.bindparam("ref")),
+        # The tag by its key (repository, name): the repository condition lets the
+        # planner take it rather than walk the repository's manifests.
         "manifest_by_tag": sa.select(*cols)
-        .select_from(by_repo.join(t.tags, t.tags.c.manifest_id == m.c.id))
+        .select_from(by_repo.join(t.tags, sa.and_(t.tags.c.repository_id == r.c.id,
+                                                  t.tags.c.manifest_id == m.c.id)))
         .where(r.c.name == sa.bindparam("name"), t.tags.c.name == sa.bindparam("ref")),
         # repository_stats on a manifest insert: add the sizes of the blobs the new
         # manifest references that no other manifest of the repository does.
