@@ -150,6 +150,8 @@ class GarbageCollector:
         if delete_untagged:
             gone = self._sweep_manifests(cutoff, dry_run, result, progress, keep_since)
         self._sweep_blobs(cutoff, dry_run, result, progress, gone, keep_since)
+        if not dry_run:  # what this run found alive for good is not examined again
+            q.settle_candidates(self.db)
         self._sweep_orphan_files(cutoff, dry_run, result, progress)
         result.duration_seconds = round(time.time() - started, 3)
         if not dry_run:

@@ -52,16 +52,38 @@ def _untagged_condition(
     ]
 
 
+def _ids(ids: Collection[int]) -> sa.BindParameter:
+    return sa.bindparam(None, sorted(ids), expanding=True, literal_execute=True)
+
+
+def manifest_candidates(gone: Collection[int] = ()) -> sa.Select:
+    """Ids of the manifests that may be garbage: those the triggers of migration 0017
+    recorded (pushed, or lost a tag, an index or a subject), and, for a dry run that
+    counts ``gone`` as deleted, the children and referrers those deletions would free."""
+    query: sa.Select = sa.select(t.gc_manifest_candidates.c.manifest_id)
+    if not gone:
+        return query
+    m, child, subject = t.manifests, t.manifest_children, t.manifests.alias("gone_subject")
+    children = sa.select(m.c.id).select_from(child.join(m, sa.and_(
+        m.c.repository_id == child.c.repository_id, m.c.digest == child.c.child_digest))
+    ).where(child.c.manifest_id.in_(_ids(gone)))
+    referrers = sa.select(m.c.id).select_from(subject.join(m, sa.and_(
+        m.c.repository_id == subject.c.repository_id, m.c.subject == subject.c.digest))
+    ).where(subject.c.id.in_(_ids(gone)))
+    return sa.union(query, children, referrers)  # type: ignore[return-value]
+
+
 def untagged_manifests(
     store: MetadataStore, cutoff: float, gone: Collection[int] = (),
     keep_since: float | None = None,
 ) -> list[tuple[int, str, str]]:
-    """(id, repository, digest) of manifests nothing keeps alive."""
+    """(id, repository, digest) of manifests nothing keeps alive, among the candidates."""
     m = t.manifests
     query = (
         sa.select(m.c.id, t.repositories.c.name, m.c.digest)
         .select_from(m.join(t.repositories, t.repositories.c.id == m.c.repository_id))
-        .where(*_untagged_condition(m, cutoff, gone, keep_since))
+        .where(m.c.id.in_(manifest_candidates(gone)),
+               *_untagged_condition(m, cutoff, gone, keep_since))
         .order_by(m.c.id)
     )
     with store.read() as conn:
@@ -105,10 +127,15 @@ def unreferenced_blobs(
     store: MetadataStore, cutoff: float, gone: Collection[int] = (),
     keep_since: float | None = None,
 ) -> list[tuple[str, int]]:
-    b = t.blobs
+    b, mb = t.blobs, t.manifest_blobs
+    candidates: sa.Select = sa.select(t.gc_blob_candidates.c.digest)
+    if gone:  # a dry run: what the manifests it counts as deleted reference
+        candidates = sa.union(  # type: ignore[assignment]
+            candidates, sa.select(mb.c.digest).where(mb.c.manifest_id.in_(_ids(gone))))
     query = (
         sa.select(b.c.digest, b.c.size)
-        .where(*_unreferenced(b, cutoff, gone, keep_since)).order_by(b.c.digest)
+        .where(b.c.digest.in_(candidates), *_unreferenced(b, cutoff, gone, keep_since))
+        .order_by(b.c.digest)
     )
     with store.read() as conn:
         return [tuple(row) for row in conn.execute(query)]
@@ -156,6 +183,33 @@ def remove_unrecorded_bytes(
             return False
         remove(digest)
         return True
+
+
+def settle_candidates(store: MetadataStore) -> tuple[int, int]:
+    """Forget the candidates that are gone or kept alive by something whose removal
+    records them again (a tag, an index, a subject; a manifest's reference); those
+    kept only for a while (the grace period, tag history) stay for a later run.
+
+    One statement per table, so a candidate recorded by a transaction this one does
+    not see is never forgotten. The numbers of manifest and blob rows forgotten.
+    """
+    c, m, tg = t.gc_manifest_candidates, t.manifests, t.tags
+    parent, subject = t.manifest_children, t.manifests.alias("live_subject")
+    kept = sa.exists().where(m.c.id == c.c.manifest_id, sa.or_(
+        sa.exists().where(tg.c.manifest_id == m.c.id),
+        sa.exists().where(parent.c.repository_id == m.c.repository_id,
+                          parent.c.child_digest == m.c.digest),
+        sa.exists().where(subject.c.repository_id == m.c.repository_id,
+                          subject.c.digest == m.c.subject),
+    ))
+    gone = ~sa.exists().where(m.c.id == c.c.manifest_id)
+    bc, b, mb = t.gc_blob_candidates, t.blobs, t.manifest_blobs
+    referenced = sa.exists().where(mb.c.digest == bc.c.digest)
+    with store.write() as conn:
+        manifests = conn.execute(c.delete().where(sa.or_(gone, kept))).rowcount
+        blobs = conn.execute(bc.delete().where(sa.or_(
+            ~sa.exists().where(b.c.digest == bc.c.digest), referenced))).rowcount
+    return manifests, blobs
 
 
 def known_blobs(store: MetadataStore) -> set[str]:

@@ -652,3 +652,18 @@ mirror_sync_runs = sa.Table(
     sa.Column("problems", sa.Text, nullable=False, default="[]"),  # JSON, the last 50
     sa.Index("ix_mirror_sync_runs_upstream", "upstream", "started_at"),
 )
+# What may have become garbage since the last GC, written by triggers (migration
+# 0017): manifests that were pushed or lost a tag, an index or a subject; blobs
+# that were uploaded or lost a reference. The GC examines only these rows.
+gc_manifest_candidates = sa.Table(
+    "gc_manifest_candidates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("manifest_id", sa.Integer, nullable=False),
+)
+gc_blob_candidates = sa.Table(
+    "gc_blob_candidates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("digest", Digest, nullable=False),
+)

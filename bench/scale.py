@@ -1,0 +1,313 @@
+"""Scale: does a request cost the same on a registry 10x and 100x bigger?
+
+    .venv/bin/python -m bench.scale --data DIR [--scales 1,10] [--dbs sqlite,postgres]
+        [--runs 3] [--requests 200] [--json FILE] [--plot] [--no-distribution]
+
+DIR holds one ``x<scale>`` folder per scale, made by ``bench.dataset`` (made here
+when missing). For each scale, run and registry (ours on SQLite, ours on
+PostgreSQL, Distribution on the same content), alternating:
+
+- start-up: a fresh process until ``/v2/`` answers 200, then RSS and PSS of its
+  whole process tree (bench/proctree.py);
+- latency of HEAD manifest (by tag, over 20 images), the tags list's first and
+  last page (``n=100``, the 5 % repository), the catalog's first and last page
+  (``n=100``) and a blob GET: ``--requests`` sequential keep-alive requests after
+  a warm-up, median and p99, and the server's CPU per request;
+- GC: ``--dry-run --delete-untagged`` (ours: ``ociregistry gc``; Distribution:
+  ``docker-registry garbage-collect``), the process's wall time; a dry run finds
+  what a real run deletes and leaves the data set as it was for the next run.
+  Ours must find exactly the garbage the data set holds (checked).
+
+Before the first run each registry serves a few images to skopeo (a check that
+the generated content is valid). Results go to ``--json`` (every sample), the
+medians are printed, ``--plot`` draws docs/performance/scale-*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import dataset
+from bench.proctree import tree_cpu_seconds, tree_memory
+from bench.servers import DISTRIBUTION_BIN, DISTRIBUTION_CONFIG, ROOT, free_port
+
+CASES = ("head_manifest", "tags_first", "tags_last", "catalog_first", "catalog_last",
+         "blob_get")
+
+
+SOURCE = ROOT  # the tree of ours to run (--source: an earlier revision, for before/after)
+
+
+class Server:
+    """One registry process on a free port; ``start`` returns the seconds to ready."""
+
+    def __init__(self, kind: str, data: Path, database_url: str = "") -> None:
+        self.kind, self.data, self.database_url = kind, data, database_url
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OCIREGISTRY_")}
+        if self.kind == "distribution":
+            config = self.data.parent / f"distribution-{self.port}.yml"
+            config.write_text(DISTRIBUTION_CONFIG.format(root=self.data, port=self.port))
+            self.config = config
+            return [DISTRIBUTION_BIN, "serve", str(config)], env
+        env["PYTHONPATH"] = str(SOURCE / "src")
+        if self.database_url:
+            env["OCIREGISTRY_DATABASE__URL"] = self.database_url
+        return [sys.executable, str(SOURCE / "app.py"), "--host", "127.0.0.1", "--port",
+                str(self.port), "--data-dir", str(self.data)], env
+
+    def start(self) -> float:
+        cmd, env = self.command()
+        began = time.perf_counter()
+        self.log = open(self.data.parent / f"{self.kind}-{self.port}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited; see {self.log.name}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/v2/")
+                if conn.getresponse().status == 200:
+                    return time.perf_counter() - began
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.kind} not ready in 300 s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        self.log.close()
+
+
+def urls(plan: dict, repos: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """(method, path) of each case: cycled over by the requests."""
+    big_tags = 500 * plan["scale"]
+    names = sorted(repos)
+    samples = plan["samples"]
+    return {
+        "head_manifest": [("HEAD", f"/v2/{s['repository']}/manifests/{s['tag']}")
+                          for s in samples],
+        "tags_first": [("GET", f"/v2/{dataset.BIG}/tags/list?n=100")],
+        "tags_last": [("GET", f"/v2/{dataset.BIG}/tags/list?n=100&last=t{big_tags - 101:07d}")],
+        "catalog_first": [("GET", "/v2/_catalog?n=100")],
+        "catalog_last": [("GET", f"/v2/_catalog?n=100&last={names[-101]}")],
+        "blob_get": [("GET", f"/v2/{s['repository']}/blobs/{s['blob']}") for s in samples],
+    }
+
+
+def latency(server: Server, requests: list[tuple[str, str]], count: int) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    for i in range(max(10, count // 10)):  # warm-up: caches, connections, statements
+        _one(conn, *requests[i % len(requests)])
+    times = []
+    cpu0 = tree_cpu_seconds(server.proc.pid)
+    for i in range(count):
+        began = time.perf_counter()
+        _one(conn, *requests[i % len(requests)])
+        times.append((time.perf_counter() - began) * 1000)
+    cpu = tree_cpu_seconds(server.proc.pid) - cpu0
+    conn.close()
+    times.sort()
+    return {"median_ms": statistics.median(times),
+            "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+            "cpu_ms": cpu * 1000 / count}
+
+
+def _one(conn: http.client.HTTPConnection, method: str, path: str) -> None:
+    # Distribution answers 404 for an OCI manifest the client does not accept
+    conn.request(method, path, headers={"Accept": dataset.OCI_MANIFEST})
+    response = conn.getresponse()
+    body = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{method} {path}: {response.status} {body[:200]!r}")
+
+
+def gc_seconds(kind: str, data: Path, database_url: str, config: Path | None,
+               plan: dict) -> tuple[float, float | None]:
+    """The process's wall time, and ours's own ``duration_seconds`` (no interpreter start)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCIREGISTRY_")}
+    if kind == "distribution":
+        cmd = [DISTRIBUTION_BIN, "garbage-collect", "--dry-run", "--delete-untagged", str(config)]
+    else:
+        env["PYTHONPATH"] = str(SOURCE / "src")
+        if database_url:
+            env["OCIREGISTRY_DATABASE__URL"] = database_url
+        cmd = [sys.executable, "-m", "ociregistry", "gc", "--dry-run", "--delete-untagged",
+               "--json", "--data-dir", str(data)]
+    began = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=7200)
+    seconds = time.perf_counter() - began
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} gc failed: {out.stderr[-2000:]}")
+    if kind != "distribution":  # it must find the garbage, all of it and nothing else
+        result = json.loads(out.stdout[out.stdout.index("{"):])
+        garbage = plan["counts"]["garbage_manifests"], plan["counts"]["garbage_blobs"]
+        if (result["manifests_deleted"], result["blobs_deleted"]) != garbage:
+            raise RuntimeError(f"gc found {result}; the data set's garbage: {garbage}")
+        return seconds, result["duration_seconds"]
+    return seconds, None
+
+
+def pull_check(server: Server, plan: dict, count: int = 3) -> None:
+    """skopeo pulls a few images (the first, the big repository's last tag, ...)."""
+    for sample in plan["samples"][:count - 1] + plan["samples"][-1:]:
+        with tempfile.TemporaryDirectory() as folder:
+            ref = f"docker://127.0.0.1:{server.port}/{sample['repository']}:{sample['tag']}"
+            out = subprocess.run(["skopeo", "copy", "--src-tls-verify=false", ref,
+                                  f"dir:{folder}"], capture_output=True, text=True, timeout=300)
+            if out.returncode != 0:
+                raise RuntimeError(f"skopeo copy {ref}: {out.stderr[-1000:]}")
+
+
+def targets(folder: Path, dbs: list[str], distribution: bool) -> list[tuple[str, Path]]:
+    out = [(f"ours-{db}", folder / f"ours-{db}") for db in dbs]
+    if distribution:
+        out.append(("distribution", folder / "distribution"))
+    return out
+
+
+def measure_one(label: str, data: Path, plan: dict, repos: list[str], requests: int,
+                check: bool) -> dict:
+    cluster, url = None, ""
+    if label == "ours-postgres":
+        cluster = dataset.postgres_cluster(data / "pg")
+        url = cluster.url("registry")
+    kind = "distribution" if label == "distribution" else "ours"
+    server = Server(kind, data, url)
+    record: dict = {}
+    try:
+        record["startup_s"] = server.start()
+        time.sleep(1.0)  # let every worker finish booting before memory is read
+        rss, pss = tree_memory(server.proc.pid)
+        record["rss_mib"], record["pss_mib"] = rss / 2**20, pss / 2**20
+        if check:
+            pull_check(server, plan)
+        for case, reqs in urls(plan, repos).items():
+            record[case] = latency(server, reqs, requests)
+        server.stop()
+        record["gc_s"], work = gc_seconds(kind, data, url, getattr(server, "config", None), plan)
+        if work is not None:
+            record["gc_work_s"] = work
+    finally:
+        server.stop() if server.proc and server.proc.poll() is None else None
+        if cluster is not None:
+            cluster.stop_server()
+    return record
+
+
+def load_plan(folder: Path, scale: int, dbs: list[str], distribution: bool) -> dict:
+    """plan-<db>.json of each db, generating the data set where missing."""
+    plans = {}
+    for db in dbs:
+        path = folder / f"plan-{db}.json"
+        if not path.exists():
+            dataset.generate(scale, db, folder, 16,
+                             distribution and not (folder / "distribution").exists())
+        plans[db] = json.loads(path.read_text())
+    return plans
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--scales", default="1,10")
+    parser.add_argument("--dbs", default="sqlite,postgres")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--plot", action="store_true")
+    parser.add_argument("--no-distribution", dest="distribution", action="store_false")
+    parser.add_argument("--source", type=Path, default=ROOT,
+                        help="the source tree of ours to run (e.g. `git archive REV` unpacked)")
+    args = parser.parse_args()
+    global SOURCE
+    SOURCE = args.source.resolve()
+    scales = [int(s) for s in args.scales.split(",")]
+    dbs = args.dbs.split(",")
+    if args.distribution and not shutil.which(DISTRIBUTION_BIN):
+        raise SystemExit("apt-get install docker-registry (or --no-distribution)")
+    samples: list[dict] = []
+    plans = {s: load_plan(args.data / f"x{s}", s, dbs, args.distribution) for s in scales}
+    for run in range(args.runs):
+        for scale in scales:
+            folder = args.data / f"x{scale}"
+            plan = next(iter(plans[scale].values()))
+            repos = dataset.repository_names(dataset.Plan.make(scale, plan["seed"]))
+            order = targets(folder, dbs, args.distribution)
+            for label, data in order if run % 2 == 0 else order[::-1]:
+                record = measure_one(label, data, plan, repos, args.requests, check=run == 0)
+                record.update({"scale": scale, "target": label, "run": run})
+                samples.append(record)
+                print(json.dumps(_brief(record)), flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(samples, indent=1))
+    print(table(samples))
+    if args.plot:
+        from bench.scale_plot import plot
+
+        plot(samples, ROOT / "docs" / "performance")
+
+
+def _brief(record: dict) -> dict:
+    return {k: (round(v["median_ms"], 2) if isinstance(v, dict) else
+                round(v, 2) if isinstance(v, float) else v) for k, v in record.items()}
+
+
+def medians(samples: list[dict]) -> dict[tuple[str, int], dict[str, tuple[float, float, float]]]:
+    """(target, scale) -> metric -> (median, min, max) over the runs."""
+    out: dict = {}
+    for key in sorted({(s["target"], s["scale"]) for s in samples}):
+        runs = [s for s in samples if (s["target"], s["scale"]) == key]
+        metrics: dict = {}
+        for name in ("startup_s", "rss_mib", "pss_mib", "gc_s", "gc_work_s"):
+            values = [r[name] for r in runs if name in r]
+            if values:
+                metrics[name] = (statistics.median(values), min(values), max(values))
+        for case in CASES:
+            for field in ("median_ms", "p99_ms", "cpu_ms"):
+                values = [r[case][field] for r in runs if case in r]
+                if values:
+                    metrics[f"{case}.{field}"] = (statistics.median(values), min(values),
+                                                  max(values))
+        out[key] = metrics
+    return out
+
+
+def table(samples: list[dict]) -> str:
+    rows = medians(samples)
+    names = sorted({n for m in rows.values() for n in m})
+    header = "| metric | " + " | ".join(f"{t} {s}x" for t, s in rows) + " |"
+    lines = [header, "|" + " --- |" * (len(rows) + 1)]
+    for name in names:
+        cells = []
+        for key in rows:
+            value = rows[key].get(name)
+            cells.append("" if value is None else
+                         f"{value[0]:.3g} ({value[1]:.3g}–{value[2]:.3g})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
