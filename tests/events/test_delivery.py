@@ -128,7 +128,8 @@ def test_a_slow_and_a_failing_endpoint_do_not_delay_the_others(start_registry, r
     try:
         registry = start_registry([
             {"name": "slow", "url": slow.url, "timeout_seconds": 30},
-            {"name": "failing", "url": failing.url},
+            # One event per request: each event's 3 failed attempts count towards the 5.
+            {"name": "failing", "url": failing.url, "batch_max_events": 1},
             {"name": "fine", "url": receiver.url, "actions": ["manifest.pushed"]},
         ], max_attempts=3, disable_after_failures=5)
         for i in range(3):

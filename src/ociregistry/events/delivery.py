@@ -151,6 +151,7 @@ class Delivery:
         self._pruned = 0.0
         self._active = True  # some endpoint is enabled (refreshed every poll)
         self._sent: dict[int, float] = {}  # endpoint id -> when its last request went
+        self._trickle: set[int] = set()  # endpoints whose last batch was not full
 
     # A lease outlives the request it covers (renewed before each attempt for the
     # endpoint's timeout + LEASE_MARGIN), and expires soon after a killed worker's.
@@ -269,6 +270,13 @@ class Delivery:
                               lease)
             return True
         frozen = row.batch_end  # a failed batch is retried with the same events
+        max_wait = self.settings.batch.max_wait_seconds
+        if frozen is None and row.id in self._trickle:
+            # The last batch was not full: the next cannot go before max_wait after it,
+            # so wait before reading (a stream of pushes: one read per batch).
+            wait = self._sent.get(row.id, 0.0) + max_wait - time.time()
+            if wait > 0 and self._stop.wait(min(wait, max_wait)):
+                return True
         rows = q.events_after(self.store, row.cursor, max(size, READ_AHEAD), frozen)
         if not rows:
             if frozen is not None:  # its events were pruned meanwhile
@@ -278,9 +286,11 @@ class Delivery:
         batch: list[Event] = []
         end = rows[-1].id
         for event_row in rows:
-            event = Event.from_row(event_row)
-            if spec.matches(event) and can_send(event, spec.format):
-                batch.append(event)
+            # Filters look at columns only: a body is parsed for the events sent.
+            head = Event.head(event_row)
+            if spec.matches(head) and can_send(head, spec.format):
+                batch.append(Event.from_row(event_row))
+                event = batch[-1]
                 if len(batch) == size:
                     end = event.id
                     break
@@ -290,9 +300,9 @@ class Delivery:
             # Not full: send once max_wait has passed since its first event and since
             # this endpoint's previous request (a steady stream goes out in batches).
             since = max(batch[0].created_at, self._sent.get(row.id, 0.0))
-            wait = since + self.settings.batch.max_wait_seconds - time.time()
+            wait = since + max_wait - time.time()
             if wait > 0:
-                self._stop.wait(min(wait, self.settings.batch.max_wait_seconds))
+                self._stop.wait(min(wait, max_wait))
                 return True
         if not batch:  # filtered out, or not in this format: the cursor moves past
             q.settle(self.store, row.id, self.token, event_id=end, redelivery=False,
@@ -301,6 +311,10 @@ class Delivery:
         body = request_body(spec, batch, size > 1, self.registry_url)
         assert body is not None
         self._attempt(row, spec, session, batch, body, size > 1, end, False, lease)
+        if len(batch) < size:
+            self._trickle.add(row.id)
+        else:
+            self._trickle.discard(row.id)
         return True
 
     def _attempt(self, row: Any, spec: EndpointSpec, session: requests.Session,

@@ -59,6 +59,12 @@ class Event:
         return cls(row.id, row.uid, row.created_at, row.action, row.repository, row.digest,
                    row.media_type, row.artifact_type, json.loads(row.body))
 
+    @classmethod
+    def head(cls, row: Any) -> Event:
+        """The row's columns without its body (enough for filters), not parsed."""
+        return cls(row.id, row.uid, row.created_at, row.action, row.repository, row.digest,
+                   row.media_type, row.artifact_type, {})
+
     @property
     def tags(self) -> list[str]:
         return list(self.body.get("tags") or [])
