@@ -88,12 +88,7 @@ class RetentionPolicy(_Model):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if value:
-            from croniter import croniter
-
-            if not croniter.is_valid(value):
-                raise ValueError(f"not a cron expression: {value!r}")
-        return value
+        return check_cron(value)
 
     @model_validator(mode="after")
     def _patterns(self) -> RetentionPolicy:
@@ -118,3 +113,13 @@ class RetentionPolicy(_Model):
             return lambda tag: any(c.fullmatch(tag) for c in compiled)
         regexes = [re.compile(fnmatch.translate(p)) for p in patterns]
         return lambda tag: any(r.match(tag) for r in regexes)
+
+
+def check_cron(value: str) -> str:
+    """``value`` when it is empty or a valid cron expression (a pydantic validator's body)."""
+    if value:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a cron expression: {value!r}")
+    return value

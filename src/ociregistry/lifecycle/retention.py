@@ -286,13 +286,13 @@ class RetentionService:
         # rounds, since an index must go before its children, a subject before its
         # referrers (each re-checked as GC does).
         tags = [d for d in result.planned if d.kind == "tag"]
-        done, skipped = self._batches(tags, delete_tag, renew)
+        done, skipped = delete_in_batches(self.db, tags, delete_tag, renew)
         result.deleted += done
         result.skipped += skipped
         metrics.RETENTION_DELETED.labels("tag").inc(len(done))
         pending = [d for d in result.planned if d.kind == "manifest"]
         while pending:
-            done, left = self._batches(pending, delete_manifest, renew)
+            done, left = delete_in_batches(self.db, pending, delete_manifest, renew)
             result.deleted += done
             metrics.RETENTION_DELETED.labels("manifest").inc(len(done))
             if not done:
@@ -300,25 +300,6 @@ class RetentionService:
                 break
             pending = left
 
-    def _batches(self, items: list[p.Deletion], delete: Callable[[Any, p.Deletion], bool],
-                 renew: Callable[[], bool]) -> tuple[list[p.Deletion], list[p.Deletion]]:
-        """(deleted, not deleted). Each batch in one write transaction, its locks taken in
-        (repository, digest) order so that two runs never wait on each other in a cycle."""
-        deleted: list[p.Deletion] = []
-        kept: list[p.Deletion] = []
-        renewed = time.monotonic()
-        for start in range(0, len(items), BATCH):
-            batch = sorted(items[start:start + BATCH], key=lambda d: (d.repository, d.digest))
-            gone, stay = [], []
-            with self.db.write() as conn:
-                for d in batch:
-                    (gone if delete(conn, d) else stay).append(d)
-            deleted += gone  # committed
-            kept += stay
-            if time.monotonic() - renewed > 15:
-                renew()
-                renewed = time.monotonic()
-        return deleted, kept
 
     def _hook(self, deletion: p.Deletion) -> Callable[[Any], None] | None:
         hook = self.on_delete
@@ -348,3 +329,25 @@ class RetentionService:
 
 def _count(deletions: list[p.Deletion], kind: str) -> int:
     return sum(1 for d in deletions if d.kind == kind)
+
+
+def delete_in_batches(db: MetadataStore, items: list[p.Deletion],
+                      delete: Callable[[Any, p.Deletion], bool],
+                      renew: Callable[[], bool]) -> tuple[list[p.Deletion], list[p.Deletion]]:
+    """(deleted, not deleted). Each batch in one write transaction, its locks taken in
+    (repository, digest) order so that two runs never wait on each other in a cycle."""
+    deleted: list[p.Deletion] = []
+    kept: list[p.Deletion] = []
+    renewed = time.monotonic()
+    for start in range(0, len(items), BATCH):
+        batch = sorted(items[start:start + BATCH], key=lambda d: (d.repository, d.digest))
+        gone, stay = [], []
+        with db.write() as conn:
+            for d in batch:
+                (gone if delete(conn, d) else stay).append(d)
+        deleted += gone  # committed
+        kept += stay
+        if time.monotonic() - renewed > 15:
+            renew()
+            renewed = time.monotonic()
+    return deleted, kept

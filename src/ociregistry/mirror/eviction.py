@@ -27,6 +27,7 @@ from typing import Any
 from ociregistry import metrics
 from ociregistry.core.actor import Actor, acting_as, current_actor
 from ociregistry.lifecycle.plan import Deletion
+from ociregistry.lifecycle.retention import delete_in_batches
 from ociregistry.metadata import mirror_space_queries as sq
 from ociregistry.metadata import retention_queries as rq
 from ociregistry.metadata.store import MetadataStore
@@ -43,7 +44,6 @@ from ociregistry.mirror.space import (
 
 log = logging.getLogger("ociregistry.mirror")
 LOCK_TTL = 300.0
-BATCH = 100  # deletions per write transaction, as retention does
 
 
 def pinned_globs(upstream: UpstreamSettings) -> list[str]:
@@ -217,35 +217,17 @@ class EvictionService:
         # Tags first; manifests in rounds (an index before its children, a subject
         # before its referrers), as retention executes its plans.
         tags = [d for d in result.plan.deletions if d.kind == "tag"]
-        done, skipped = self._batches(tags, delete_tag, renew)
+        done, skipped = delete_in_batches(self.db, tags, delete_tag, renew)
         result.deleted += done
         result.skipped += skipped
         pending = [d for d in result.plan.deletions if d.kind == "manifest"]
         while pending:
-            done, left = self._batches(pending, delete_manifest, renew)
+            done, left = delete_in_batches(self.db, pending, delete_manifest, renew)
             result.deleted += done
             if not done:
                 result.skipped += left
                 break
             pending = left
-
-    def _batches(self, items: list[Deletion], delete: Callable[[Any, Deletion], bool],
-                 renew: Callable[[], bool]) -> tuple[list[Deletion], list[Deletion]]:
-        deleted: list[Deletion] = []
-        kept: list[Deletion] = []
-        renewed = time.monotonic()
-        for start in range(0, len(items), BATCH):
-            batch = sorted(items[start:start + BATCH], key=lambda d: (d.repository, d.digest))
-            gone, stay = [], []
-            with self.db.write() as conn:
-                for d in batch:
-                    (gone if delete(conn, d) else stay).append(d)
-            deleted += gone
-            kept += stay
-            if time.monotonic() - renewed > 15:
-                renew()
-                renewed = time.monotonic()
-        return deleted, kept
 
     def _hook(self, deletion: Deletion, reference: str) -> Callable[[Any], None]:
         hook = self.on_delete

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ociregistry.lifecycle.durations import parse_duration
+from ociregistry.lifecycle.policy import check_cron
 
 # One repository path component (the distribution spec's grammar).
 UPSTREAM_NAME = r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$"
@@ -133,12 +134,7 @@ class UpstreamSettings(_Model):
     @field_validator("prefetch_schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if value:
-            from croniter import croniter
-
-            if not croniter.is_valid(value):
-                raise ValueError(f"not a cron expression: {value!r}")
-        return value
+        return check_cron(value)
 
     @model_validator(mode="after")
     def _pair(self) -> UpstreamSettings:
