@@ -15,7 +15,8 @@ and measures, one cache after the other (the order alternates between runs):
 
 - first pull (cold cache): time to the first byte of the manifest, of the first layer,
   and the whole pull (manifest by tag, config, layers three at a time as docker does);
-- warm pull: the same pull again, everything cached;
+- warm pull: the same pull again, everything cached; for ours, beside it, a normal
+  pull of an image of the same shape pushed to the cache itself (``local/bench``);
 - upstream requests per ``--pulls`` pulls of the same tag (manifest GET by tag, as
   Docker Hub counts pulls), counted in the upstream's access log.
 
@@ -52,6 +53,7 @@ ACCEPT = ", ".join([OCI_MANIFEST, "application/vnd.oci.image.index.v1+json",
                     "application/vnd.docker.distribution.manifest.list.v2+json"])
 REQUEST = re.compile(r'"(GET|HEAD|POST|PUT|PATCH|DELETE) (/v2/\S+) HTTP/[\d.]+" (\d{3})')
 REPO, TAG = "library/bench", "v1"
+LOCAL_REPO = "local/bench"  # pushed to our cache itself: the normal pull beside the warm one
 
 
 class Server:
@@ -134,9 +136,9 @@ def ours(workdir: Path, upstream: str) -> Server:
 
 
 # -- the upstream's image --------------------------------------------------------------
-def push_blob(url: str, data: bytes) -> dict:
+def push_blob(url: str, data: bytes, repo: str = REPO) -> dict:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    r = requests.post(f"{url}/v2/{REPO}/blobs/uploads/", timeout=60)
+    r = requests.post(f"{url}/v2/{repo}/blobs/uploads/", timeout=60)
     r.raise_for_status()
     location = requests.compat.urljoin(url, r.headers["Location"])
     r = requests.put(location, params={"digest": digest}, data=data, timeout=600,
@@ -145,18 +147,18 @@ def push_blob(url: str, data: bytes) -> dict:
     return {"digest": digest, "size": len(data)}
 
 
-def seed(url: str, layers: int, layer_mib: int) -> None:
+def seed(url: str, layers: int, layer_mib: int, repo: str = REPO) -> None:
     config = json.dumps({"architecture": "amd64", "os": "linux",
                          "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    descriptors = [push_blob(url, os.urandom(layer_mib << 20)) for _ in range(layers)]
+    descriptors = [push_blob(url, os.urandom(layer_mib << 20), repo) for _ in range(layers)]
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   **push_blob(url, config)},
+                   **push_blob(url, config, repo)},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **d}
                    for d in descriptors],
     }).encode()
-    r = requests.put(f"{url}/v2/{REPO}/manifests/{TAG}", data=manifest, timeout=60,
+    r = requests.put(f"{url}/v2/{repo}/manifests/{TAG}", data=manifest, timeout=60,
                      headers={"Content-Type": OCI_MANIFEST})
     r.raise_for_status()
 
@@ -201,7 +203,10 @@ def tag_pulls(base: str, n: int) -> None:
         r.raise_for_status()
 
 
-def measure(cache: Server, base: str, upstream: Server, pulls: int) -> dict[str, float]:
+def measure(cache: Server, base: str, upstream: Server, pulls: int,
+            local: tuple[int, int] | None = None) -> dict[str, float]:
+    """``local`` (layers, MiB): also pull an image of that shape pushed to the cache
+    itself (ours only: Distribution's proxy mode takes no pushes), "a normal pull"."""
     # A running cache, not a starting one: every worker has answered a few requests.
     session = requests.Session()
     for _ in range(16):
@@ -210,10 +215,15 @@ def measure(cache: Server, base: str, upstream: Server, pulls: int) -> dict[str,
     warm = pull(base)
     mark = upstream.log_size()
     tag_pulls(base, pulls)
-    return {"cold_manifest_ttfb": cold["manifest_ttfb"],
-            "cold_first_layer_ttfb": cold["first_layer_ttfb"], "cold_total": cold["total"],
-            "warm_total": warm["total"],
-            "upstream_requests": float(upstream.requests_since(mark))}
+    result = {"cold_manifest_ttfb": cold["manifest_ttfb"],
+              "cold_first_layer_ttfb": cold["first_layer_ttfb"], "cold_total": cold["total"],
+              "warm_total": warm["total"],
+              "upstream_requests": float(upstream.requests_since(mark))}
+    if local is not None:
+        seed(cache.url, *local, repo=LOCAL_REPO)
+        pull(f"{cache.url}/v2/{LOCAL_REPO}")  # as warm as the mirror's copy
+        result["normal_pull_total"] = pull(f"{cache.url}/v2/{LOCAL_REPO}")["total"]
+    return result
 
 
 def main() -> None:
@@ -241,8 +251,9 @@ def main() -> None:
                     base = f"/v2/{REPO}"
                 cache.start()
                 try:
+                    local = (args.layers, args.layer_mib) if kind == "ours" else None
                     results[kind].append(measure(cache, cache.url + base, upstream,
-                                                 args.pulls))
+                                                 args.pulls, local))
                 finally:
                     cache.stop()
                 print(f"run {run + 1} {kind}: {results[kind][-1]}", file=sys.stderr)
@@ -259,7 +270,10 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
     for key in results["ours"][0]:
         cells = []
         for kind in ("ours", "distribution"):
-            values = [r[key] for r in results[kind]]
+            values = [r[key] for r in results[kind] if key in r]
+            if not values:
+                cells.append("-")
+                continue
             unit = "" if key == "upstream_requests" else " s"
             fmt = "{:.0f}" if key == "upstream_requests" else "{:.3f}"
             cells.append(f"{fmt.format(statistics.median(values))}{unit} "

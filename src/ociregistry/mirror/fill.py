@@ -218,5 +218,8 @@ class BlobFills:
             outcome = exc if isinstance(exc, Exception) else IncompleteBlob("stopped")
         finally:
             stack.close()
-            q.release_fill(self.db, key, token)
+            # The client's body ends now: the blob is committed (or the fill failed);
+            # giving the lease back is bookkeeping it need not wait for (waiters find
+            # the committed blob by mounting it, not by the lease).
             handoff.put(outcome)
+            q.release_fill(self.db, key, token)
