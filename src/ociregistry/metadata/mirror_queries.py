@@ -51,7 +51,7 @@ def record_check(store: MetadataStore, repository: str, reference: str, upstream
     """Upstream said ``digest`` (None: not found) for the reference just now."""
     now = time.time() if at is None else at
     values = {"upstream": upstream, "digest": digest, "checked_at": now}
-    with store.write() as conn:
+    with store.progress_write() as conn:
         conn.execute(
             store._insert(t.mirror_tags)
             .values(repository=repository, reference=reference, **values)
@@ -81,12 +81,16 @@ def repository_checks(store: MetadataStore, repository: str) -> list[tuple[str, 
 
 
 # -- fill leases (single flight across workers and instances) ------------
+# Leases, freshness checks and upstream state commit without waiting for the disk
+# (``progress_write``): a lease lost in a power cut has expired by the restart, a lost
+# check costs one more question upstream, the state is informational. The content they
+# describe (manifests, blobs) is written durably through the normal paths.
 def take_fill(store: MetadataStore, key: str, owner: str, upstream: str,
               lease_seconds: float) -> bool:
     """True when ``owner`` now holds the fill of ``key`` (free, expired or already its own)."""
     now = time.time()
     c = t.mirror_fills.c
-    with store.write() as conn:
+    with store.progress_write() as conn:
         store.lock_digest(conn, f"fill:{key}")  # PostgreSQL: one winner of a free row
         row = conn.execute(sa.select(c.owner, c.lease_until).where(c.key == key)).first()
         if row is not None and row.lease_until > now and row.owner != owner:
@@ -104,7 +108,7 @@ def renew_fill(store: MetadataStore, key: str, owner: str, lease_seconds: float,
                bytes_done: int) -> bool:
     """Extend the lease while bytes flow; False when another owner took it over."""
     c = t.mirror_fills.c
-    with store.write() as conn:
+    with store.progress_write() as conn:
         count = conn.execute(
             t.mirror_fills.update().where(c.key == key, c.owner == owner)
             .values(lease_until=time.time() + lease_seconds, bytes_done=bytes_done)
@@ -114,7 +118,7 @@ def renew_fill(store: MetadataStore, key: str, owner: str, lease_seconds: float,
 
 def release_fill(store: MetadataStore, key: str, owner: str) -> None:
     c = t.mirror_fills.c
-    with store.write() as conn:
+    with store.progress_write() as conn:
         conn.execute(t.mirror_fills.delete().where(c.key == key, c.owner == owner))
 
 
@@ -162,7 +166,7 @@ def update_upstream(store: MetadataStore, name: str, **values: object) -> None:
     if isinstance(values.get("last_error"), str):
         values["last_error"] = str(values["last_error"])[:500]
     values["updated_at"] = time.time()
-    with store.write() as conn:
+    with store.progress_write() as conn:
         conn.execute(
             store._insert(t.mirror_upstreams).values(name=name, **values)
             .on_conflict_do_update(index_elements=["name"], set_=values)
