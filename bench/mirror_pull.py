@@ -20,6 +20,10 @@ and measures, one cache after the other (the order alternates between runs):
 - upstream requests per ``--pulls`` pulls of the same tag (manifest GET by tag, as
   Docker Hub counts pulls), counted in the upstream's access log.
 
+Before the measured pull each cache has answered a few requests and pulled another
+image (``library/warmup``) from the same upstream: a running cache missing an image,
+not a process's very first request.
+
 Prints the median of the runs (min-max beside it). The bytes are checked: every blob
 is re-hashed as it streams in. Nothing is installed; ports are free loopback ports.
 """
@@ -54,6 +58,7 @@ ACCEPT = ", ".join([OCI_MANIFEST, "application/vnd.oci.image.index.v1+json",
 REQUEST = re.compile(r'"(GET|HEAD|POST|PUT|PATCH|DELETE) (/v2/\S+) HTTP/[\d.]+" (\d{3})')
 REPO, TAG = "library/bench", "v1"
 LOCAL_REPO = "local/bench"  # pushed to our cache itself: the normal pull beside the warm one
+WARMUP_REPO = "library/warmup"  # another image, filled before the measured one
 
 
 class Server:
@@ -207,10 +212,14 @@ def measure(cache: Server, base: str, upstream: Server, pulls: int,
             local: tuple[int, int] | None = None) -> dict[str, float]:
     """``local`` (layers, MiB): also pull an image of that shape pushed to the cache
     itself (ours only: Distribution's proxy mode takes no pushes), "a normal pull"."""
-    # A running cache, not a starting one: every worker has answered a few requests.
+    # A running cache, not a starting one: every worker has answered a few requests and
+    # filled another image from the upstream (a process's first fill pays one-time costs:
+    # its upstream connection, first-use compilation of its statements).
     session = requests.Session()
     for _ in range(16):
         session.get(cache.url + "/v2/", timeout=30).raise_for_status()
+    for _ in range(4):  # the requests spread over the workers
+        pull(base.replace(REPO, WARMUP_REPO))
     cold = pull(base)
     warm = pull(base)
     mark = upstream.log_size()
@@ -240,6 +249,7 @@ def main() -> None:
     upstream = distribution("upstream", work / "upstream").start()
     try:
         seed(upstream.url, args.layers, args.layer_mib)
+        seed(upstream.url, 1, 1, repo=WARMUP_REPO)
         for run in range(args.runs):
             order = ["ours", "distribution"] if run % 2 == 0 else ["distribution", "ours"]
             for kind in order:

@@ -138,7 +138,11 @@ class Registry:
                 "manifest digest does not match the reference",
                 {"reference": reference, "digest": digest},
             )
-        with refusals("manifest"), self.db.write() as conn:
+        # A mirrored copy commits without waiting for the disk: lost in a power cut, it
+        # is fetched again on the next pull (all of it or none: one transaction, ordered
+        # before any later durable commit). A client's push is on disk before its 201.
+        write = self.db.progress_write if mirrored else self.db.write
+        with refusals("manifest"), write() as conn:
             repo_id = self.db.ensure_repository(conn, name)
             for blob in sorted(set(parsed.blobs)):
                 self.db.lock_digest(conn, blob, shared=True)
