@@ -230,12 +230,21 @@ def test_evict_cli_dry_run_lists_reasons(mirror: Mirror) -> None:
     before = _pulls(mirror, "up/library/busybox", "1")
     _pull(mirror, "library/busybox", "1")
     wait_for(lambda: _pulls(mirror, "up/library/busybox", "1") > before, what="pull stats")
-    _age(mirror, "up/library/busybox", 10)
-    out = mirror.cli("mirror", "evict", "--upstream", "up", "--dry-run", "--json")
-    assert out.returncode == 0, out.stderr
-    (result,) = json.loads(out.stdout)
-    rules = [d["rule"] for d in result["deletions"] if d["repository"] == "up/library/busybox"]
-    assert rules and all("evict_unused_after 1w" in rule for rule in rules)
+    rules: list[str] = []
+
+    def listed() -> bool:
+        # Aged again each time: a pull an earlier test made through the other worker may
+        # reach the index only at that worker's next flush, after an earlier ageing.
+        _age(mirror, "up/library/busybox", 10)
+        out = mirror.cli("mirror", "evict", "--upstream", "up", "--dry-run", "--json")
+        assert out.returncode == 0, out.stderr
+        (result,) = json.loads(out.stdout)
+        rules[:] = [d["rule"] for d in result["deletions"]
+                    if d["repository"] == "up/library/busybox"]
+        return bool(rules)
+
+    wait_for(listed, what="busybox listed for eviction")
+    assert all("evict_unused_after 1w" in rule for rule in rules)
 
 
 def test_a_prefetch_that_cannot_reach_its_upstream_fails_visibly(mirror: Mirror) -> None:
