@@ -105,7 +105,7 @@ class UpstreamSettings(_Model):
     @field_validator("size_budget", mode="before")
     @classmethod
     def _size(cls, value: Any) -> int | None:
-        from ociregistry.config import parse_size
+        from ociregistry.sizes import parse_size
 
         return None if value is None else parse_size(value)
 

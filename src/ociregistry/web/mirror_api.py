@@ -20,6 +20,7 @@ from ociregistry.core.registry import BlobInfo
 from ociregistry.mirror.fill import StreamedBlob
 from ociregistry.mirror.routing import Route
 from ociregistry.mirror.service import MirrorService
+from ociregistry.web.v2_paging import next_link, page_args
 
 READS = ("GET", "HEAD")
 
@@ -96,9 +97,8 @@ def _tags(mirror: MirrorService, route: Route, name: str,
     """The upstream's tag list (paginated here); the cached tags when upstream fails."""
     import json
 
-    from ociregistry.web.registry_api import _next_link, _page_args
 
-    n, last = _page_args()
+    n, last = page_args()
     tags = mirror.tags(route)
     if tags is None:
         response = handler(name=name)
@@ -110,7 +110,7 @@ def _tags(mirror: MirrorService, route: Route, name: str,
     if n is not None and len(tags) > n:
         tags = tags[:n]
         if tags:
-            response.headers["Link"] = _next_link(f"/v2/{name}/tags/list", n, tags[-1])
+            response.headers["Link"] = next_link(f"/v2/{name}/tags/list", n, tags[-1])
     response.set_data(json.dumps({"name": name, "tags": tags}))
     response.headers["X-Registry-Mirror"] = "miss"
     return response

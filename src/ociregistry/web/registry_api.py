@@ -21,7 +21,6 @@ from ociregistry.core.errors import (
     BlobUploadInvalid,
     DigestInvalid,
     ManifestInvalid,
-    PaginationNumberInvalid,
     RangeInvalid,
     RegistryError,
     SizeInvalid,
@@ -35,10 +34,10 @@ from ociregistry.runtime import Runtime
 from ociregistry.web import auth as access
 from ociregistry.web import fast_blobs, mirror_api
 from ociregistry.web.body import MalformedBody, body_chunks
+from ociregistry.web.v2_paging import next_link, page_args
 
 bp = Blueprint("registry_api", __name__)
 
-MAX_PAGE = 10000
 # name is greedy up to the last keyword, as names may contain slashes.
 _ROUTES = [
     ("manifest", re.compile(r"^(?P<name>.+)/manifests/(?P<ref>[^/]+)$")),
@@ -98,21 +97,6 @@ def _receiving_body() -> Iterator[None]:
         metrics.UPLOADS_IN_PROGRESS.dec()
 
 
-def _page_args() -> tuple[int | None, str | None]:
-    raw = request.args.get("n")
-    n = None
-    if raw is not None and raw != "":
-        if not (raw.isascii() and raw.isdigit()):  # isdigit() alone takes "²"
-            raise PaginationNumberInvalid(detail={"n": raw[:50]})
-        n = min(int(raw), MAX_PAGE) if len(raw) < 19 else MAX_PAGE
-    return n, request.args.get("last") or None
-
-
-def _next_link(path: str, n: int, last: str, **extra: str) -> str:
-    query = urlencode({**extra, "n": n, "last": last})
-    return f'<{path}?{query}>; rel="next"'
-
-
 @bp.route("/v2/", methods=["GET"])
 def base() -> Response:
     return Response("{}", mimetype="application/json")
@@ -120,7 +104,7 @@ def base() -> Response:
 
 @bp.route("/v2/_catalog", methods=["GET"])
 def catalog() -> Response:
-    n, last = _page_args()
+    n, last = page_args()
     allowed = access.catalog_filter()
     if allowed is None:
         names = _registry().catalog(None if n is None else n + 1, last)
@@ -130,7 +114,7 @@ def catalog() -> Response:
     if n is not None and len(names) > n:
         names = names[:n]
         if names:  # n=0 asks for nothing: no next page either (spec: no Link)
-            response.headers["Link"] = _next_link("/v2/_catalog", n, names[-1])
+            response.headers["Link"] = next_link("/v2/_catalog", n, names[-1])
     response.set_data(json.dumps({"repositories": names}))
     return response
 
@@ -447,13 +431,13 @@ def cancel_upload(name: str, upload: str) -> Response:
 
 # -- listings -------------------------------------------------------------
 def list_tags(name: str) -> Response:
-    n, last = _page_args()
+    n, last = page_args()
     tags = _registry().tags(name, None if n is None else n + 1, last)
     response = Response(mimetype="application/json")
     if n is not None and len(tags) > n:
         tags = tags[:n]
         if tags:  # n=0 asks for nothing: no next page either (spec: no Link)
-            response.headers["Link"] = _next_link(f"/v2/{name}/tags/list", n, tags[-1])
+            response.headers["Link"] = next_link(f"/v2/{name}/tags/list", n, tags[-1])
     response.set_data(json.dumps({"name": name, "tags": tags}))
     return response
 

@@ -2,7 +2,7 @@
 
 Everything goes through lifecycle/quotas.py (QuotaService), the same the
 /api/v1/quotas operations call; sizes typed in the form ("10GiB", "80%") are read
-by config.parse_size, as in the configuration file.
+by sizes.parse_size, as in the configuration file.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from werkzeug.wrappers import Response
 
 from ociregistry.admin.errors import AdminError
-from ociregistry.config import parse_size
 from ociregistry.lifecycle.quotas import QuotaService, quota_dict
+from ociregistry.sizes import parse_size
 from ociregistry.web.ui import access
 from ociregistry.web.ui.blueprint import bp
 
