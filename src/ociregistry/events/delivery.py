@@ -47,7 +47,6 @@ from typing import Any
 import requests
 
 from ociregistry import metrics
-from ociregistry.config import EventsSettings
 from ociregistry.events.filters import EndpointSpec
 from ociregistry.events.formats import (
     BATCH_CONTENT_TYPES,
@@ -59,6 +58,7 @@ from ociregistry.events.formats import (
     signature_headers,
 )
 from ociregistry.events.model import Event
+from ociregistry.events.settings import EventsSettings
 from ociregistry.metadata import event_queries as q
 from ociregistry.metadata.store import MetadataStore
 

@@ -21,12 +21,13 @@ import sqlalchemy as sa
 
 from ociregistry import metrics
 from ociregistry.admin.errors import Conflict, InvalidRequest, NotFound
-from ociregistry.config import ConfigError, EventEndpointSettings, EventsSettings
+from ociregistry.config import ConfigError
 from ociregistry.events.delivery import Delivery, request_body, send
 from ociregistry.events.filters import EndpointSpec, SpecError, check_secret
 from ociregistry.events.formats import new_secret
 from ociregistry.events.model import Event, instance_name, iso_time, stamper, test_event
 from ociregistry.events.pulls import PullBuffer
+from ociregistry.events.settings import EventEndpointSettings, EventsSettings
 from ociregistry.metadata import event_queries as q
 from ociregistry.metadata.store import MetadataStore
 
