@@ -1,14 +1,14 @@
-"""Tables of the metadata index (SQLAlchemy Core). Migrations live in migrations/."""
+"""Tables of the metadata index (SQLAlchemy Core). Migrations live in migrations/.
+
+The core tables are here; those of the lifecycle, events and mirror capabilities are
+in schema_lifecycle.py, schema_events.py and schema_mirror.py, re-exported below so
+that ``schema.<table>`` names every table."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-metadata = sa.MetaData()
-
-# Names sort byte-wise ("ASCIIbetical") on every database, as the spec allows.
-Name = sa.String(512).with_variant(sa.String(512, collation="C"), "postgresql")
-Digest = sa.String(160)
+from ociregistry.metadata.schema_types import Digest, Name, metadata  # noqa: F401
 
 repositories = sa.Table(
     "repositories",
@@ -294,364 +294,6 @@ import_runs = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
 )
 
-# -- tag lifecycle (lifecycle/tag_rules.py, lifecycle/tag_history.py) ------------
-# Every change of a tag: pushed (digest set, previous NULL), moved (previous -> digest),
-# deleted (digest NULL), restored. Written in the transaction that changes the tag.
-# A digest named here within the restore window keeps its manifest and blobs from GC.
-tag_history = sa.Table(
-    "tag_history",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column(
-        "repository_id",
-        sa.Integer,
-        sa.ForeignKey("repositories.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column("tag", Name, nullable=False),
-    sa.Column("action", sa.String(16), nullable=False),  # push, move, delete, restore
-    sa.Column("digest", Digest, nullable=True),
-    sa.Column("previous_digest", Digest, nullable=True),
-    sa.Column("actor_kind", sa.String(16), nullable=False),
-    sa.Column("actor_name", sa.String(255), nullable=True),
-    sa.Column("actor_address", sa.String(64), nullable=True),
-    sa.Column("request_id", sa.String(64), nullable=True),
-    sa.Column("at", sa.Float, nullable=False),
-    sa.Index("ix_tag_history_tag", "repository_id", "tag", "id"),
-    sa.Index("ix_tag_history_digest", "repository_id", "digest", "at"),
-    sa.Index("ix_tag_history_previous", "repository_id", "previous_digest", "at"),
-    sa.Index("ix_tag_history_at", "at"),
-)
-
-# A manifest deleted by digest while tag history still names it: its bytes and
-# references, kept until no history entry within the restore window names it.
-retained_manifests = sa.Table(
-    "retained_manifests",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column(
-        "repository_id",
-        sa.Integer,
-        sa.ForeignKey("repositories.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column("digest", Digest, nullable=False),
-    sa.Column("media_type", sa.String(255), nullable=False),
-    sa.Column("payload", sa.LargeBinary, nullable=False),
-    sa.Column("subject", Digest, nullable=True),
-    sa.Column("deleted_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("repository_id", "digest", name="uq_retained_manifests_digest"),
-    sa.Index("ix_retained_manifests_subject", "repository_id", "subject"),
-)
-
-# What a retained manifest references: blobs ("blob") and index children ("child").
-retained_manifest_refs = sa.Table(
-    "retained_manifest_refs",
-    metadata,
-    sa.Column(
-        "retained_id",
-        sa.Integer,
-        sa.ForeignKey("retained_manifests.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    sa.Column("kind", sa.String(8), primary_key=True),
-    sa.Column("digest", Digest, primary_key=True),
-    sa.Index("ix_retained_manifest_refs_digest", "digest", "kind"),
-)
-
-# Immutable and protected tag rules managed at run time (the configuration file's
-# rules are not stored: they apply as well, read-only).
-tag_rules = sa.Table(
-    "tag_rules",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("kind", sa.String(16), nullable=False),  # immutable, protected
-    sa.Column("repositories", sa.String(512), nullable=False),  # glob
-    sa.Column("tags", sa.String(255), nullable=False),  # glob
-    sa.Column("users", sa.Text, nullable=False),  # JSON list (protected: who may change)
-    sa.Column("groups", sa.Text, nullable=False),  # JSON list
-    sa.Column("description", sa.String(255), nullable=False),
-    sa.Column("created_by", sa.String(255), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-# -- lifecycle: pull statistics and retention (lifecycle/) ---------------------------
-# How often and when a tag, and a manifest, was last pulled (manifest GET, not HEAD).
-# Written in batches by each worker's buffer (lifecycle/pull_stats.py): count += n,
-# last = max. A row goes with its tag or manifest (cascade).
-tag_pulls = sa.Table(
-    "tag_pulls",
-    metadata,
-    sa.Column("repository_id", sa.Integer, primary_key=True),
-    sa.Column("name", Name, primary_key=True),
-    sa.Column("count", sa.BigInteger, nullable=False),
-    sa.Column("last_pulled_at", sa.Float, nullable=False),
-    sa.ForeignKeyConstraint(["repository_id", "name"], ["tags.repository_id", "tags.name"],
-                            ondelete="CASCADE"),
-    sa.Index("ix_tag_pulls_last", "repository_id", "last_pulled_at"),
-)
-
-manifest_pulls = sa.Table(
-    "manifest_pulls",
-    metadata,
-    sa.Column(
-        "manifest_id",
-        sa.Integer,
-        sa.ForeignKey("manifests.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    sa.Column("count", sa.BigInteger, nullable=False),
-    sa.Column("last_pulled_at", sa.Float, nullable=False),
-)
-
-# The expiry a manifest's image configuration labels ask for (quay.expires-after,
-# ociregistry.expires-after), read once per manifest by the first retention run that
-# needs it; NULL: no such label. Manifest annotations are read from
-# manifest_annotations directly.
-manifest_label_expiry = sa.Table(
-    "manifest_label_expiry",
-    metadata,
-    sa.Column(
-        "manifest_id",
-        sa.Integer,
-        sa.ForeignKey("manifests.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    sa.Column("seconds", sa.Float, nullable=True),
-)
-
-# Retention policies managed at run time (/api/v1/retention/policies); those of the
-# configuration file are not stored. ``definition`` is the policy as JSON.
-retention_policies = sa.Table(
-    "retention_policies",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("definition", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("updated_by", sa.String(255), nullable=False, default=""),
-)
-
-# One row per retention run (dry runs too) and one per deletion it made: the audit.
-retention_runs = sa.Table(
-    "retention_runs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("policy", sa.String(64), nullable=False),
-    sa.Column("dry_run", sa.Boolean, nullable=False),
-    sa.Column("trigger", sa.String(16), nullable=False),  # schedule, cli, api, ui
-    sa.Column("started_by", sa.String(255), nullable=False, default=""),
-    sa.Column("started_at", sa.Float, nullable=False),
-    sa.Column("finished_at", sa.Float, nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),  # running, done, failed
-    sa.Column("tags_deleted", sa.Integer, nullable=False, default=0),
-    sa.Column("manifests_deleted", sa.Integer, nullable=False, default=0),
-    sa.Column("skipped", sa.Integer, nullable=False, default=0),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Index("ix_retention_runs_policy", "policy", "started_at"),
-)
-
-retention_deletions = sa.Table(
-    "retention_deletions",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column(
-        "run_id",
-        sa.Integer,
-        sa.ForeignKey("retention_runs.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column("kind", sa.String(8), nullable=False),  # tag, manifest
-    sa.Column("repository", Name, nullable=False),
-    sa.Column("tag", Name, nullable=True),
-    sa.Column("digest", Digest, nullable=False),
-    sa.Column("rule", sa.Text, nullable=False),
-    sa.Column("actor", sa.String(255), nullable=False),
-    sa.Column("deleted_at", sa.Float, nullable=False),
-    sa.Index("ix_retention_deletions_run", "run_id"),
-    sa.Index("ix_retention_deletions_repository", "repository", "deleted_at"),
-)
-
-# Quotas per repository namespace (lifecycle/quotas.py). ``blob_bytes`` and
-# ``upload_bytes`` are the namespace's usage, kept in the same transactions that
-# add or remove what they count (metadata/quota_accounting.py).
-quotas = sa.Table(
-    "quotas",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("pattern", Name, nullable=False, unique=True),  # repository glob: team-a/**
-    sa.Column("limit_bytes", sa.BigInteger, nullable=False),
-    sa.Column("warning_bytes", sa.BigInteger, nullable=True),
-    sa.Column("blob_bytes", sa.BigInteger, nullable=False, default=0),
-    sa.Column("upload_bytes", sa.BigInteger, nullable=False, default=0),
-    sa.Column("source", sa.String(16), nullable=False),  # "config" or "api"
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-# Which repositories each quota's pattern matches, written when either is created.
-quota_repositories = sa.Table(
-    "quota_repositories",
-    metadata,
-    sa.Column("quota_id", sa.Integer, sa.ForeignKey("quotas.id", ondelete="CASCADE"),
-              primary_key=True),
-    sa.Column("repository_id", sa.Integer,
-              sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
-    sa.Index("ix_quota_repositories_repository", "repository_id"),
-)
-
-# Per quota and blob: how many links and manifest references inside the namespace
-# hold the blob (``refs``) and the size counted when the first one came.
-quota_blobs = sa.Table(
-    "quota_blobs",
-    metadata,
-    sa.Column("quota_id", sa.Integer, sa.ForeignKey("quotas.id", ondelete="CASCADE"),
-              primary_key=True),
-    sa.Column("digest", Digest, primary_key=True),
-    sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("refs", sa.Integer, nullable=False),
-)
-
-# Events (webhooks): the transactional outbox. A row is written in the same
-# transaction as the change it describes, last, under a lock (PostgreSQL), so
-# ids grow in commit order and a cursor per endpoint never skips one.
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("uid", sa.String(36), nullable=False, unique=True),  # the event's public id
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("action", sa.String(64), nullable=False),
-    sa.Column("repository", Name, nullable=True),
-    sa.Column("digest", Digest, nullable=True),
-    sa.Column("media_type", sa.String(255), nullable=True),
-    sa.Column("artifact_type", sa.String(255), nullable=True),
-    sa.Column("body", sa.Text, nullable=False),  # JSON: everything else (tags, actor, ...)
-    sa.Index("ix_events_created", "created_at"),
-)
-
-# Webhook receivers, from the configuration file (source "config") or the API.
-# ``cursor``: the id of the last event handled (delivered, dead or filtered out).
-# ``lease_*``: the one worker of the cluster delivering to it now.
-event_endpoints = sa.Table(
-    "event_endpoints",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(64), nullable=False, unique=True),
-    sa.Column("source", sa.String(16), nullable=False),  # config | api
-    sa.Column("spec", sa.Text, nullable=False),  # JSON: url, format, filters, headers, ...
-    sa.Column("secret", sa.String(255), nullable=False),
-    sa.Column("enabled", sa.Boolean, nullable=False),
-    sa.Column("disabled_reason", sa.String(255), nullable=True),
-    sa.Column("cursor", sa.BigInteger, nullable=False),
-    sa.Column("failures", sa.Integer, nullable=False, default=0),  # consecutive
-    sa.Column("next_attempt_at", sa.Float, nullable=False, default=0),
-    sa.Column("head_attempts", sa.Integer, nullable=False, default=0),  # of the event after cursor
-    sa.Column("lease_token", sa.String(64), nullable=True),
-    sa.Column("lease_until", sa.Float, nullable=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    # The last event of the batch being retried (membership frozen: same events, same
-    # webhook-id on every retry); null when no batch failed.
-    sa.Column("batch_end", sa.BigInteger, nullable=True),
-)
-
-# Every delivery attempt (the delivery log), and the dead letters (outcome "dead").
-event_deliveries = sa.Table(
-    "event_deliveries",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("endpoint_id", sa.Integer,
-              sa.ForeignKey("event_endpoints.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("event_id", sa.BigInteger, nullable=False),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("at", sa.Float, nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),  # delivered | failed | dead
-    sa.Column("status_code", sa.Integer, nullable=True),
-    sa.Column("latency_ms", sa.Float, nullable=True),
-    sa.Column("error", sa.String(500), nullable=True),
-    sa.Column("response", sa.String(500), nullable=True),  # the first bytes of the answer
-    # A batch request covers event_id..last_event_id and carried ``events`` of them
-    # (null: one event, event_id).
-    sa.Column("last_event_id", sa.BigInteger, nullable=True),
-    sa.Column("events", sa.Integer, nullable=True),
-    sa.Index("ix_event_deliveries_endpoint", "endpoint_id", "id"),
-    sa.Index("ix_event_deliveries_event", "event_id"),
-)
-
-# Single events asked to be sent again to an endpoint, ahead of its cursor.
-event_redeliveries = sa.Table(
-    "event_redeliveries",
-    metadata,
-    sa.Column("endpoint_id", sa.Integer,
-              sa.ForeignKey("event_endpoints.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("event_id", sa.BigInteger, primary_key=True),
-)
-
-# Pull-through cache (mirror/, docs/mirror.md "Internals").
-# What upstream said of a reference (tag, or digest) of a mirrored repository, and when:
-# ``digest`` NULL is a cached upstream 404 (negative cache). ``repository`` is the local
-# name (dockerhub/library/alpine); the tag itself lives in ``tags`` like any other.
-mirror_tags = sa.Table(
-    "mirror_tags",
-    metadata,
-    sa.Column("repository", Name, primary_key=True),
-    sa.Column("reference", sa.String(160), primary_key=True),
-    sa.Column("upstream", sa.String(64), nullable=False),
-    sa.Column("digest", Digest, nullable=True),
-    sa.Column("checked_at", sa.Float, nullable=False),
-    sa.Index("ix_mirror_tags_upstream", "upstream", "checked_at"),
-)
-
-# Fills in progress: one worker of the cluster fetches a blob or manifest from upstream
-# (single flight); the others wait for its commit. ``lease_until`` is renewed while bytes
-# flow, so a crashed filler's row runs out and another worker takes over.
-mirror_fills = sa.Table(
-    "mirror_fills",
-    metadata,
-    sa.Column("key", sa.String(512), primary_key=True),
-    sa.Column("owner", sa.String(64), nullable=False),
-    sa.Column("upstream", sa.String(64), nullable=False),
-    sa.Column("started_at", sa.Float, nullable=False),
-    sa.Column("lease_until", sa.Float, nullable=False),
-    sa.Column("bytes_done", sa.BigInteger, nullable=False, default=0),
-)
-
-# Per-upstream health, shared by every worker and instance.
-mirror_upstreams = sa.Table(
-    "mirror_upstreams",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("rate_limited_until", sa.Float, nullable=True),  # after a 429: no request
-    sa.Column("ratelimit_remaining", sa.Integer, nullable=True),  # last RateLimit-Remaining
-    sa.Column("last_ok_at", sa.Float, nullable=True),
-    sa.Column("last_error", sa.String(500), nullable=True),
-    sa.Column("last_error_at", sa.Float, nullable=True),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-# Prefetch runs of the pull-through cache (mirror/prefetch.py): one row per run of an
-# upstream's prefetch list, its progress written as it goes (the API and UI poll it).
-mirror_sync_runs = sa.Table(
-    "mirror_sync_runs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("upstream", sa.String(64), nullable=False),
-    sa.Column("dry_run", sa.Boolean, nullable=False),
-    sa.Column("trigger", sa.String(16), nullable=False),  # schedule, cli, api, ui
-    sa.Column("started_by", sa.String(255), nullable=False, default=""),
-    sa.Column("status", sa.String(16), nullable=False),  # running, done, failed
-    sa.Column("started_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("finished_at", sa.Float, nullable=True),
-    sa.Column("tags_total", sa.Integer, nullable=False, default=0),
-    sa.Column("tags_done", sa.Integer, nullable=False, default=0),
-    sa.Column("tags_failed", sa.Integer, nullable=False, default=0),
-    sa.Column("bytes", sa.BigInteger, nullable=False, default=0),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("problems", sa.Text, nullable=False, default="[]"),  # JSON, the last 50
-    sa.Index("ix_mirror_sync_runs_upstream", "upstream", "started_at"),
-)
 # What may have become garbage since the last GC, written by triggers (migration
 # 0017): manifests that were pushed or lost a tag, an index or a subject; blobs
 # that were uploaded or lost a reference. The GC examines only these rows.
@@ -666,4 +308,33 @@ gc_blob_candidates = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("digest", Digest, nullable=False),
+)
+
+# The capabilities' tables (imported last: they use the types above).
+from ociregistry.metadata.schema_events import (  # noqa: E402, F401
+    event_deliveries,
+    event_endpoints,
+    event_redeliveries,
+    events,
+)
+from ociregistry.metadata.schema_lifecycle import (  # noqa: E402, F401
+    manifest_label_expiry,
+    manifest_pulls,
+    quota_blobs,
+    quota_repositories,
+    quotas,
+    retained_manifest_refs,
+    retained_manifests,
+    retention_deletions,
+    retention_policies,
+    retention_runs,
+    tag_history,
+    tag_pulls,
+    tag_rules,
+)
+from ociregistry.metadata.schema_mirror import (  # noqa: E402, F401
+    mirror_fills,
+    mirror_sync_runs,
+    mirror_tags,
+    mirror_upstreams,
 )
