@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ociregistry.metadata import schema as t
+from ociregistry.metadata.prepared import Prepared
 
 PENDING = "ociregistry.events.pending"
 EVENTS_LOCK = 0x6F637265  # "ocre": the outbox's commit-order lock on PostgreSQL
@@ -33,30 +34,10 @@ _COLUMNS = ("uid", "created_at", "action", "repository", "digest", "media_type",
 Stamp = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
-class _Compiled:
-    """A statement compiled once for the dialect, run through the driver (pushes pay
-    for these on every tag: SQLAlchemy's statement building costs more than SQLite's
-    answer)."""
-
-    def __init__(self, statement: sa.Executable, dialect: sa.Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.order = compiled.positiontup if compiled.positional else None
-
-    def args(self, params: dict[str, Any]) -> Any:
-        return tuple(params[name] for name in self.order) if self.order else params
-
-    def run(self, conn: Connection, **params: Any) -> Any:
-        return conn.exec_driver_sql(self.sql, self.args(params))
-
-    def run_many(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        conn.exec_driver_sql(self.sql, [self.args(row) for row in rows])
-
-
-def _statements(dialect: sa.Dialect) -> dict[str, _Compiled]:
+def _statements(dialect: sa.Dialect) -> dict[str, Prepared]:
     m, r, tg, e = t.manifests, t.repositories, t.tags, t.events
     bind = sa.bindparam
-    return {name: _Compiled(stmt, dialect) for name, stmt in {
+    return {name: Prepared(stmt, dialect) for name, stmt in {
         "insert": e.insert().values({c: bind(c) for c in (*_COLUMNS, "body")}),
         "old_target": sa.select(m.c.digest, r.c.name)
         .select_from(tg.join(m, m.c.id == tg.c.manifest_id).join(r, r.c.id == tg.c.repository_id))

@@ -20,23 +20,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ociregistry.metadata import schema as t
+from ociregistry.metadata.prepared import Prepared
 
-class Statement:
+
+class Statement(Prepared):
     """A statement compiled once for the engine's dialect, run on a driver cursor."""
 
     def __init__(self, statement: sa.Executable, engine: Engine) -> None:
-        compiled = statement.compile(dialect=engine.dialect)
-        self.sql = str(compiled)
-        self.order = compiled.positiontup if compiled.positional else None
+        super().__init__(statement, engine.dialect)
         self.engine = engine
-
-    def _args(self, params: dict[str, Any]) -> Any:
-        return tuple(params[name] for name in self.order) if self.order else params
 
     def first(self, **params: Any) -> tuple | None:
         """The first row, or None."""
         def work(cursor: Any) -> tuple | None:
-            cursor.execute(self.sql, self._args(params))
+            cursor.execute(self.sql, self.args(params))
             return cursor.fetchone()
 
         return run(self.engine, work, self.sql)
@@ -47,11 +45,11 @@ def tags_page(engine: Engine, repository: Statement, page: Statement, name: str,
     """A page of a repository's tags (None: no such repository), both statements on one
     pooled connection, the names read straight from the cursor (no Row per tag)."""
     def work(cursor: Any) -> list[str] | None:
-        cursor.execute(repository.sql, repository._args({"name": name}))
+        cursor.execute(repository.sql, repository.args({"name": name}))
         row = cursor.fetchone()
         if row is None:
             return None
-        cursor.execute(page.sql, page._args({"repo": row[0], "last": last, "n": n}))
+        cursor.execute(page.sql, page.args({"repo": row[0], "last": last, "n": n}))
         return [tag for tag, in cursor]
 
     return run(engine, work, page.sql)
@@ -76,3 +74,57 @@ def run(engine: Engine, work: Callable[[Any], Any], sql: str) -> Any:
             connection_invalidated=lost, dialect=dialect) from exc
     finally:
         fairy.close()  # back to the pool (PostgreSQL: rolled back there)
+
+
+def statements() -> dict[str, sa.Executable]:
+    m, r = t.manifests, t.repositories
+    cols = (m.c.id, m.c.digest, m.c.media_type, m.c.payload, m.c.subject)
+    by_repo = m.join(r, r.c.id == m.c.repository_id)
+    return {
+        "repository_id": sa.select(r.c.id).where(r.c.name == sa.bindparam("name")),
+        # One page of tags in byte order (the column's collation). "No limit" is
+        # LIMIT -1 on SQLite and LIMIT NULL on PostgreSQL: see tags().
+        "tags_page": sa.text(
+            "SELECT name FROM tags WHERE repository_id = :repo AND name > :last"
+            " ORDER BY name LIMIT :n"
+        ),
+        "manifest_by_digest": sa.select(*cols)
+        .select_from(by_repo)
+        .where(r.c.name == sa.bindparam("name"), m.c.digest == sa.bindparam("ref")),
+        # The tag by its primary key (repository_id, name), then its manifest by id:
+        # joined the other way SQLite walked every manifest of the repository and
+        # every tag of each (cost grew with the repository's size).
+        "manifest_by_tag": sa.select(*cols)
+        .select_from(
+            r.join(t.tags, t.tags.c.repository_id == r.c.id).join(
+                m, m.c.id == t.tags.c.manifest_id
+            )
+        )
+        .where(r.c.name == sa.bindparam("name"), t.tags.c.name == sa.bindparam("ref")),
+        # repository_stats on a manifest insert: add the sizes of the blobs the new
+        # manifest references that no other manifest of the repository does.
+        "stats_lock": sa.text(
+            "INSERT INTO repository_stats (repository_id, size) VALUES (:repo, 0)"
+            " ON CONFLICT (repository_id) DO UPDATE SET size = repository_stats.size"
+        ),
+        "stats_add_manifest": sa.text(
+            "INSERT INTO repository_stats (repository_id, size) VALUES (:repo, ("
+            "SELECT COALESCE(SUM(b.size), 0) FROM manifest_blobs mb"
+            " JOIN blobs b ON b.digest = mb.digest WHERE mb.manifest_id = :id"
+            " AND NOT EXISTS (SELECT 1 FROM manifest_blobs o"
+            " JOIN manifests m ON m.id = o.manifest_id WHERE o.digest = mb.digest"
+            " AND m.repository_id = :repo AND o.manifest_id <> :id)))"
+            " ON CONFLICT (repository_id) DO UPDATE"
+            " SET size = repository_stats.size + excluded.size"
+        ),
+        "repository_blob_size": sa.select(t.blobs.c.size)
+        .select_from(
+            t.repository_blobs.join(r, r.c.id == t.repository_blobs.c.repository_id).join(
+                t.blobs, t.blobs.c.digest == t.repository_blobs.c.digest
+            )
+        )
+        .where(
+            r.c.name == sa.bindparam("name"),
+            t.repository_blobs.c.digest == sa.bindparam("digest"),
+        ),
+    }

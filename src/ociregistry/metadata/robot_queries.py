@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from ociregistry.metadata import schema as t
-from ociregistry.metadata.store import MetadataStore, _Prepared
+from ociregistry.metadata.prepared import Prepared
+from ociregistry.metadata.store import MetadataStore
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def get(db: MetadataStore, token_id: str) -> RobotTokenRow | None:
     prepared = db.__dict__.get("_robot_token_by_id")
     if prepared is None:
         statement = sa.select(*_COLUMNS).where(t.robot_tokens.c.id == sa.bindparam("id"))
-        prepared = db.__dict__["_robot_token_by_id"] = _Prepared(statement, db.engine.dialect)
+        prepared = db.__dict__["_robot_token_by_id"] = Prepared(statement, db.engine.dialect)
     args = (token_id,) if prepared.order else {"id": token_id}
     with db.read() as conn:
         cursor = conn.connection.cursor()

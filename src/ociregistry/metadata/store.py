@@ -17,6 +17,7 @@ from ociregistry.metadata import schema as t
 from ociregistry.metadata.engine import create_engine
 from ociregistry.metadata.event_outbox import Outbox
 from ociregistry.metadata.hot_reads import Statement
+from ociregistry.metadata.prepared import Prepared
 from ociregistry.metadata.tag_history_queries import TagHook
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
 from ociregistry.metadata.wal_sync import WalSync
@@ -33,78 +34,6 @@ class ManifestRow:
     subject: str | None = None
 
 
-class _Prepared:
-    """A statement compiled once for the engine's dialect.
-
-    Building and caching a SQLAlchemy statement costs more than SQLite needs to
-    answer it; the hot read paths (manifest and blob lookups) run a statement
-    compiled at start-up through the driver directly.
-    """
-
-    def __init__(self, statement: sa.Executable, dialect: sa.Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.order = compiled.positiontup if compiled.positional else None
-
-    def run(self, conn: Connection, **params: Any) -> Any:
-        args = tuple(params[name] for name in self.order) if self.order else params
-        return conn.exec_driver_sql(self.sql, args)
-
-
-def _hot_statements() -> dict[str, sa.Executable]:
-    m, r = t.manifests, t.repositories
-    cols = (m.c.id, m.c.digest, m.c.media_type, m.c.payload, m.c.subject)
-    by_repo = m.join(r, r.c.id == m.c.repository_id)
-    return {
-        "repository_id": sa.select(r.c.id).where(r.c.name == sa.bindparam("name")),
-        # One page of tags in byte order (the column's collation). "No limit" is
-        # LIMIT -1 on SQLite and LIMIT NULL on PostgreSQL: see tags().
-        "tags_page": sa.text(
-            "SELECT name FROM tags WHERE repository_id = :repo AND name > :last"
-            " ORDER BY name LIMIT :n"
-        ),
-        "manifest_by_digest": sa.select(*cols)
-        .select_from(by_repo)
-        .where(r.c.name == sa.bindparam("name"), m.c.digest == sa.bindparam("ref")),
-        # The tag by its primary key (repository_id, name), then its manifest by id:
-        # joined the other way SQLite walked every manifest of the repository and
-        # every tag of each (cost grew with the repository's size).
-        "manifest_by_tag": sa.select(*cols)
-        .select_from(
-            r.join(t.tags, t.tags.c.repository_id == r.c.id).join(
-                m, m.c.id == t.tags.c.manifest_id
-            )
-        )
-        .where(r.c.name == sa.bindparam("name"), t.tags.c.name == sa.bindparam("ref")),
-        # repository_stats on a manifest insert: add the sizes of the blobs the new
-        # manifest references that no other manifest of the repository does.
-        "stats_lock": sa.text(
-            "INSERT INTO repository_stats (repository_id, size) VALUES (:repo, 0)"
-            " ON CONFLICT (repository_id) DO UPDATE SET size = repository_stats.size"
-        ),
-        "stats_add_manifest": sa.text(
-            "INSERT INTO repository_stats (repository_id, size) VALUES (:repo, ("
-            "SELECT COALESCE(SUM(b.size), 0) FROM manifest_blobs mb"
-            " JOIN blobs b ON b.digest = mb.digest WHERE mb.manifest_id = :id"
-            " AND NOT EXISTS (SELECT 1 FROM manifest_blobs o"
-            " JOIN manifests m ON m.id = o.manifest_id WHERE o.digest = mb.digest"
-            " AND m.repository_id = :repo AND o.manifest_id <> :id)))"
-            " ON CONFLICT (repository_id) DO UPDATE"
-            " SET size = repository_stats.size + excluded.size"
-        ),
-        "repository_blob_size": sa.select(t.blobs.c.size)
-        .select_from(
-            t.repository_blobs.join(r, r.c.id == t.repository_blobs.c.repository_id).join(
-                t.blobs, t.blobs.c.digest == t.repository_blobs.c.digest
-            )
-        )
-        .where(
-            r.c.name == sa.bindparam("name"),
-            t.repository_blobs.c.digest == sa.bindparam("digest"),
-        ),
-    }
-
-
 class MetadataStore(UploadStore):
     """The index behind the registry, on SQLite or PostgreSQL."""
 
@@ -118,12 +47,11 @@ class MetadataStore(UploadStore):
         )
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(immediate=True)
-        self._hot = {
-            key: _Prepared(stmt, self.engine.dialect) for key, stmt in _hot_statements().items()
-        }
+        statements = hot_reads.statements()
+        self._hot = {key: Prepared(stmt, self.engine.dialect) for key, stmt in statements.items()}
         # The same statements on a driver cursor (hot_reads.py): manifest and blob
         # lookups, tags pages.
-        self._fast = {key: Statement(stmt, self.engine) for key, stmt in _hot_statements().items()}
+        self._fast = {key: Statement(stmt, self.engine) for key, stmt in statements.items()}
         self.tag_hook = TagHook()  # lifecycle/tag_history.py: rules and history of tags
         self.events = Outbox(self.engine.dialect)  # events.emit(conn, ...): event_outbox.py
 
