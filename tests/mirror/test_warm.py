@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from ociregistry.config import load_settings
-from ociregistry.mirror.warm import route_for, upstream_tags, warm
+from ociregistry.mirror.outcomes import upstream_tags
+from ociregistry.mirror.warm import route_for, warm
 from ociregistry.runtime import build_runtime
 from tests.helpers import OCI_MANIFEST, put_manifest
 from tests.mirror.test_pull_through import OCI_INDEX, get, push_image

@@ -20,18 +20,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ociregistry import metrics
 from ociregistry.core.digests import parse_digest
 from ociregistry.core.errors import BlobUnknown, SizeInvalid
 from ociregistry.core.registry import BlobInfo
 from ociregistry.metadata import mirror_queries as q
+from ociregistry.mirror.outcomes import Outcomes
 from ociregistry.mirror.routing import Route
 from ociregistry.mirror.upstream import UpstreamError
-
-if TYPE_CHECKING:
-    from ociregistry.mirror.service import MirrorService
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +87,7 @@ class _Handoff:
 
 
 class BlobFills:
-    def __init__(self, service: MirrorService) -> None:
+    def __init__(self, service: Outcomes) -> None:
         self.service = service
         self.registry = service.registry
         self.db = service.registry.db

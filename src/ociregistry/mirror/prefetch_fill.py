@@ -23,8 +23,9 @@ class MirrorFillSource:
         self.service = service  # mirror.service.MirrorService
 
     def list_tags(self, upstream: UpstreamSettings, repository: str) -> Iterable[str]:
+        from ociregistry.mirror.outcomes import upstream_tags
         from ociregistry.mirror.upstream import UpstreamError
-        from ociregistry.mirror.warm import route_for, upstream_tags
+        from ociregistry.mirror.warm import route_for
 
         route = route_for(self.service, upstream.name, repository)
         try:

@@ -1,4 +1,4 @@
-"""The pull-through cache's rules for manifests, and what the fills share.
+"""The pull-through cache's rules for manifests (what fills and tag lists share is in outcomes.py).
 
 Tag pulls: within the upstream's ``tag_ttl`` (kept in ``mirror_tags``, shared by
 every worker and instance) the cached manifest is served without asking upstream;
@@ -14,59 +14,34 @@ worker asking until its Retry-After is over.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from dataclasses import dataclass
 
 from ociregistry import metrics
 from ociregistry.core.digests import is_digest, parse_digest
 from ociregistry.core.errors import (
     Denied,
     ManifestUnknown,
-    NameUnknown,
     RegistryError,
-    TooManyRequests,
 )
 from ociregistry.core.names import validate_tag
 from ociregistry.core.registry import Registry
 from ociregistry.metadata import mirror_queries as q
 from ociregistry.mirror.fill import BlobFills
+from ociregistry.mirror.outcomes import Outcomes, Served, UpstreamUnavailable, upstream_tags
 from ociregistry.mirror.routing import Route, resolve
-from ociregistry.mirror.settings import MirrorSettings, UpstreamSettings
+from ociregistry.mirror.settings import MirrorSettings
 from ociregistry.mirror.upstream import (
     MANIFEST_ACCEPT,
-    UpstreamClient,
     UpstreamError,
-    retry_after_seconds,
 )
 
 log = logging.getLogger(__name__)
-OK_WRITE_INTERVAL = 30.0  # seconds between last_ok_at writes per upstream and process
 
 
-class UpstreamUnavailable(RegistryError):
-    code = "UNAVAILABLE"
-    status = 503
-    default_message = "the upstream registry is unavailable"
-
-
-@dataclass(frozen=True)
-class Served:
-    """How a mirrored manifest request was answered: hit, revalidated, miss or stale."""
-
-    result: str
-    stale_seconds: float | None = None  # for stale: seconds since the last good check
-
-
-class MirrorService:
+class MirrorService(Outcomes):
     def __init__(self, settings: MirrorSettings, registry: Registry) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.db = registry.db
-        self._clients: dict[str, UpstreamClient] = {}
-        self._lock = threading.Lock()
-        self._ok_written: dict[str, float] = {}
+        super().__init__(settings, registry)
         self.fills = BlobFills(self)
 
     # -- routing ------------------------------------------------------------
@@ -83,13 +58,6 @@ class MirrorService:
             raise Denied(f"{route.local_name} mirrors upstream {route.upstream.name}: "
                          f"{method} is refused (pushes go to a repository outside the prefix)",
                          {"name": route.local_name, "upstream": route.upstream.name})
-
-    def client(self, upstream: UpstreamSettings) -> UpstreamClient:
-        with self._lock:
-            client = self._clients.get(upstream.name)
-            if client is None:
-                client = self._clients[upstream.name] = UpstreamClient(upstream)
-            return client
 
     # -- manifests ----------------------------------------------------------
     def manifest(self, route: Route, reference: str) -> Served:
@@ -260,8 +228,6 @@ class MirrorService:
     def tags(self, route: Route) -> list[str] | None:
         """The upstream's tags of the repository, sorted (as Distribution's proxy
         answers); None when upstream cannot answer (the cached tags are listed then)."""
-        from ociregistry.mirror.warm import upstream_tags
-
         try:
             return sorted(set(upstream_tags(self, route)))
         except UpstreamError as exc:
@@ -269,76 +235,3 @@ class MirrorService:
             log.warning("mirror %s: tag list of %s from the cache (%s)", route.upstream.name,
                         route.remote_name, exc.reason)
             return None
-
-    # -- shared by manifests and blobs ------------------------------------
-    def check_negative(self, route: Route, reference: str, error: type[RegistryError]) -> None:
-        fresh = q.freshness(self.db, route.local_name, reference)
-        if fresh is not None and fresh.digest is None and \
-                time.time() - fresh.checked_at < route.upstream.negative_ttl:
-            self.count(route, "manifest" if error is ManifestUnknown else "blob", "negative")
-            raise error(detail={"name": route.local_name, "reference": reference})
-
-    def not_found(self, route: Route, reference: str, error: type[RegistryError]) -> None:
-        """Upstream said 404: remembered for negative_ttl; the client gets ``error``."""
-        q.record_check(self.db, route.local_name, reference, route.upstream.name, None)
-        raise error(f"unknown to upstream {route.upstream.name}",
-                    {"name": route.local_name, "reference": reference})
-
-    def check_rate_limited(self, route: Route) -> None:
-        state = q.upstream_state(self.db, route.upstream.name)
-        until = state.rate_limited_until if state else None
-        if until is not None and until > time.time():
-            raise UpstreamError(f"{route.upstream.name} asked to wait (429) until "
-                                f"{time.strftime('%H:%M:%S', time.gmtime(until))} UTC",
-                                "rate_limited", None, until - time.time())
-
-    def status_error(self, route: Route, status: int, retry_after: str | None) -> UpstreamError:
-        kind = "rate_limited" if status == 429 else "status"
-        return UpstreamError(f"{route.upstream.name} answered {status}", kind, status,
-                             retry_after_seconds(retry_after))
-
-    def record_failure(self, route: Route, exc: UpstreamError) -> None:
-        values: dict[str, object] = {"last_error": exc.reason, "last_error_at": time.time()}
-        if exc.status == 429:  # upstream's own 429 (not our remembering of it)
-            values["rate_limited_until"] = time.time() + (exc.retry_after or 60.0)
-        try:
-            q.update_upstream(self.db, route.upstream.name, **values)
-        except Exception:  # noqa: BLE001 - state is advisory; the answer matters more
-            log.exception("mirror: cannot record the state of %s", route.upstream.name)
-
-    def failed(self, route: Route, exc: UpstreamError) -> RegistryError:
-        """The OCI error for a request upstream failed to answer (no cached copy)."""
-        if not (exc.kind == "rate_limited" and exc.status is None):
-            self.record_failure(route, exc)
-        return self.unavailable(route, exc)
-
-    def unavailable(self, route: Route, exc: UpstreamError) -> RegistryError:
-        log.warning("mirror %s: %s (%s)", route.upstream.name, exc.reason, route.local_name)
-        detail = {"upstream": route.upstream.name, "name": route.local_name}
-        retry = str(int(exc.retry_after or 0) + 1) if exc.retry_after else "10"
-        if exc.kind == "rate_limited":
-            return TooManyRequests(f"upstream {route.upstream.name} is rate limiting this "
-                                   "registry and nothing is cached", detail,
-                                   headers={"Retry-After": retry})
-        if exc.status in (401, 403):
-            return NameUnknown(f"upstream {route.upstream.name} refuses this registry access "
-                               f"to {route.remote_name} ({exc.status}): private or absent",
-                               detail)
-        return UpstreamUnavailable(f"upstream {route.upstream.name} is unavailable and "
-                                   f"nothing usable is cached: {exc.reason}", detail,
-                                   headers={"Retry-After": retry})
-
-    def succeeded(self, route: Route, client: UpstreamClient) -> None:
-        now = time.time()
-        if now - self._ok_written.get(route.upstream.name, 0.0) < OK_WRITE_INTERVAL:
-            return
-        self._ok_written[route.upstream.name] = now
-        try:
-            q.update_upstream(self.db, route.upstream.name, last_ok_at=now,
-                              ratelimit_remaining=client.ratelimit_remaining)
-        except Exception:  # noqa: BLE001
-            log.exception("mirror: cannot record the state of %s", route.upstream.name)
-
-    def count(self, route: Route, kind: str, result: str, served: Served | None = None):
-        metrics.MIRROR_REQUESTS.labels(route.upstream.name, kind, result).inc()
-        return served

@@ -1,26 +1,22 @@
 """Making mirrored content current without a client: what pre-fetch (and
 `ociregistry mirror sync`) builds on. No Flask, no scheduling here.
 
-- ``upstream_tags(service, route)``: the upstream's tag list of a repository;
-- ``warm(service, route, reference)``: the manifest of a tag or digest made
-  current (the same TTL/HEAD rules as a pull), then every blob and, for an index,
-  every child manifest and its blobs cached (single-flight with concurrent pulls).
+``warm(service, route, reference)`` makes the manifest of a tag or digest current
+(the same TTL/HEAD rules as a pull), then caches every blob and, for an index,
+every child manifest and its blobs (single-flight with concurrent pulls). The
+upstream's tag list is ``outcomes.upstream_tags``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from urllib.parse import urljoin
 
 from ociregistry.core import media_types as mt
 from ociregistry.core.registry import BlobInfo
 from ociregistry.mirror.fill import StreamedBlob
 from ociregistry.mirror.routing import Route, _route
 from ociregistry.mirror.service import MirrorService
-from ociregistry.mirror.upstream import UpstreamError
-
-MAX_TAG_PAGES = 100
 
 
 @dataclass
@@ -39,35 +35,6 @@ def route_for(service: MirrorService, upstream: str, repository: str) -> Route:
     if settings is None:
         raise KeyError(f"no upstream named {upstream!r}")
     return _route(settings, repository, None)
-
-
-def upstream_tags(service: MirrorService, route: Route) -> list[str]:
-    """Every tag of the repository upstream (following Link pages)."""
-    client = service.client(route.upstream)
-    url = f"{route.upstream.url}/v2/{route.remote_name}/tags/list?n=1000"
-    tags: list[str] = []
-    for _ in range(MAX_TAG_PAGES):
-        service.check_rate_limited(route)
-        with client.open("GET", url, client.scope(route.remote_name)) as response:
-            if response.status_code == 404:
-                return []
-            if response.status_code != 200:
-                raise service.status_error(route, response.status_code,
-                                           response.headers.get("Retry-After"))
-            try:
-                body = response.json()
-            except ValueError as exc:
-                raise UpstreamError(f"{route.upstream.name} sent a tag list that is not "
-                                    "JSON", "status", 502) from exc
-            link = response.headers.get("Link", "")
-        tags.extend(t for t in (body.get("tags") or []) if isinstance(t, str))
-        if 'rel="next"' not in link:
-            break
-        target = urljoin(url, link.split(";")[0].strip().strip("<>"))
-        if not client.host_allowed(target.split("/")[2]):
-            break
-        url = target
-    return tags
 
 
 def warm(service: MirrorService, route: Route, reference: str) -> Warmed:
