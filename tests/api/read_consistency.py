@@ -2,11 +2,11 @@
 
 ``check_reads_follow_writes(urls, repo)``: each write (tag set, tag moved, tag
 deleted, manifest deleted by digest, blob unlinked) goes through one URL and is
-read back at once through every URL, several times each on fresh connections (a
-server's workers are all reached) and on a kept-alive one (a worker that has served
-the old answer before). Used by tests/api/test_read_consistency.py (two servers on
-one data directory) and tests/cluster/test_cluster_read_consistency.py (three
-instances on PostgreSQL + S3).
+read back at once (the manifest; after a tag change the tags list too) through every
+URL, several times each on fresh connections (a server's workers are all reached)
+and on a kept-alive one (a worker that has served the old answer before). Used by
+tests/api/test_read_consistency.py (two servers on one data directory) and
+tests/cluster/test_cluster_read_consistency.py (three instances on PostgreSQL + S3).
 """
 
 from __future__ import annotations
@@ -51,6 +51,13 @@ class Reader:
                     if method == "GET" and body is not None:
                         assert content == body
 
+    def tags(self, expected: list[str]) -> None:
+        """Every tags list answers ``expected``: whole, and the page of one after base-b."""
+        for status, _, content in self._answers("GET", "tags/list"):
+            assert (status, json.loads(content)["tags"]) == (200, expected), content
+        for status, _, content in self._answers("GET", "tags/list?n=1&last=base-b"):
+            assert (status, json.loads(content)["tags"]) == (200, expected[2:3]), content
+
     def blob(self, digest: str, present: bool) -> None:
         for method in ("HEAD", "GET"):
             for status, _, _ in self._answers(method, f"blobs/{digest}"):
@@ -76,6 +83,7 @@ def check_reads_follow_writes(urls: list[str], repo: str, rounds: int = 3) -> No
         # set, move back and forth, delete: read through every instance right after each
         assert _put(w, repo, "moving", first) == a
         read.manifest("moving", a, first)
+        read.tags(["base-a", "base-b", "moving"])
         assert _put(urls[(i + 1) % n], repo, "moving", second) == b
         read.manifest("moving", b, second)
         assert _put(urls[(i + 2) % n], repo, "moving", first) == a
@@ -83,6 +91,7 @@ def check_reads_follow_writes(urls: list[str], repo: str, rounds: int = 3) -> No
         r = _session().delete(f"{w}/v2/{repo}/manifests/moving", timeout=60)
         assert r.status_code == 202, r.text
         read.manifest("moving", None)
+        read.tags(["base-a", "base-b"])
     # by digest: served everywhere, then deleted through one and gone everywhere
     read.manifest(a, a, first)
     read.manifest(b, b, second)

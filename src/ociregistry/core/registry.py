@@ -189,6 +189,16 @@ class Registry:
             raise NameUnknown(detail={"name": name})
         return tags
 
+    def tags_json(self, name: str, n: int | None, last: str | None
+                  ) -> tuple[str, str | None, bool]:
+        """``tags`` as a JSON array (text) of at most ``n``, its last, whether more
+        follow (the /v2 tags list: no Python object per tag)."""
+        validate_name(name)
+        page = self.db.tags_json(name, n, last)
+        if page is None:
+            raise NameUnknown(detail={"name": name})
+        return page
+
     def catalog(self, n: int | None, last: str | None) -> list[str]:
         return self.db.catalog(n, last)
 

@@ -55,6 +55,45 @@ def tags_page(engine: Engine, repository: Statement, page: Statement, name: str,
     return run(engine, work, page.sql)
 
 
+def tags_json(engine: Engine, repository: Statement, page: Statement, name: str,
+              last: str, n: int | None) -> tuple[str, str | None, bool] | None:
+    """A page of a repository's tags as a JSON array (text), its last tag, and whether
+    more tags follow it; None: no such repository. The database builds the array: one row
+    whatever the page holds, no Python string or tuple per tag."""
+    def work(cursor: Any) -> tuple[str, str | None, bool] | None:
+        cursor.execute(repository.sql, repository.args({"name": name}))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        cursor.execute(page.sql, page.args({"repo": row[0], "last": last, "n": n}))
+        array, last_tag, more = cursor.fetchone()
+        return array, last_tag, bool(more)
+
+    return run(engine, work, page.sql)
+
+
+def tags_json_statement(dialect: str) -> sa.TextClause:
+    """``tags_json``'s page: the array of at most ``n`` names after ``last`` in byte
+    order (the column's collation), the last of them, and whether a name follows it.
+
+    The innermost query is the one ``tags_page`` runs (covering index, ordered,
+    limited); a subquery with a LIMIT is not flattened into the aggregate, so
+    SQLite aggregates its rows in their order (tests/unit/test_tags_json.py
+    inserts in reverse order to check). PostgreSQL orders inside the aggregate.
+    """
+    if dialect == "sqlite":
+        agg, text, last = "json_group_array(name)", "arr", "json_extract(arr, '$[#-1]')"
+    else:  # json_agg is NULL over no rows; ::text keeps the driver from parsing it
+        agg, text, last = "json_agg(name ORDER BY name)", "COALESCE(arr::text, '[]')", "arr->>-1"
+    # The last name from the array: max(name) would compare and copy every name again.
+    return sa.text(
+        f"SELECT {text}, {last}, EXISTS (SELECT 1 FROM tags WHERE repository_id = :repo"
+        f" AND name > {last}) FROM (SELECT {agg} AS arr FROM ("
+        "SELECT name FROM tags WHERE repository_id = :repo AND name > :last"
+        " ORDER BY name LIMIT :n) AS page) AS a"
+    )
+
+
 def run(engine: Engine, work: Callable[[Any], Any], sql: str) -> Any:
     """``work(cursor)`` on a pooled driver connection (``sql``: named in errors)."""
     dialect = engine.dialect

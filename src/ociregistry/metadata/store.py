@@ -52,6 +52,7 @@ class MetadataStore(UploadStore):
         # The same statements on a driver cursor (hot_reads.py): manifest and blob
         # lookups, tags pages.
         self._fast = {key: Statement(stmt, self.engine) for key, stmt in statements.items()}
+        self._tags_json = Statement(hot_reads.tags_json_statement(self.dialect), self.engine)
         self.tag_hook = TagHook()  # lifecycle/tag_history.py: rules and history of tags
         self.events = Outbox(self.engine.dialect)  # events.emit(conn, ...): event_outbox.py
 
@@ -407,6 +408,14 @@ class MetadataStore(UploadStore):
             n = -1 if self.dialect == "sqlite" else None  # type: ignore[assignment]
         return hot_reads.tags_page(self.engine, self._fast["repository_id"],
                                    self._fast["tags_page"], name, last or "", n)
+
+    def tags_json(self, name: str, n: int | None, last: str | None
+                  ) -> tuple[str, str | None, bool] | None:
+        """``tags`` as a JSON array (text) of at most ``n``, its last, whether more follow."""
+        if n is None:
+            n = -1 if self.dialect == "sqlite" else None  # type: ignore[assignment]
+        return hot_reads.tags_json(self.engine, self._fast["repository_id"], self._tags_json,
+                                   name, last or "", n)
 
     def referrers(
         self, name: str, subject: str, artifact_type: str | None, n: int, last: str | None

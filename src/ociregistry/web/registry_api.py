@@ -432,13 +432,12 @@ def cancel_upload(name: str, upload: str) -> Response:
 # -- listings -------------------------------------------------------------
 def list_tags(name: str) -> Response:
     n, last = page_args()
-    tags = _registry().tags(name, None if n is None else n + 1, last)
-    response = Response(mimetype="application/json")
-    if n is not None and len(tags) > n:
-        tags = tags[:n]
-        if tags:  # n=0 asks for nothing: no next page either (spec: no Link)
-            response.headers["Link"] = next_link(f"/v2/{name}/tags/list", n, tags[-1])
-    response.set_data(json.dumps({"name": name, "tags": tags}))
+    array, last_tag, more = _registry().tags_json(name, n, last)
+    # The array comes built from the database (JSON text); only the envelope is ours.
+    response = Response(f'{{"name": {json.dumps(name)}, "tags": {array}}}',
+                        mimetype="application/json")
+    if n is not None and more and last_tag is not None:  # n=0: no Link (spec)
+        response.headers["Link"] = next_link(f"/v2/{name}/tags/list", n, last_tag)
     return response
 
 
