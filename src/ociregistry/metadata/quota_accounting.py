@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ociregistry.metadata import schema as t
+from ociregistry.metadata.prepared import once
 
 LOCK_KEY = "quotas"
 
@@ -98,6 +99,16 @@ def quotas_of(store: Any, conn: Connection, repo_id: int) -> list[int]:
     ).scalars())
 
 
+def _covering(conn: Connection) -> sa.Select:
+    """The quotas covering repository :repo, in id order (PostgreSQL: rows locked)."""
+    qr, q = t.quota_repositories, t.quotas
+    covering = (sa.select(q.c.id).select_from(q.join(qr, qr.c.quota_id == q.c.id))
+                .where(qr.c.repository_id == sa.bindparam("repo")).order_by(q.c.id))
+    if conn.dialect.name == "postgresql":
+        covering = covering.with_for_update(key_share=True, of=q)
+    return covering
+
+
 def add_refs(store: Any, conn: Connection, repo_id: int, digests: Sequence[str],
              manifest: tuple[str, int] | None = None) -> None:
     """One more link or manifest reference to each blob of ``digests`` in ``repo_id``,
@@ -105,13 +116,11 @@ def add_refs(store: Any, conn: Connection, repo_id: int, digests: Sequence[str],
     if not digests and manifest is None:
         return
     lock(store, conn)
-    qr, b, qb, q = t.quota_repositories, t.blobs, t.quota_blobs, t.quotas
+    qr, b, qb = t.quota_repositories, t.blobs, t.quota_blobs
     # The repository's quotas, their rows locked first (see _lock_rows); none: done.
-    covering = (sa.select(q.c.id).select_from(q.join(qr, qr.c.quota_id == q.c.id))
-                .where(qr.c.repository_id == repo_id).order_by(q.c.id))
-    if conn.dialect.name == "postgresql":
-        covering = covering.with_for_update(key_share=True, of=q)
-    if not conn.execute(covering).first():
+    # Every link and manifest push asks: compiled once (prepared.once).
+    if not once(conn, "quota.covering", lambda: _covering(conn)).run(
+            conn, repo=repo_id).first():
         return
     parts = []
     if digests:

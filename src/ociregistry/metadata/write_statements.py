@@ -119,3 +119,38 @@ def upsert_tag(conn: Connection, repo_id: int, tag: str, manifest_id: int, now: 
 __all__ = ["MAX_PREPARED_IN", "Prepared", "insert_manifest", "insert_manifest_blobs",
            "link_blob", "linked_blob_size", "linked_blob_sizes", "manifest_id",
            "repository_id", "upsert_blob", "upsert_tag"]
+
+
+# -- upload sessions (upload_store.py) ---------------------------------------------
+_UPLOAD_COLUMNS = ("id", "repository_id", "algorithm", "size", "created_at", "updated_at",
+                   "owner")
+
+
+def create_upload(conn: Connection, **values: object) -> None:
+    """Insert an uploads row (every column of _UPLOAD_COLUMNS)."""
+    once(conn, "write.create_upload", lambda: t.uploads.insert().values(
+        {name: sa.bindparam(name) for name in _UPLOAD_COLUMNS})).run(conn, **values)
+
+
+def get_upload(conn: Connection, name: str, upload_id: str) -> dict[str, object] | None:
+    """The session's row (every column) if it belongs to repository ``name``."""
+    u, r = t.uploads, t.repositories
+    row = once(conn, "write.get_upload", lambda: sa.select(u).select_from(
+        u.join(r, r.c.id == u.c.repository_id)).where(
+        u.c.id == sa.bindparam("id"), r.c.name == sa.bindparam("name")),
+    ).run(conn, id=upload_id, name=name).mappings().first()
+    if row is None:
+        return None
+    out = dict(row)
+    if out["hash_state"] is not None:
+        out["hash_state"] = bytes(out["hash_state"])  # the driver may hand a memoryview
+    return out
+
+
+def delete_upload(conn: Connection, upload_id: str) -> tuple[int, int] | None:
+    """Delete the session's row: its (repository_id, size), None when there was none."""
+    u = t.uploads
+    row = once(conn, "write.delete_upload", lambda: u.delete().where(
+        u.c.id == sa.bindparam("id")).returning(u.c.repository_id, u.c.size),
+    ).run(conn, id=upload_id).first()
+    return (row[0], row[1]) if row else None
