@@ -5,9 +5,12 @@
 Builds the registry's app in process on a fresh data directory (the defaults:
 SQLite, filesystem), pushes a base image, then logs, per request kind, every
 statement SQLAlchemy sends (after_cursor_execute), every BEGIN and COMMIT and
-every os.fsync: a blob POST and monolithic PUT, a cross-repository mount, a
-manifest PUT to a new repository. No timing: the counts are what the write path
-costs in round trips, steady on any machine. ``--show`` prints the statements.
+every os.fsync (and those made while a write transaction holds the database's
+lock): a blob POST and monolithic PUT, a cross-repository mount, a manifest PUT to
+a new repository. "built": statements SQLAlchemy built and compiled for the
+request rather than run precompiled (metadata/prepared.py). No timing: the counts
+are what the write path costs in round trips, steady on any machine. ``--show``
+prints the statements; ``--fsync false`` runs with storage.fsync off.
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ class Tally:
     def __init__(self) -> None:
         self.statements: list[str] = []
         self.fsyncs = 0
+        self.locked_fsyncs = 0  # inside a write transaction: every writer waits for them
+        self.built = 0  # statements SQLAlchemy built and compiled (not prepared.py's)
+        self.in_write = False
 
     def reset(self) -> None:
-        self.statements, self.fsyncs = [], 0
+        self.statements, self.fsyncs, self.locked_fsyncs, self.built = [], 0, 0, 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,15 +66,28 @@ def main(argv: list[str] | None = None) -> int:
     @event.listens_for(store.engine, "after_cursor_execute")
     def _sql(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
         tally.statements.append(" ".join(statement.split())[:160])
+        if statement.startswith("BEGIN"):
+            tally.in_write = True
+
+    @event.listens_for(store.engine, "before_execute")
+    def _built(conn, clauseelement, multiparams, params, execution_options):  # type: ignore[no-untyped-def]
+        if not isinstance(clauseelement, str):
+            tally.built += 1
 
     @event.listens_for(store.engine, "commit")
     def _commit(conn):  # type: ignore[no-untyped-def]
         tally.statements.append("COMMIT")
+        tally.in_write = False
+
+    @event.listens_for(store.engine, "rollback")
+    def _rollback(conn):  # type: ignore[no-untyped-def]
+        tally.in_write = False
 
     real_fsync = os.fsync
 
     def counting_fsync(fd: int) -> None:
         tally.fsyncs += 1
+        tally.locked_fsyncs += tally.in_write
         real_fsync(fd)
 
     os.fsync = counting_fsync
@@ -93,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         c["transactions"] += sum(1 for s in tally.statements if s.startswith("BEGIN"))
         c["commits"] += tally.statements.count("COMMIT")
         c["fsyncs"] += tally.fsyncs
+        c["locked"] += tally.locked_fsyncs
+        c["built"] += tally.built
         c["n"] += 1
         if args.show and c["n"] == 2:  # the second of a kind: nothing made for the first time
             print(f"-- {name}")
@@ -123,11 +144,12 @@ def main(argv: list[str] | None = None) -> int:
                        headers={"Content-Type": DOCKER_MANIFEST})
         assert r.status_code == 201, r.data
         tally_step("manifest PUT (new repository, new tag)")
-    print(f"{'request':42} {'statements':>10} {'transactions':>12} {'fsyncs':>7}")
+    print(f"{'request':40} {'statements':>10} {'built':>6} {'transactions':>12} {'fsyncs':>7}"
+          f" {'under lock':>10}")
     for name, c in results.items():
         n = c["n"]
-        print(f"{name:42} {c['statements'] / n:10.1f} {c['transactions'] / n:12.1f} "
-              f"{c['fsyncs'] / n:7.1f}")
+        print(f"{name:40} {c['statements'] / n:10.1f} {c['built'] / n:6.1f} "
+              f"{c['transactions'] / n:12.1f} {c['fsyncs'] / n:7.1f} {c['locked'] / n:10.1f}")
     os.fsync = real_fsync
     return 0
 
