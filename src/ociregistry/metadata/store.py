@@ -120,13 +120,7 @@ class MetadataStore(UploadStore):
     def ensure_repository(self, conn: Connection, name: str) -> int:
         repo_id = self.repository_id(conn, name)
         if repo_id is None:
-            # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
-            repo_id = conn.execute(
-                self._insert(t.repositories)
-                .values(name=name, created_at=time.time())
-                .on_conflict_do_nothing()
-                .returning(t.repositories.c.id)
-            ).scalar()
+            repo_id = w.insert_repository(conn, name, time.time())
             if repo_id is not None:
                 self.events.emit(conn, "repository.created", repository=name)
                 quota_queries.map_new_repository(self, conn, repo_id, name)

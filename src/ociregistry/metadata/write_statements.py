@@ -154,3 +154,12 @@ def delete_upload(conn: Connection, upload_id: str) -> tuple[int, int] | None:
         u.c.id == sa.bindparam("id")).returning(u.c.repository_id, u.c.size),
     ).run(conn, id=upload_id).first()
     return (row[0], row[1]) if row else None
+
+
+def insert_repository(conn: Connection, name: str, now: float) -> int | None:
+    """A new repository's id; None when it exists (made meanwhile by another transaction).
+    RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT."""
+    r = t.repositories
+    return once(conn, "write.insert_repository", lambda: _insert(conn, r).values(
+        name=sa.bindparam("name"), created_at=sa.bindparam("now"),
+    ).on_conflict_do_nothing().returning(r.c.id)).run(conn, name=name, now=now).scalar()
