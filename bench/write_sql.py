@@ -129,8 +129,23 @@ def main(argv: list[str] | None = None) -> int:
         "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
                     "size": len(layer), "digest": _digest(layer)}],
     }).encode()
+    def push_streamed(repo: str, data: bytes) -> None:
+        """docker push's way: POST, one PATCH with the bytes, PUT without."""
+        r = client.post(f"/v2/{repo}/blobs/uploads/")
+        assert r.status_code == 202, r.data
+        tally.reset()
+        r = client.patch(r.headers["Location"], data=data,
+                         headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 202, r.data
+        tally_step("blob PATCH")
+        location = r.headers["Location"]
+        r = client.put(location + ("&" if "?" in location else "?") + f"digest={_digest(data)}")
+        assert r.status_code == 201, r.data
+        tally_step("blob PUT (after PATCH)")
+
     for i in range(3):
         push_blob(f"base/b{i}", os.urandom(2048))
+        push_streamed(f"base/s{i}", os.urandom(2048))
     push_blob("base/app", layer)
     push_blob("base/app", config)
     tally.reset()

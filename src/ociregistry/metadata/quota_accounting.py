@@ -94,9 +94,9 @@ def _lock_rows(conn: Connection, quota_ids: Any) -> None:
 def quotas_of(store: Any, conn: Connection, repo_id: int) -> list[int]:
     lock(store, conn)
     qr = t.quota_repositories
-    return list(conn.execute(
-        sa.select(qr.c.quota_id).where(qr.c.repository_id == repo_id).order_by(qr.c.quota_id)
-    ).scalars())
+    return list(once(conn, "quota.quotas_of", lambda: sa.select(qr.c.quota_id).where(
+        qr.c.repository_id == sa.bindparam("repo")).order_by(qr.c.quota_id),
+    ).run(conn, repo=repo_id).scalars())
 
 
 def _covering(conn: Connection) -> sa.Select:
@@ -218,11 +218,10 @@ def upload_quotas(store: Any, conn: Connection, upload_id: str) -> tuple[int, li
     """(saved size, quotas) of an upload session, before it changes."""
     lock(store, conn)
     u, qr = t.uploads, t.quota_repositories
-    rows = conn.execute(
-        sa.select(u.c.size, qr.c.quota_id)
-        .select_from(u.join(qr, qr.c.repository_id == u.c.repository_id))
-        .where(u.c.id == upload_id).order_by(qr.c.quota_id)
-    ).all()
+    rows = once(conn, "quota.upload_quotas", lambda: sa.select(u.c.size, qr.c.quota_id)
+                .select_from(u.join(qr, qr.c.repository_id == u.c.repository_id))
+                .where(u.c.id == sa.bindparam("id")).order_by(qr.c.quota_id),
+                ).run(conn, id=upload_id).all()
     return (rows[0][0] if rows else 0), [row[1] for row in rows]
 
 

@@ -112,7 +112,11 @@ class UploadStore:
             values.update(lease_token=None, lease_until=None)
         with self.progress_write() as conn:
             old_size, quota_ids = quota_accounting.upload_quotas(self, conn, upload_id)
-            if conn.execute(query.values(**values)).rowcount == 0:
+            if lease_token is None:  # every PATCH on the filesystem: compiled once
+                saved = write_statements.save_upload(conn, upload_id, **values)
+            else:
+                saved = conn.execute(query.values(**values)).rowcount > 0
+            if not saved:
                 return False
             # Over a quota: QuotaExceeded, and the saved size stays where it was.
             quota_accounting.upload_changed(self, conn, None, quota_ids, size - old_size)

@@ -163,3 +163,14 @@ def insert_repository(conn: Connection, name: str, now: float) -> int | None:
     return once(conn, "write.insert_repository", lambda: _insert(conn, r).values(
         name=sa.bindparam("name"), created_at=sa.bindparam("now"),
     ).on_conflict_do_nothing().returning(r.c.id)).run(conn, name=name, now=now).scalar()
+
+
+def save_upload(conn: Connection, upload_id: str, **values: object) -> bool:
+    """Record a session's progress (size, updated_at, hash_state, storage_state);
+    False when the session is gone."""
+    u = t.uploads
+    return once(conn, "write.save_upload", lambda: u.update().where(
+        u.c.id == sa.bindparam("upload_id")).values(
+        {name: sa.bindparam(name) for name in ("size", "updated_at", "hash_state",
+                                               "storage_state")}),
+    ).run(conn, upload_id=upload_id, **values).rowcount > 0
