@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ociregistry.metadata import schema as t
-from ociregistry.metadata.prepared import Prepared, once
+from ociregistry.metadata.prepared import once
 
 # linked_blob_sizes: one statement per number of digests, up to this many (a
 # manifest's layers; larger lists are rare and use the Core form).
@@ -116,9 +116,6 @@ def upsert_tag(conn: Connection, repo_id: int, tag: str, manifest_id: int, now: 
     )).run(conn, repo=repo_id, tag=tag, manifest=manifest_id, now=now)
 
 
-__all__ = ["MAX_PREPARED_IN", "Prepared", "insert_manifest", "insert_manifest_blobs",
-           "link_blob", "linked_blob_size", "linked_blob_sizes", "manifest_id",
-           "repository_id", "upsert_blob", "upsert_tag"]
 
 
 # -- upload sessions (upload_store.py) ---------------------------------------------
