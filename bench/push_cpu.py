@@ -170,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", help="git revision to compare with (none: this tree only)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--blob-mib", type=int, default=256)
+    p.add_argument("--steps", default=",".join(STEPS),
+                   help="comma-separated subset of " + ",".join(STEPS) + " (e.g. repos,flow)")
     args = p.parse_args(argv)
+    steps_run = [s for s in args.steps.split(",") if s]
+    if unknown := set(steps_run) - set(STEPS):
+        p.error(f"unknown steps: {', '.join(sorted(unknown))}")
     tmp = Path(tempfile.mkdtemp(prefix="push-cpu-"))
     builds = {"current": ROOT}
     if args.baseline:
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 steps = [Steps(stack.enter_context(Registry(
                     OURS, tmp / f"{name}-{run}", source=builds[name], label=name)), data)
                     for name in order]
-                for step in STEPS:
+                for step in steps_run:
                     for s in steps:
                         getattr(s, step)()
                 for s in steps:
@@ -213,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    args.baseline else ""))
     print("| --- |" + " --- |" * (len(names) + bool(args.baseline)))
     for key, label in FIGURES:
+        if any(key not in m for n in names for m in results[n]):
+            continue  # a step not run
         cols = [statistics.median(m[key] for m in results[n]) for n in names]
         row = f"| {label} | " + " | ".join(f"{v:,.2f}" for v in cols)
         if args.baseline:

@@ -1,9 +1,11 @@
 """A 201 survives a power cut (storage.fsync: true, the default).
 
 The order is proved on the system calls of a real registry run under strace:
-the upload file is fsynced, renamed to blobs/<alg>/<xx>/<hex>, the directory
-that holds the new name is fsynced (and, for a directory just made, its
-parent), then SQLite's commit syncs its WAL, and only then does the 201 go out.
+the upload file is fsynced, hard-linked (or renamed) to blobs/<alg>/<xx>/<hex>,
+the directory that holds the new name is fsynced (and, for a directory just
+made, its parent), then SQLite's commit syncs its WAL, and only then does the
+201 go out. (The link and its directory flush come before the index transaction,
+storage/filesystem.py stage(); a rename is what commit() falls back to.)
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from tests.server import RegistryProcess, children_of
 
 pytestmark = pytest.mark.single_node("traces the system calls of one process")
 
-TRACED = "fsync,fdatasync,rename,renameat,renameat2,mkdir,mkdirat,sendto,sendmsg,write,writev"
+TRACED = ("fsync,fdatasync,rename,renameat,renameat2,link,linkat,mkdir,mkdirat,"
+          "sendto,sendmsg,write,writev")
 # strace -y: fd arguments carry their path, as in fsync(7</data/blobs/sha256/ab>)
 _CALL = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)\s+= (?P<ret>-?\d+)")
 _FD_PATH = re.compile(r"^\d+<(?P<path>[^>]*)>")
@@ -84,19 +87,22 @@ def test_a_pushed_blob_is_on_disk_before_its_201(traced):
     target = f"{directory}/{hexdigest}"
     wal = str((server.data_dir / "registry.db-wal").resolve())
 
-    # the thread that served the push: its trace holds the rename. strace writes a
+    def publishes(c: Call) -> bool:  # the blob's name made: a hard link or a rename
+        return c.name.startswith(("rename", "link")) and target in c.args
+
+    # the thread that served the push: its trace holds the link. strace writes a
     # call's line once the call has returned, which may be just after the client has
     # the response: read until the trace shows the 201 going out (or give up).
     deadline = time.monotonic() + 60
     while True:
         threads = [parse(path) for path in tmp.glob("trace.*")]
         served = [calls for calls in threads
-                  if any(c.name.startswith("rename") and target in c.args for c in calls)]
+                  if any(publishes(c) for c in calls)]
         sent = served and any("HTTP/1.1 201" in c.args for c in served[0])
         if sent or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert len(served) == 1, "no (or more than one) thread renamed the blob into place"
+    assert len(served) == 1, "no (or more than one) thread put the blob in place"
     calls = served[0]
 
     def first(start: int, test) -> int:  # noqa: ANN001
@@ -105,7 +111,7 @@ def test_a_pushed_blob_is_on_disk_before_its_201(traced):
                 return i
         raise AssertionError(f"not found after call {start}: {[c.name for c in calls]}")
 
-    rename = first(0, lambda c: c.name.startswith("rename") and target in c.args)
+    rename = first(0, publishes)
     upload = _STRINGS.findall(calls[rename].args)[0]
     assert "/uploads/" in upload
     sync_upload = max(i for i, c in enumerate(calls[:rename])

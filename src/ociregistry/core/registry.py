@@ -165,7 +165,7 @@ class Registry:
                 parsed.children,
             )
             for tag in tags:
-                self.db.set_tag(conn, repo_id, tag, manifest_id)
+                self.db.set_tag(conn, repo_id, tag, manifest_id, digest)
             self.db.events.emit(conn, "manifest.pushed", repository=name, digest=digest, tags=tags,
                                 media_type=parsed.media_type, artifact_type=parsed.artifact_type,
                                 size=len(payload), subject=parsed.subject)

@@ -13,6 +13,7 @@ one session with a lease in the row; the filesystem driver locks the file.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -36,6 +37,7 @@ from ociregistry.core.errors import (
 from ociregistry.core.hashpipe import HashPipeline
 from ociregistry.core.hashstate import ResumableHash, new_resumable
 from ociregistry.lifecycle.quotas import refusals
+from ociregistry.metadata.gc_queries import remove_unrecorded_bytes
 from ociregistry.metadata.quota_accounting import QuotaExceeded
 from ociregistry.metadata.store import MetadataStore, UploadRow
 from ociregistry.storage.base import BlobStorage, UploadWriter
@@ -44,6 +46,8 @@ from ociregistry.storage.base import BlobStorage, UploadWriter
 # every LEASE_SECONDS / 3 while bytes arrive); another request waits a little
 # longer than that, so that a client resuming after its instance died gets the
 # session once the dead holder's lease runs out.
+log = logging.getLogger(__name__)
+
 LEASE_SECONDS = 15.0
 LEASE_WAIT_SECONDS = 20.0
 
@@ -312,6 +316,8 @@ class UploadService:
                     self.db.record_blob(conn, row.repository_id, digest, size)
                     writer.commit(digest)
             except Exception as exc:
+                if writer.published_early:
+                    self._unpublish(digest)
                 if isinstance(exc.__cause__, QuotaExceeded):
                     writer.cleanup()
                     self._discard(upload_id, row)
@@ -319,6 +325,14 @@ class UploadService:
             writer.cleanup()
         self.hashes.drop(upload_id)
         return digest, size
+
+    def _unpublish(self, digest: str) -> None:
+        """The blob's bytes stage() put in place, when no row records the digest: the
+        push failed (under the digest's lock, so another upload's recorded copy stays)."""
+        try:
+            remove_unrecorded_bytes(self.db, digest, self.storage.delete_blob)
+        except Exception:  # noqa: BLE001 - the push's own error matters; GC removes orphans
+            log.warning("could not remove the unrecorded bytes of %s", digest, exc_info=True)
 
     def _discard(self, upload_id: str, row: UploadRow | None = None) -> None:
         self.hashes.drop(upload_id)

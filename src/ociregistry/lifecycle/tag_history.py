@@ -71,10 +71,12 @@ class TagLifecycle(q.TagHook):
         # "no tag yet" and the second would move an immutable tag: one at a time.
         self.rules.store.lock_digest(conn, f"tag:{repo_id}:{tag}")
 
-    def setting(self, conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None:
+    def setting(self, conn: Connection, repo_id: int, tag: str, manifest_id: int,
+                digest: str | None = None) -> None:
         self._lock(conn, repo_id, tag)
         previous = q.current_digest(conn, repo_id, tag)
-        digest = q.digest_of(conn, manifest_id)
+        if digest is None:
+            digest = q.digest_of(conn, manifest_id)
         if previous == digest:
             return  # the same digest again: idempotent, even on an immutable tag
         action = RESTORE if _restoring.get() else (PUSH if previous is None else MOVE)

@@ -81,17 +81,27 @@ class TagRules:
 
     def __post_init__(self) -> None:
         self._access = AccessRules.from_config([], self.groups)
+        # The stored rules' rows last read and what they parsed to (see rules()).
+        self._parsed: tuple[tuple[tuple[Any, ...], ...], tuple[TagRule, ...]] | None = None
 
     # -- reading ---------------------------------------------------------------------
     def rules(self, conn: Connection | None = None) -> list[TagRule]:
         if conn is None:
             with self.store.read() as conn:
                 return self.rules(conn)
+        # Read in the caller's transaction every time (exact across workers and
+        # instances); only parsing them is skipped while the rows are unchanged.
+        raw = q.raw_rules(conn)
+        cached = self._parsed
+        if cached is not None and cached[0] == raw:
+            return list(cached[1])  # a copy: a caller may change its list
         stored = [TagRule(row["kind"], row["repositories"], row["tags"], tuple(row["users"]),
                           tuple(row["groups"]), row["description"], row["id"],
                           f"api:{row['id']}", row["created_by"], row["created_at"])
-                  for row in q.list_rules(conn)]
-        return [*self.configured, *stored]
+                  for row in q.parse_raw(raw)]
+        rules = [*self.configured, *stored]
+        self._parsed = (raw, tuple(rules))
+        return rules
 
     def matching(self, repository: str, tag: str,
                  conn: Connection | None = None) -> list[TagRule]:

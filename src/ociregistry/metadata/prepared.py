@@ -28,3 +28,19 @@ class Prepared:
 
     def run_many(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.exec_driver_sql(self.sql, [self.args(row) for row in rows])
+
+
+# Statements of the write path compiled on first use, per dialect and driver (the
+# parameter style differs): module-level query functions take only a connection.
+_ONCE: dict[tuple[str, str, str], Prepared] = {}
+
+
+def once(conn: Connection, key: str, build: Any) -> Prepared:
+    """The statement ``build()`` makes, compiled once for ``conn``'s dialect;
+    ``key`` names it (``module.purpose``) and must not depend on parameter values."""
+    dialect = conn.dialect
+    cache_key = (dialect.name, dialect.driver, key)
+    prepared = _ONCE.get(cache_key)
+    if prepared is None:
+        prepared = _ONCE[cache_key] = Prepared(build(), dialect)
+    return prepared

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ociregistry.metadata import schema as t
+from ociregistry.metadata.prepared import once
 
 LOCK_KEY = "quotas"
 
@@ -93,9 +94,19 @@ def _lock_rows(conn: Connection, quota_ids: Any) -> None:
 def quotas_of(store: Any, conn: Connection, repo_id: int) -> list[int]:
     lock(store, conn)
     qr = t.quota_repositories
-    return list(conn.execute(
-        sa.select(qr.c.quota_id).where(qr.c.repository_id == repo_id).order_by(qr.c.quota_id)
-    ).scalars())
+    return list(once(conn, "quota.quotas_of", lambda: sa.select(qr.c.quota_id).where(
+        qr.c.repository_id == sa.bindparam("repo")).order_by(qr.c.quota_id),
+    ).run(conn, repo=repo_id).scalars())
+
+
+def _covering(conn: Connection) -> sa.Select:
+    """The quotas covering repository :repo, in id order (PostgreSQL: rows locked)."""
+    qr, q = t.quota_repositories, t.quotas
+    covering = (sa.select(q.c.id).select_from(q.join(qr, qr.c.quota_id == q.c.id))
+                .where(qr.c.repository_id == sa.bindparam("repo")).order_by(q.c.id))
+    if conn.dialect.name == "postgresql":
+        covering = covering.with_for_update(key_share=True, of=q)
+    return covering
 
 
 def add_refs(store: Any, conn: Connection, repo_id: int, digests: Sequence[str],
@@ -105,13 +116,11 @@ def add_refs(store: Any, conn: Connection, repo_id: int, digests: Sequence[str],
     if not digests and manifest is None:
         return
     lock(store, conn)
-    qr, b, qb, q = t.quota_repositories, t.blobs, t.quota_blobs, t.quotas
+    qr, b, qb = t.quota_repositories, t.blobs, t.quota_blobs
     # The repository's quotas, their rows locked first (see _lock_rows); none: done.
-    covering = (sa.select(q.c.id).select_from(q.join(qr, qr.c.quota_id == q.c.id))
-                .where(qr.c.repository_id == repo_id).order_by(q.c.id))
-    if conn.dialect.name == "postgresql":
-        covering = covering.with_for_update(key_share=True, of=q)
-    if not conn.execute(covering).first():
+    # Every link and manifest push asks: compiled once (prepared.once).
+    if not once(conn, "quota.covering", lambda: _covering(conn)).run(
+            conn, repo=repo_id).first():
         return
     parts = []
     if digests:
@@ -209,11 +218,10 @@ def upload_quotas(store: Any, conn: Connection, upload_id: str) -> tuple[int, li
     """(saved size, quotas) of an upload session, before it changes."""
     lock(store, conn)
     u, qr = t.uploads, t.quota_repositories
-    rows = conn.execute(
-        sa.select(u.c.size, qr.c.quota_id)
-        .select_from(u.join(qr, qr.c.repository_id == u.c.repository_id))
-        .where(u.c.id == upload_id).order_by(qr.c.quota_id)
-    ).all()
+    rows = once(conn, "quota.upload_quotas", lambda: sa.select(u.c.size, qr.c.quota_id)
+                .select_from(u.join(qr, qr.c.repository_id == u.c.repository_id))
+                .where(u.c.id == sa.bindparam("id")).order_by(qr.c.quota_id),
+                ).run(conn, id=upload_id).all()
     return (rows[0][0] if rows else 0), [row[1] for row in rows]
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from ociregistry.auth.rules import glob_match
 from ociregistry.metadata import quota_accounting as acc
 from ociregistry.metadata import schema as t
+from ociregistry.metadata.prepared import once
 
 Matcher = Callable[[str, str], bool]  # (pattern, repository name) -> covered
 
@@ -44,7 +45,9 @@ _COLUMNS = tuple(getattr(t.quotas.c, f) for f in QuotaRow.__dataclass_fields__)
 
 def list_quotas(store: Any) -> list[QuotaRow]:
     with store.read() as conn:
-        rows = conn.execute(sa.select(*_COLUMNS).order_by(t.quotas.c.pattern)).all()
+        # Every blob push's precheck reads them: compiled once (prepared.once).
+        rows = once(conn, "quota.list", lambda: sa.select(*_COLUMNS).order_by(
+            t.quotas.c.pattern)).run(conn).all()
     return [QuotaRow(*row) for row in rows]
 
 
@@ -62,8 +65,8 @@ def map_new_repository(store: Any, conn: Connection, repo_id: int, name: str,
                        matches: Matcher = glob_match) -> None:
     """A repository was just created: record which quotas cover it."""
     acc.lock(store, conn)
-    found = [qid for qid, pattern in conn.execute(sa.select(t.quotas.c.id, t.quotas.c.pattern))
-             if matches(pattern, name)]
+    patterns = once(conn, "quota.patterns", lambda: sa.select(t.quotas.c.id, t.quotas.c.pattern))
+    found = [qid for qid, pattern in patterns.run(conn) if matches(pattern, name)]
     if found:
         conn.execute(t.quota_repositories.insert(),
                      [{"quota_id": qid, "repository_id": repo_id} for qid in sorted(found)])

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from ociregistry.metadata import hot_reads, quota_accounting, quota_queries, repository_stats
 from ociregistry.metadata import schema as t
+from ociregistry.metadata import write_statements as w
 from ociregistry.metadata.engine import create_engine
 from ociregistry.metadata.event_outbox import Outbox
 from ociregistry.metadata.hot_reads import Statement
@@ -115,20 +116,12 @@ class MetadataStore(UploadStore):
 
     # -- repositories -----------------------------------------------------
     def repository_id(self, conn: Connection, name: str) -> int | None:
-        return conn.execute(
-            sa.select(t.repositories.c.id).where(t.repositories.c.name == name)
-        ).scalar()
+        return w.repository_id(conn, name)
 
     def ensure_repository(self, conn: Connection, name: str) -> int:
         repo_id = self.repository_id(conn, name)
         if repo_id is None:
-            # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
-            repo_id = conn.execute(
-                self._insert(t.repositories)
-                .values(name=name, created_at=time.time())
-                .on_conflict_do_nothing()
-                .returning(t.repositories.c.id)
-            ).scalar()
+            repo_id = w.insert_repository(conn, name, time.time())
             if repo_id is not None:
                 self.events.emit(conn, "repository.created", repository=name)
                 quota_queries.map_new_repository(self, conn, repo_id, name)
@@ -178,28 +171,14 @@ class MetadataStore(UploadStore):
     def record_blob(self, conn: Connection, repo_id: int, digest: str, size: int) -> None:
         """Insert or touch a blob and link it into a repository."""
         now = time.time()
-        conn.execute(
-            self._insert(t.blobs)
-            .values(digest=digest, size=size, touched_at=now)
-            .on_conflict_do_update(index_elements=["digest"], set_={"touched_at": now})
-        )
-        linked = conn.execute(
-            self._insert(t.repository_blobs)
-            .values(repository_id=repo_id, digest=digest, created_at=now)
-            .on_conflict_do_nothing()
-            .returning(t.repository_blobs.c.digest)
-        ).first() is not None
-        if linked:
+        w.upsert_blob(conn, digest, size, now)
+        if w.link_blob(conn, repo_id, digest, now):
             quota_accounting.add_refs(self, conn, repo_id, [digest])
 
     def linked_blob_size(self, conn: Connection, digest: str) -> int | None:
         """A blob's size when at least one repository links it (what a mount
         without "from" may take), else None: blob_size and blob_linked in one."""
-        rb = t.repository_blobs
-        linked = sa.select(rb.c.digest).where(rb.c.digest == digest).exists()
-        return conn.execute(
-            sa.select(t.blobs.c.size).where(t.blobs.c.digest == digest, linked)
-        ).scalar()
+        return w.linked_blob_size(conn, digest)
 
     def blob_linked(self, conn: Connection, digest: str) -> bool:
         """True when at least one repository links the blob."""
@@ -243,13 +222,7 @@ class MetadataStore(UploadStore):
         """Digest -> stored size of those ``digests`` that the repository links."""
         if not digests:
             return {}
-        rb, b = t.repository_blobs, t.blobs
-        rows = conn.execute(
-            sa.select(b.c.digest, b.c.size)
-            .select_from(rb.join(b, b.c.digest == rb.c.digest))
-            .where(rb.c.repository_id == repo_id, rb.c.digest.in_(list(set(digests))))
-        )
-        return {digest: size for digest, size in rows}
+        return w.linked_blob_sizes(conn, repo_id, sorted(set(digests)))
 
     # -- manifests --------------------------------------------------------
     def get_manifest(self, name: str, reference: str, by_digest: bool) -> ManifestRow | None:
@@ -258,11 +231,7 @@ class MetadataStore(UploadStore):
         return ManifestRow(*row) if row else None
 
     def manifest_id(self, conn: Connection, repo_id: int, digest: str) -> int | None:
-        return conn.execute(
-            sa.select(t.manifests.c.id).where(
-                t.manifests.c.repository_id == repo_id, t.manifests.c.digest == digest
-            )
-        ).scalar()
+        return w.manifest_id(conn, repo_id, digest)
 
     def existing_manifests(
         self, conn: Connection, repo_id: int, digests: Sequence[str]
@@ -300,24 +269,14 @@ class MetadataStore(UploadStore):
         existing = self.manifest_id(conn, repo_id, digest)
         if existing is not None:
             return existing
-        manifest_id = conn.execute(
-            t.manifests.insert().values(
-                repository_id=repo_id,
-                digest=digest,
-                media_type=media_type,
-                size=len(payload),
-                payload=payload,
-                subject=subject,
-                artifact_type=artifact_type,
-                annotations=json.dumps(annotations) if annotations else None,
-                created_at=time.time(),
-            )
-        ).inserted_primary_key[0]
+        manifest_id = w.insert_manifest(
+            conn, repository_id=repo_id, digest=digest, media_type=media_type,
+            size=len(payload), payload=payload, subject=subject, artifact_type=artifact_type,
+            annotations=json.dumps(annotations) if annotations else None,
+            created_at=time.time(),
+        )
         if blob_digests:
-            conn.execute(
-                t.manifest_blobs.insert(),
-                [{"manifest_id": manifest_id, "digest": d} for d in dict.fromkeys(blob_digests)],
-            )
+            w.insert_manifest_blobs(conn, manifest_id, list(dict.fromkeys(blob_digests)))
         rows = repository_stats.annotation_rows(manifest_id, annotations or {})
         if rows:
             conn.execute(t.manifest_annotations.insert(), rows)
@@ -340,18 +299,12 @@ class MetadataStore(UploadStore):
             )
         return manifest_id
 
-    def set_tag(self, conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None:
-        self.tag_hook.setting(conn, repo_id, tag, manifest_id)
-        now = time.time()
+    def set_tag(self, conn: Connection, repo_id: int, tag: str, manifest_id: int,
+                digest: str | None = None) -> None:
+        """Point ``tag`` at the manifest (``digest``: its digest, when the caller has it)."""
+        self.tag_hook.setting(conn, repo_id, tag, manifest_id, digest)
         self.events.tag_moving(conn, repo_id, tag, manifest_id)
-        conn.execute(
-            self._insert(t.tags)
-            .values(repository_id=repo_id, name=tag, manifest_id=manifest_id, updated_at=now)
-            .on_conflict_do_update(
-                index_elements=["repository_id", "name"],
-                set_={"manifest_id": manifest_id, "updated_at": now},
-            )
-        )
+        w.upsert_tag(conn, repo_id, tag, manifest_id, time.time())
 
     def delete_tag(self, name: str, tag: str) -> bool:
         with self.write() as conn:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ociregistry.metadata import schema as t
+from ociregistry.metadata.prepared import once
 
 
 class MetadataStore(Protocol):
@@ -30,8 +31,10 @@ class TagHook:
     """Called by the store inside the transaction that changes a tag; may raise to
     refuse the change (the transaction then rolls back, nothing changed)."""
 
-    def setting(self, conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None:
-        """Before ``tag`` is pointed at ``manifest_id`` (created or moved)."""
+    def setting(self, conn: Connection, repo_id: int, tag: str, manifest_id: int,
+                digest: str | None = None) -> None:
+        """Before ``tag`` is pointed at ``manifest_id`` (created or moved); ``digest``:
+        the manifest's, when the caller knows it (None: read it)."""
 
     def deleting(self, conn: Connection, repo_id: int, tag: str) -> None:
         """Before ``tag`` is deleted (it may not exist)."""
@@ -43,10 +46,11 @@ class TagHook:
 # -- reads the hook needs ----------------------------------------------------------
 def current_digest(conn: Connection, repo_id: int, tag: str) -> str | None:
     m, tg = t.manifests, t.tags
-    return conn.execute(
-        sa.select(m.c.digest).select_from(tg.join(m, m.c.id == tg.c.manifest_id))
-        .where(tg.c.repository_id == repo_id, tg.c.name == tag)
-    ).scalar()
+    # Every tag push reads it: compiled once (prepared.once).
+    return once(conn, "tag_history.current_digest", lambda: sa.select(m.c.digest).select_from(
+        tg.join(m, m.c.id == tg.c.manifest_id)).where(
+        tg.c.repository_id == sa.bindparam("repo"), tg.c.name == sa.bindparam("tag")),
+    ).run(conn, repo=repo_id, tag=tag).scalar()
 
 
 def digest_of(conn: Connection, manifest_id: int) -> str:
@@ -70,13 +74,20 @@ def repository_name(conn: Connection, repo_id: int) -> str:
 # -- history -----------------------------------------------------------------------
 def record(conn: Connection, repo_id: int, tag: str, action: str, digest: str | None,
            previous: str | None, actor: dict[str, Any], at: float | None = None) -> None:
-    conn.execute(t.tag_history.insert().values(
-        repository_id=repo_id, tag=tag, action=action, digest=digest, previous_digest=previous,
-        actor_kind=actor["kind"], actor_name=(actor.get("name") or None),
+    h = t.tag_history
+    once(conn, "tag_history.record", lambda: h.insert().values(
+        {name: sa.bindparam(name) for name in _RECORD_COLUMNS})).run(
+        conn, repository_id=repo_id, tag=tag, action=action, digest=digest,
+        previous_digest=previous, actor_kind=actor["kind"],
+        actor_name=(actor.get("name") or None),
         actor_address=(actor.get("address") or "")[:64] or None,
         request_id=(actor.get("request_id") or "")[:64] or None,
         at=time.time() if at is None else at,
-    ))
+    )
+
+
+_RECORD_COLUMNS = ("repository_id", "tag", "action", "digest", "previous_digest", "actor_kind",
+                   "actor_name", "actor_address", "request_id", "at")
 
 
 def _named(repo_id: Any, digest: Any, since: float) -> sa.ColumnElement[bool]:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ociregistry.metadata import schema as t
+from ociregistry.metadata.prepared import once
 
 _COLUMNS = ("id", "kind", "repositories", "tags", "users", "groups", "description",
             "created_by", "created_at")
@@ -25,6 +26,24 @@ def list_rules(conn: Connection) -> list[dict[str, Any]]:
     r = t.tag_rules
     return [_row(row) for row in conn.execute(
         sa.select(*(r.c[name] for name in _COLUMNS)).order_by(r.c.id))]
+
+
+def raw_rules(conn: Connection) -> tuple[tuple[Any, ...], ...]:
+    """The stored rules as the driver returns them (columns of _COLUMNS, by id), compiled
+    once: every tag push reads them, and parses them only when they changed."""
+    r = t.tag_rules
+    return tuple(tuple(row) for row in once(conn, "tag_rules.raw", lambda: sa.select(
+        *(r.c[name] for name in _COLUMNS)).order_by(r.c.id)).run(conn))
+
+
+def parse_raw(rows: tuple[tuple[Any, ...], ...]) -> list[dict[str, Any]]:
+    """raw_rules' rows as list_rules gives them."""
+    out = []
+    for row in rows:
+        rule = dict(zip(_COLUMNS, row, strict=True))
+        rule["users"], rule["groups"] = json.loads(rule["users"]), json.loads(rule["groups"])
+        out.append(rule)
+    return out
 
 
 def get_rule(conn: Connection, rule_id: int) -> dict[str, Any] | None:

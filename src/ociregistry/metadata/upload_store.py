@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ociregistry.metadata import quota_accounting
+from ociregistry.metadata import quota_accounting, write_statements
 from ociregistry.metadata import schema as t
 
 
@@ -74,17 +74,9 @@ class UploadStore:
         owner: str | None = None,
     ) -> None:
         now = time.time()
-        conn.execute(
-            t.uploads.insert().values(
-                id=upload_id,
-                repository_id=repo_id,
-                algorithm=algorithm,
-                size=0,
-                created_at=now,
-                updated_at=now,
-                owner=owner,
-            )
-        )
+        write_statements.create_upload(conn, id=upload_id, repository_id=repo_id,
+                                       algorithm=algorithm, size=0, created_at=now,
+                                       updated_at=now, owner=owner)
 
     def count_uploads(self, conn: Connection, owner: str) -> int:
         """Open upload sessions of one owner (indexed)."""
@@ -93,15 +85,9 @@ class UploadStore:
 
     def get_upload(self, name: str, upload_id: str) -> UploadRow | None:
         """An upload session, only if it belongs to the named repository."""
-        u = t.uploads
-        query = (
-            sa.select(u)
-            .select_from(u.join(t.repositories, t.repositories.c.id == u.c.repository_id))
-            .where(u.c.id == upload_id, t.repositories.c.name == name)
-        )
         with self.read() as conn:
-            row = conn.execute(query).mappings().first()
-        return UploadRow(**row) if row else None
+            row = write_statements.get_upload(conn, name, upload_id)
+        return UploadRow(**row) if row else None  # type: ignore[arg-type]
 
     def save_upload(
         self,
@@ -126,7 +112,11 @@ class UploadStore:
             values.update(lease_token=None, lease_until=None)
         with self.progress_write() as conn:
             old_size, quota_ids = quota_accounting.upload_quotas(self, conn, upload_id)
-            if conn.execute(query.values(**values)).rowcount == 0:
+            if lease_token is None:  # every PATCH on the filesystem: compiled once
+                saved = write_statements.save_upload(conn, upload_id, **values)
+            else:
+                saved = conn.execute(query.values(**values)).rowcount > 0
+            if not saved:
                 return False
             # Over a quota: QuotaExceeded, and the saved size stays where it was.
             quota_accounting.upload_changed(self, conn, None, quota_ids, size - old_size)
@@ -159,13 +149,10 @@ class UploadStore:
 
     def delete_upload(self, conn: Connection, upload_id: str) -> bool:
         """Remove a session's row; its saved bytes leave its namespaces' usage."""
-        u = t.uploads
-        row = conn.execute(
-            u.delete().where(u.c.id == upload_id).returning(u.c.repository_id, u.c.size)
-        ).first()
+        row = write_statements.delete_upload(conn, upload_id)
         if row is None:
             return False
-        quota_accounting.upload_changed(self, conn, row.repository_id, None, -row.size)
+        quota_accounting.upload_changed(self, conn, row[0], None, -row[1])
         return True
 
     def stale_uploads(self, before: float) -> list[str]:

@@ -45,6 +45,11 @@ class UploadWriter(ABC):
         instance; the driver's state to keep with the session (None: none)."""
         return None
 
+    # True once stage() has put the blob's bytes under its name already (filesystem,
+    # fsync on): if the index then does not record the blob, the caller removes that
+    # file under the digest's lock unless another upload recorded the digest meanwhile.
+    published_early: bool = False
+
     @abstractmethod
     def stage(self, digest: str) -> None:
         """Prepare the bytes to become blob ``digest`` (its hash was checked)."""

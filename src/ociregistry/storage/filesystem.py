@@ -43,6 +43,15 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _same_file(path: str, fd: int) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
 class _FileUploadWriter(UploadWriter):
     def __init__(self, storage: FilesystemStorage, upload_id: str, fd: int) -> None:
         self._storage = storage
@@ -51,6 +60,7 @@ class _FileUploadWriter(UploadWriter):
         self.offset = os.fstat(fd).st_size
         self._flushed = self.offset  # writeback started up to here
         self._flush_behind = storage.fsync and _SYNC_FILE_RANGE is not None
+        self._linked: str | None = None  # the blob's name stage() gave these bytes
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -77,11 +87,37 @@ class _FileUploadWriter(UploadWriter):
                 yield chunk
 
     def stage(self, digest: str) -> None:
-        if self._storage.fsync:
-            os.fsync(self._fd)
+        if not self._storage.fsync:
+            return
+        os.fsync(self._fd)
+        # The blob's name, made durable here, before the index transaction: that
+        # directory fsync (a disk round trip) then no longer runs while the database's
+        # write lock is held, which every other push waits for. A hard link, so the
+        # upload keeps its own name until commit() (GC may remove an unrecorded blob
+        # file meanwhile: commit() then puts it back). Only where no file is: one
+        # there may be a corrupt copy, which commit() replaces as before.
+        target = self._storage._blob_file(digest)
+        if os.path.exists(target):
+            return
+        directory = os.path.dirname(target)
+        self._storage._make_dirs(directory)
+        try:
+            os.link(self._path, target)
+        except FileExistsError:
+            return  # another upload of the digest, just now: commit() replaces it
+        except OSError:
+            return  # no hard links here: commit() renames as before
+        _fsync_dir(directory)
+        self._linked = target
+        self.published_early = True
 
     def commit(self, digest: str) -> None:
         target = self._storage._blob_file(digest)
+        if self._linked == target and _same_file(target, self._fd):
+            # stage() published these very bytes under the name, durably: the
+            # upload's own name goes (a crash may leave it: an orphan upload).
+            os.unlink(self._path)
+            return
         directory = os.path.dirname(target)
         self._storage._make_dirs(directory)
         # Replace rather than keep a file already there: these bytes were just
