@@ -104,6 +104,9 @@ def warn_if_open(settings: Settings) -> None:
 def serve(settings: Settings) -> int:
     workers = settings.http.workers or default_workers()
     warn_if_open(settings)
+    from ociregistry.server_memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread: the workers' threads share two arenas
     if sys.platform == "win32":
         return _serve_waitress(settings, workers)
     return _serve_gunicorn(settings, workers)
