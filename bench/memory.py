@@ -69,6 +69,9 @@ def one_run(label: str, reg: Registry, data: Dataset, seconds: float) -> dict[st
     out = {"peak_rss": m["peak_rss_mib"], "peak_pss": m["peak_pss_mib"],
            "idle_rss": sum(r for r, _ in idle), "idle_pss": sum(p for _, p in idle),
            "processes": m["processes"]}
+    phases = {name: ph.peak_rss / MiB for name, ph in suite.phases.items()}
+    log(f"{label}: the highest phase peaks: " + ", ".join(
+        f"{k} {v:.0f}" for k, v in sorted(phases.items(), key=lambda kv: -kv[1])[:4]))
     if reg.kind == OURS:
         out["master_rss_idle"], out["master_pss_idle"] = idle[0]
         out["worker_rss_idle"] = statistics.mean(r for r, _ in idle[1:]) if idle[1:] else 0
