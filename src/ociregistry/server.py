@@ -112,16 +112,6 @@ def serve(settings: Settings) -> int:
     return _serve_gunicorn(settings, workers)
 
 
-def _share_before_fork() -> None:
-    """Import, once in the master, the code every worker runs (Flask, werkzeug, the
-    blueprints, the UI and the API): forked workers then share those pages instead
-    of each importing its own copy. Only code: the app itself (database engines,
-    storage clients, scheduler threads) is still built in each worker after the
-    fork, where engines and threads must be made.
-    """
-    import ociregistry.web.app  # noqa: F401
-
-
 def _pre_fork() -> None:
     # Objects from before the fork move to the collector's permanent generation: a
     # worker's collections then never write to their headers, which would copy
@@ -131,7 +121,10 @@ def _pre_fork() -> None:
 
 def _serve_gunicorn(settings: Settings, workers: int) -> int:
     global _mark_process_dead
-    _share_before_fork()
+    # The master does not import the app (a "light master"): whatever it holds when
+    # it forks is counted again in every worker's RSS, and the pages it would share
+    # are mostly copied by the workers under load anyway (reference counts, the
+    # collector); measured in docs/performance.md, "Workers, threads and memory".
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess  # imported now, not in a signal handler
 
