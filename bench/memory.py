@@ -93,13 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5, help="seconds per request load (5)")
     p.add_argument("--blob-mib", type=int, default=64, help="size of the big blob (64)")
     p.add_argument("--baseline", help="git revision of ours to measure as well")
+    p.add_argument("--revision", help="measure this git revision as ours (default: this tree, "
+                                      "edits included)")
     p.add_argument("--no-distribution", action="store_true", help="ours (and baseline) only")
     args = p.parse_args(argv)
     if missing := missing_tools():
         print(f"missing tools: apt-get install {' '.join(missing)}", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="membench-"))
-    builds: dict[str, tuple[str, Path]] = {"ours": (OURS, ROOT)}
+    ours = export_revision(args.revision, tmp / "ours") if args.revision else ROOT
+    builds: dict[str, tuple[str, Path]] = {"ours": (OURS, ours)}
     if args.baseline:
         builds[args.baseline] = (OURS, export_revision(args.baseline, tmp / "baseline"))
     if not args.no_distribution:
