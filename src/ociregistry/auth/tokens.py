@@ -39,7 +39,7 @@ ec = lazy_module("cryptography.hazmat.primitives.asymmetric.ec")
 ed448 = lazy_module("cryptography.hazmat.primitives.asymmetric.ed448")
 ed25519 = lazy_module("cryptography.hazmat.primitives.asymmetric.ed25519")
 rsa = lazy_module("cryptography.hazmat.primitives.asymmetric.rsa")
-x5c = lazy_module("ociregistry.auth.x5c")
+_x5c = lazy_module("ociregistry.auth.x5c")  # the name x5c is a header field below
 
 ASYMMETRIC_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
@@ -243,7 +243,7 @@ class TokenVerifier:
         self.leeway = leeway
         self.keys: dict[str, Any] = dict(keys or {})
         self.certificates = list(certificates or [])
-        self._chains = x5c.ChainValidator(
+        self._chains = _x5c.ChainValidator(
             self.certificates, x5c_extended_key_usages, x5c_max_intermediates
         ) if self.certificates else None
         self._key_certs: dict[str, x509.Certificate] = {}
@@ -279,7 +279,7 @@ class TokenVerifier:
             raise InvalidToken("untrusted certificate chain")
         try:
             return self._chains.signing_key(x5c, _now())
-        except x5c.UntrustedChain as exc:
+        except _x5c.UntrustedChain as exc:
             raise InvalidToken(f"untrusted certificate chain: {exc}") from exc
 
     def _key_for(self, header: dict[str, Any]) -> Any:
