@@ -112,6 +112,26 @@ def serve(settings: Settings) -> int:
     return _serve_gunicorn(settings, workers)
 
 
+SHARE_FROM_WORKERS = 3  # measured: docs/performance.md, "Memory, round two"
+
+
+def _share_before_fork(workers: int) -> bool:
+    """With 3 or more workers, import the app's code (Flask, the blueprints, the UI
+    and the API) in the master, once, so that the forked workers share those pages.
+
+    With 2 workers the master stays light instead: each page it holds at the fork
+    counts again in every worker's RSS, and under load the workers copy most of the
+    shared pages anyway (reference counts), so sharing saved no real memory (PSS)
+    there and cost 25 MiB of RSS; with 4 workers it saved 30 MiB of PSS. Only code:
+    the app itself (engines, storage clients, threads) is built in each worker.
+    """
+    if workers < SHARE_FROM_WORKERS:
+        return False
+    import ociregistry.web.app  # noqa: F401
+
+    return True
+
+
 def _pre_fork() -> None:
     # Objects from before the fork move to the collector's permanent generation: a
     # worker's collections then never write to their headers, which would copy
@@ -121,10 +141,7 @@ def _pre_fork() -> None:
 
 def _serve_gunicorn(settings: Settings, workers: int) -> int:
     global _mark_process_dead
-    # The master does not import the app (a "light master"): whatever it holds when
-    # it forks is counted again in every worker's RSS, and the pages it would share
-    # are mostly copied by the workers under load anyway (reference counts, the
-    # collector); measured in docs/performance.md, "Workers, threads and memory".
+    _share_before_fork(workers)  # or a light master, with 2 workers
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess  # imported now, not in a signal handler
 

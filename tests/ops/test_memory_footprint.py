@@ -5,9 +5,9 @@ must not load what only other configurations use: PyJWT with cryptography's
 native library, requests, alembic (the schema migration runs in a child of the
 master before the workers fork), boto3. Checked on a real server through
 /proc/<pid>/maps (a native library mapped into a process) and, for the pure
-Python modules, in a subprocess that does what the master and a worker do. The
-master itself does not import the app at all: what it holds at the fork counts
-again in every worker's RSS.
+Python modules, in a subprocess that does what the master and a worker do. With
+two workers the master does not import the app at all (what it holds at the fork
+counts again in every worker's RSS); with more it shares the app's code.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ PROCESS = textwrap.dedent("""
     from ociregistry.server_memory import run_in_child
     code, key = run_in_child(lambda: cli._prepare_data(settings))  # as cmd_serve does
     settings.ui.secret_key = key
+    assert not server._share_before_fork(2)  # the default on 2 CPUs: a light master
     master = sorted(m for m in sys.modules if m.split(".")[0] in WATCH)
     light = not any(m == "flask" or m.startswith("ociregistry.web") for m in sys.modules)
     app = server._app_factory(settings)  # what a worker builds after the fork
@@ -97,3 +98,14 @@ def test_master_and_worker_of_a_default_server_import_none_of_the_optional_stack
     assert found["master"] == []
     assert found["light"]  # the master forks the workers without the app (docs/performance.md)
     assert found["worker"] == []
+
+
+def test_with_more_workers_the_master_imports_the_apps_code_before_forking():
+    code = ("import sys\nfrom ociregistry import server\n"
+            "assert server._share_before_fork(4)\n"
+            "print('flask' in sys.modules, 'ociregistry.web.registry_api' in sys.modules, "
+            "'jwt' in sys.modules, 'requests' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["True", "True", "False", "False"]
