@@ -51,6 +51,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     setup_logging(settings.log.format, settings.log.level)
     prepare_metrics_dir(settings)  # before anything imports prometheus_client
+    from ociregistry.server_memory import run_in_child
+
+    # In a child process: what this step loads (alembic, a whole runtime) would
+    # otherwise stay in the master and, through fork, in every worker's memory.
+    code, secret_key = run_in_child(lambda: _prepare_data(settings))
+    if code:
+        return code
+    settings.ui.secret_key = secret_key
+    return serve(settings)
+
+
+def _prepare_data(settings: Settings) -> tuple[int, str]:
+    """(exit code, UI secret key): the start-up work on the data, before any worker."""
     from ociregistry.runtime import build_runtime
 
     # Create the data directory and bring the schema up to date once, before
@@ -67,14 +80,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     "or set database.auto_migrate: true",
                     file=sys.stderr,
                 )
-                return 2
+                return 2, ""
         if settings.storage.driver == "s3":
             from ociregistry.storage.s3_encryption import refused_encryption
 
             problem = refused_encryption(runtime.storage)  # type: ignore[arg-type]
             if problem:
                 print(f"error: {problem}", file=sys.stderr)
-                return 2
+                return 2, ""
         if not settings.ui.secret_key:
             # Read once, here: a worker (re)started while the database is down can
             # then boot (gunicorn stops the whole server when a worker cannot).
@@ -87,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sync_config_endpoints(runtime.metadata, settings.events)  # once, before the workers
     finally:
         runtime.metadata.dispose()
-    return serve(settings)
+    return 0, settings.ui.secret_key
 
 
 def cmd_gc(args: argparse.Namespace) -> int:

@@ -104,19 +104,32 @@ def warn_if_open(settings: Settings) -> None:
 def serve(settings: Settings) -> int:
     workers = settings.http.workers or default_workers()
     warn_if_open(settings)
+    from ociregistry.server_memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread: the workers' threads share two arenas
     if sys.platform == "win32":
         return _serve_waitress(settings, workers)
     return _serve_gunicorn(settings, workers)
 
 
-def _share_before_fork() -> None:
-    """Import, once in the master, the code every worker runs (Flask, werkzeug, the
-    blueprints, the UI and the API): forked workers then share those pages instead
-    of each importing its own copy. Only code: the app itself (database engines,
-    storage clients, scheduler threads) is still built in each worker after the
-    fork, where engines and threads must be made.
+SHARE_FROM_WORKERS = 3  # measured: docs/performance.md, "Memory, round two"
+
+
+def _share_before_fork(workers: int) -> bool:
+    """With 3 or more workers, import the app's code (Flask, the blueprints, the UI
+    and the API) in the master, once, so that the forked workers share those pages.
+
+    With 2 workers the master stays light instead: each page it holds at the fork
+    counts again in every worker's RSS, and under load the workers copy most of the
+    shared pages anyway (reference counts), so sharing saved no real memory (PSS)
+    there and cost 25 MiB of RSS; with 4 workers it saved 30 MiB of PSS. Only code:
+    the app itself (engines, storage clients, threads) is built in each worker.
     """
+    if workers < SHARE_FROM_WORKERS:
+        return False
     import ociregistry.web.app  # noqa: F401
+
+    return True
 
 
 def _pre_fork() -> None:
@@ -128,7 +141,7 @@ def _pre_fork() -> None:
 
 def _serve_gunicorn(settings: Settings, workers: int) -> int:
     global _mark_process_dead
-    _share_before_fork()
+    _share_before_fork(workers)  # or a light master, with 2 workers
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess  # imported now, not in a signal handler
 

@@ -28,12 +28,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from ociregistry.lazy_import import lazy_module
 
-from ociregistry.auth.x5c import ChainValidator, UntrustedChain
+# Imported on first use: a registry without token auth never loads PyJWT and
+# cryptography (about 9 MiB in every server process).
+jwt = lazy_module("jwt")
+x509 = lazy_module("cryptography.x509")
+serialization = lazy_module("cryptography.hazmat.primitives.serialization")
+ec = lazy_module("cryptography.hazmat.primitives.asymmetric.ec")
+ed448 = lazy_module("cryptography.hazmat.primitives.asymmetric.ed448")
+ed25519 = lazy_module("cryptography.hazmat.primitives.asymmetric.ed25519")
+rsa = lazy_module("cryptography.hazmat.primitives.asymmetric.rsa")
+_x5c = lazy_module("ociregistry.auth.x5c")  # the name x5c is a header field below
 
 ASYMMETRIC_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
@@ -237,7 +243,7 @@ class TokenVerifier:
         self.leeway = leeway
         self.keys: dict[str, Any] = dict(keys or {})
         self.certificates = list(certificates or [])
-        self._chains = ChainValidator(
+        self._chains = _x5c.ChainValidator(
             self.certificates, x5c_extended_key_usages, x5c_max_intermediates
         ) if self.certificates else None
         self._key_certs: dict[str, x509.Certificate] = {}
@@ -273,7 +279,7 @@ class TokenVerifier:
             raise InvalidToken("untrusted certificate chain")
         try:
             return self._chains.signing_key(x5c, _now())
-        except UntrustedChain as exc:
+        except _x5c.UntrustedChain as exc:
             raise InvalidToken(f"untrusted certificate chain: {exc}") from exc
 
     def _key_for(self, header: dict[str, Any]) -> Any:

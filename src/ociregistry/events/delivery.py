@@ -44,8 +44,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from ociregistry import metrics
 from ociregistry.events.filters import EndpointSpec
 from ociregistry.events.formats import (
@@ -59,8 +57,11 @@ from ociregistry.events.formats import (
 )
 from ociregistry.events.model import Event
 from ociregistry.events.settings import EventsSettings
+from ociregistry.lazy_import import lazy_module
 from ociregistry.metadata import event_queries as q
 from ociregistry.metadata.store import MetadataStore
+
+requests = lazy_module("requests")  # loaded by the first webhook, not by every server process
 
 log = logging.getLogger("ociregistry.events")
 READ_AHEAD = 100  # events read per look (a batch is cut from them; filtered ones skipped)

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import requests
+from ociregistry.lazy_import import lazy_module
+
+requests = lazy_module("requests")  # loaded when a mirror first talks upstream
 
 _PARAM = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 MAX_TOKENS = 512  # scopes cached per upstream

@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, urljoin, urlsplit
 
-import requests
-
 from ociregistry import metrics
+from ociregistry.lazy_import import lazy_module
 from ociregistry.mirror.auth import TokenError, UpstreamAuth
 from ociregistry.mirror.settings import UpstreamSettings
+
+requests = lazy_module("requests")  # loaded when a mirror first talks upstream
 
 log = logging.getLogger(__name__)
 
