@@ -362,6 +362,12 @@ def medians(samples: list[dict]) -> dict[tuple[str, int], dict[str, tuple[float,
     return out
 
 
+def stopped(samples: list[dict], target: str, scale: int) -> bool:
+    """Whether a GC of this target and scale was stopped at the timeout (a lower bound)."""
+    return any(s.get("gc_stopped_at_timeout") for s in samples
+               if (s["target"], s["scale"]) == (target, scale))
+
+
 def table(samples: list[dict]) -> str:
     rows = medians(samples)
     names = sorted({n for m in rows.values() for n in m})
@@ -371,8 +377,9 @@ def table(samples: list[dict]) -> str:
         cells = []
         for key in rows:
             value = rows[key].get(name)
+            at_least = "≥ " if name == "gc_s" and stopped(samples, *key) else ""
             cells.append("" if value is None else
-                         f"{value[0]:.3g} ({value[1]:.3g}–{value[2]:.3g})")
+                         f"{at_least}{value[0]:.3g} ({value[1]:.3g}–{value[2]:.3g})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
