@@ -129,7 +129,8 @@ def _one(conn: http.client.HTTPConnection, method: str, path: str) -> None:
 def gc_seconds(kind: str, data: Path, database_url: str, config: Path | None,
                plan: dict, timeout: float) -> tuple[float, float | None, bool]:
     """The process's wall time, ours's own ``duration_seconds`` (no interpreter start),
-    and whether it was stopped at ``timeout`` (the time is then a lower bound)."""
+    and whether it was stopped at ``timeout`` (the time is then a lower bound; for
+    Distribution the second value is then the manifests its mark phase had examined)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCIREGISTRY_")}
     if kind == "distribution":
         cmd = [DISTRIBUTION_BIN, "garbage-collect", "--dry-run", "--delete-untagged", str(config)]
@@ -142,8 +143,15 @@ def gc_seconds(kind: str, data: Path, database_url: str, config: Path | None,
     began = time.perf_counter()
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:  # run() has killed it
-        return time.perf_counter() - began, None, True
+    except subprocess.TimeoutExpired as stopped:  # run() has killed it
+        seconds = time.perf_counter() - began
+        if kind == "distribution":  # how far its mark phase got: one line per manifest
+            out = stopped.stdout or ""
+            out = out.decode(errors="replace") if isinstance(out, bytes) else out
+            examined = sum(1 for line in out.splitlines()
+                           if "marking manifest" in line or "eligible for deletion" in line)
+            return seconds, float(examined), True
+        return seconds, None, True
     seconds = time.perf_counter() - began
     if out.returncode != 0:
         raise RuntimeError(f"{kind} gc failed: {out.stderr[-2000:]}")
@@ -241,11 +249,19 @@ def one_run(targets: list[Target], run: int, args: argparse.Namespace) -> list[d
     order = targets if run % 2 == 0 else targets[::-1]
     try:
         for t in order:
+            if args.gc_only:  # no server: the configuration Distribution's GC reads
+                t.server, t.record = Server(t.kind, t.data), {}
+                t.server.command()
+                if t.label == "ours-postgres":
+                    t.cluster = dataset.postgres_cluster(t.data / "pg")
+                    t.url = t.cluster.url("registry")
+                continue
             start(t, check=run == 0)
             print(f"run {run} {t.key}: up in {t.record['startup_s']:.2f} s", flush=True)
-        interleaved(order, args.requests, args.budget)
-        for t in order:
-            t.server.stop()
+        if not args.gc_only:
+            interleaved(order, args.requests, args.budget)
+            for t in order:
+                t.server.stop()
         for t in order:
             if t.key in args.no_gc or (t.key in args.gc_once and run > 0):
                 continue
@@ -257,6 +273,9 @@ def one_run(targets: list[Target], run: int, args: argparse.Namespace) -> list[d
                 t.record["gc_work_s"] = work
             if stopped:
                 t.record["gc_stopped_at_timeout"] = True
+                if t.kind == "distribution":  # work is then the manifests it had examined
+                    t.record["gc_manifests_examined"] = work
+                    t.record.pop("gc_work_s", None)
             print(f"run {run} {t.key}: gc {seconds:.1f} s{' (stopped)' if stopped else ''}",
                   flush=True)
     finally:
@@ -300,6 +319,10 @@ def main() -> None:
                         help="LABEL@SCALE,...: GC measured in the first run only")
     parser.add_argument("--no-gc", type=lambda v: set(v.split(",")), default=set(),
                         help="LABEL@SCALE,...: GC not measured")
+    parser.add_argument("--gc-only", action="store_true",
+                        help="no server, no latency: the GCs alone (the long ones apart)")
+    parser.add_argument("--targets", default="",
+                        help="LABEL@SCALE,...: only these (default: every db and scale)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", action="store_true")
     parser.add_argument("--no-distribution", dest="distribution", action="store_false")
@@ -324,6 +347,8 @@ def main() -> None:
             db = label.removeprefix("ours-")
             targets.append(Target(label, scale, folder / label,
                                   plans.get(db) or plan, repos))
+    if args.targets:
+        targets = [t for t in targets if t.key in args.targets.split(",")]
     for run in range(args.runs):
         for record in one_run(targets, run, args):
             samples.append(record)

@@ -1,7 +1,8 @@
 """Curves of bench/scale.py: one PNG per measure, x the data set's scale, one line per
 registry (median over the runs, the bar from the fastest to the slowest run).
 
-    .venv/bin/python -m bench.scale_plot RESULTS.json [--out docs/performance]
+    .venv/bin/python -m bench.scale_plot RESULTS.json [MORE.json ...] [--out docs/performance]
+        [--table]
 
 matplotlib is a bench dependency only (pyproject's ``bench`` extra), never the registry's.
 """
@@ -12,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.scale import CASES, ROOT, medians, stopped
+from bench.scale import CASES, ROOT, medians, stopped, table
 
 TITLES = {
     "head_manifest": "HEAD manifest (by tag)", "tags_first": "tags list, first page (n=100)",
@@ -76,11 +77,15 @@ def plot(samples: list[dict], out: Path) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path)
+    parser.add_argument("results", type=Path, nargs="+", help="bench.scale --json files")
+    parser.add_argument("--table", action="store_true", help="print the Markdown table too")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance")
     args = parser.parse_args()
-    for path in plot(json.loads(args.results.read_text()), args.out):
+    samples = [s for path in args.results for s in json.loads(path.read_text())]
+    for path in plot(samples, args.out):
         print(path)
+    if args.table:
+        print(table(samples))
 
 
 if __name__ == "__main__":
