@@ -339,7 +339,9 @@ def main() -> None:
     targets = []
     for scale in scales:
         folder = args.data / f"x{scale}"
-        plans = load_plan(folder, scale, dbs, args.distribution)
+        wanted = [db for db in dbs if not args.targets or f"ours-{db}@{scale}" in args.targets]
+        dist = args.distribution and (not args.targets or f"distribution@{scale}" in args.targets)
+        plans = load_plan(folder, scale, wanted, dist)
         plan = next(iter(plans.values()))
         repos = dataset.repository_names(dataset.Plan.make(scale, plan["seed"]))
         labels = [f"ours-{db}" for db in dbs] + (["distribution"] if args.distribution else [])
