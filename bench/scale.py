@@ -1,22 +1,28 @@
 """Scale: does a request cost the same on a registry 10x and 100x bigger?
 
-    .venv/bin/python -m bench.scale --data DIR [--scales 1,10] [--dbs sqlite,postgres]
-        [--runs 3] [--requests 200] [--json FILE] [--plot] [--no-distribution]
+    .venv/bin/python -m bench.scale --data DIR [--scales 1,10,100] [--dbs sqlite,postgres]
+        [--runs 3] [--requests 200] [--budget 60] [--json FILE] [--plot]
+        [--no-distribution] [--targets LABEL@SCALE,...] [--gc-only] [--gc-timeout S]
+        [--gc-once LABEL@SCALE,...] [--no-gc LABEL@SCALE,...]
 
 DIR holds one ``x<scale>`` folder per scale, made by ``bench.dataset`` (made here
-when missing). For each scale, run and registry (ours on SQLite, ours on
-PostgreSQL, Distribution on the same content), alternating:
+when missing). Each run starts every registry of every size at once (ours on
+SQLite, ours on PostgreSQL, each data set with its own PostgreSQL server,
+Distribution on the same content), in an order that alternates between runs:
 
-- start-up: a fresh process until ``/v2/`` answers 200, then RSS and PSS of its
-  whole process tree (bench/proctree.py);
+- start-up: each fresh process until ``/v2/`` answers 200, then RSS and PSS of
+  its whole process tree (bench/proctree.py);
 - latency of HEAD manifest (by tag, over 20 images), the tags list's first and
   last page (``n=100``, the 5 % repository), the catalog's first and last page
-  (``n=100``) and a blob GET: ``--requests`` sequential keep-alive requests after
-  a warm-up, median and p99, and the server's CPU per request;
-- GC: ``--dry-run --delete-untagged`` (ours: ``ociregistry gc``; Distribution:
-  ``docker-registry garbage-collect``), the process's wall time; a dry run finds
-  what a real run deletes and leaves the data set as it was for the next run.
-  Ours must find exactly the garbage the data set holds (checked).
+  (``n=100``) and a blob GET: after a warm-up, ``--requests`` rounds of one
+  keep-alive request to each registry in turn (load from the rest of the machine
+  hits every size alike; a registry leaves a case once it has spent ``--budget``
+  seconds on it), median and p99, and the server's CPU per request;
+- GC, once every server is stopped: ``--dry-run --delete-untagged`` (ours:
+  ``ociregistry gc``; Distribution: ``docker-registry garbage-collect``), the
+  process's wall time; a dry run finds what a real run deletes and leaves the
+  data set as it was for the next run. Ours must find exactly the garbage the
+  data set holds (checked). One stopped at ``--gc-timeout`` is a lower bound.
 
 Before the first run each registry serves a few images to skopeo (a check that
 the generated content is valid). Results go to ``--json`` (every sample), the
