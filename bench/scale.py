@@ -1,22 +1,28 @@
 """Scale: does a request cost the same on a registry 10x and 100x bigger?
 
-    .venv/bin/python -m bench.scale --data DIR [--scales 1,10] [--dbs sqlite,postgres]
-        [--runs 3] [--requests 200] [--json FILE] [--plot] [--no-distribution]
+    .venv/bin/python -m bench.scale --data DIR [--scales 1,10,100] [--dbs sqlite,postgres]
+        [--runs 3] [--requests 200] [--budget 60] [--json FILE] [--plot]
+        [--no-distribution] [--targets LABEL@SCALE,...] [--gc-only] [--gc-timeout S]
+        [--gc-once LABEL@SCALE,...] [--no-gc LABEL@SCALE,...]
 
 DIR holds one ``x<scale>`` folder per scale, made by ``bench.dataset`` (made here
-when missing). For each scale, run and registry (ours on SQLite, ours on
-PostgreSQL, Distribution on the same content), alternating:
+when missing). Each run starts every registry of every size at once (ours on
+SQLite, ours on PostgreSQL, each data set with its own PostgreSQL server,
+Distribution on the same content), in an order that alternates between runs:
 
-- start-up: a fresh process until ``/v2/`` answers 200, then RSS and PSS of its
-  whole process tree (bench/proctree.py);
+- start-up: each fresh process until ``/v2/`` answers 200, then RSS and PSS of
+  its whole process tree (bench/proctree.py);
 - latency of HEAD manifest (by tag, over 20 images), the tags list's first and
   last page (``n=100``, the 5 % repository), the catalog's first and last page
-  (``n=100``) and a blob GET: ``--requests`` sequential keep-alive requests after
-  a warm-up, median and p99, and the server's CPU per request;
-- GC: ``--dry-run --delete-untagged`` (ours: ``ociregistry gc``; Distribution:
-  ``docker-registry garbage-collect``), the process's wall time; a dry run finds
-  what a real run deletes and leaves the data set as it was for the next run.
-  Ours must find exactly the garbage the data set holds (checked).
+  (``n=100``) and a blob GET: after a warm-up, ``--requests`` rounds of one
+  keep-alive request to each registry in turn (load from the rest of the machine
+  hits every size alike; a registry leaves a case once it has spent ``--budget``
+  seconds on it), median and p99, and the server's CPU per request;
+- GC, once every server is stopped: ``--dry-run --delete-untagged`` (ours:
+  ``ociregistry gc``; Distribution: ``docker-registry garbage-collect``), the
+  process's wall time; a dry run finds what a real run deletes and leaves the
+  data set as it was for the next run. Ours must find exactly the garbage the
+  data set holds (checked). One stopped at ``--gc-timeout`` is a lower bound.
 
 Before the first run each registry serves a few images to skopeo (a check that
 the generated content is valid). Results go to ``--json`` (every sample), the
@@ -35,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import dataset
@@ -116,24 +123,6 @@ def urls(plan: dict, repos: list[str]) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-def latency(server: Server, requests: list[tuple[str, str]], count: int) -> dict:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-    for i in range(max(10, count // 10)):  # warm-up: caches, connections, statements
-        _one(conn, *requests[i % len(requests)])
-    times = []
-    cpu0 = tree_cpu_seconds(server.proc.pid)
-    for i in range(count):
-        began = time.perf_counter()
-        _one(conn, *requests[i % len(requests)])
-        times.append((time.perf_counter() - began) * 1000)
-    cpu = tree_cpu_seconds(server.proc.pid) - cpu0
-    conn.close()
-    times.sort()
-    return {"median_ms": statistics.median(times),
-            "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
-            "cpu_ms": cpu * 1000 / count}
-
-
 def _one(conn: http.client.HTTPConnection, method: str, path: str) -> None:
     # Distribution answers 404 for an OCI manifest the client does not accept
     conn.request(method, path, headers={"Accept": dataset.OCI_MANIFEST})
@@ -144,8 +133,10 @@ def _one(conn: http.client.HTTPConnection, method: str, path: str) -> None:
 
 
 def gc_seconds(kind: str, data: Path, database_url: str, config: Path | None,
-               plan: dict) -> tuple[float, float | None]:
-    """The process's wall time, and ours's own ``duration_seconds`` (no interpreter start)."""
+               plan: dict, timeout: float) -> tuple[float, float | None, bool]:
+    """The process's wall time, ours's own ``duration_seconds`` (no interpreter start),
+    and whether it was stopped at ``timeout`` (the time is then a lower bound; for
+    Distribution the second value is then the manifests its mark phase had examined)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCIREGISTRY_")}
     if kind == "distribution":
         cmd = [DISTRIBUTION_BIN, "garbage-collect", "--dry-run", "--delete-untagged", str(config)]
@@ -156,7 +147,17 @@ def gc_seconds(kind: str, data: Path, database_url: str, config: Path | None,
         cmd = [sys.executable, "-m", "ociregistry", "gc", "--dry-run", "--delete-untagged",
                "--json", "--data-dir", str(data)]
     began = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=7200)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired as stopped:  # run() has killed it
+        seconds = time.perf_counter() - began
+        if kind == "distribution":  # how far its mark phase got: one line per manifest
+            out = stopped.stdout or ""
+            out = out.decode(errors="replace") if isinstance(out, bytes) else out
+            examined = sum(1 for line in out.splitlines()
+                           if "marking manifest" in line or "eligible for deletion" in line)
+            return seconds, float(examined), True
+        return seconds, None, True
     seconds = time.perf_counter() - began
     if out.returncode != 0:
         raise RuntimeError(f"{kind} gc failed: {out.stderr[-2000:]}")
@@ -165,8 +166,8 @@ def gc_seconds(kind: str, data: Path, database_url: str, config: Path | None,
         garbage = plan["counts"]["garbage_manifests"], plan["counts"]["garbage_blobs"]
         if (result["manifests_deleted"], result["blobs_deleted"]) != garbage:
             raise RuntimeError(f"gc found {result}; the data set's garbage: {garbage}")
-        return seconds, result["duration_seconds"]
-    return seconds, None
+        return seconds, result["duration_seconds"], False
+    return seconds, None, False
 
 
 def pull_check(server: Server, plan: dict, count: int = 3) -> None:
@@ -180,44 +181,121 @@ def pull_check(server: Server, plan: dict, count: int = 3) -> None:
                 raise RuntimeError(f"skopeo copy {ref}: {out.stderr[-1000:]}")
 
 
-def targets(folder: Path, dbs: list[str], distribution: bool) -> list[tuple[str, Path]]:
-    out = [(f"ours-{db}", folder / f"ours-{db}") for db in dbs]
-    if distribution:
-        out.append(("distribution", folder / "distribution"))
-    return out
+@dataclass
+class Target:
+    """One registry on one data set, and its record for the current run."""
+
+    label: str  # ours-sqlite, ours-postgres, distribution
+    scale: int
+    data: Path
+    plan: dict
+    repos: list[str]
+    cluster: object = None
+    url: str = ""
+    server: Server | None = None
+    record: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return "distribution" if self.label == "distribution" else "ours"
+
+    @property
+    def key(self) -> str:
+        return f"{self.label}@{self.scale}"
 
 
-def measure_one(label: str, data: Path, plan: dict, repos: list[str], requests: int,
-                check: bool) -> dict:
-    cluster, url = None, ""
-    if label == "ours-postgres":
-        cluster = dataset.postgres_cluster(data / "pg")
-        url = cluster.url("registry")
-    kind = "distribution" if label == "distribution" else "ours"
-    server = Server(kind, data, url)
-    record: dict = {}
+def start(target: Target, check: bool) -> None:
+    """A fresh instance: start-up time, then memory once its workers have booted."""
+    if target.label == "ours-postgres":
+        target.cluster = dataset.postgres_cluster(target.data / "pg")
+        target.url = target.cluster.url("registry")
+    target.server = Server(target.kind, target.data, target.url)
+    target.record = {"startup_s": target.server.start()}
+    time.sleep(1.0)  # let every worker finish booting before memory is read
+    rss, pss = tree_memory(target.server.proc.pid)
+    target.record["rss_mib"], target.record["pss_mib"] = rss / 2**20, pss / 2**20
+    if check:
+        pull_check(target.server, target.plan)
+
+
+def interleaved(targets: list[Target], requests: int, budget: float) -> None:
+    """Each case, one request to each registry in turn, ``requests`` rounds: a burst of
+    load from the rest of the machine hits every size and registry alike. A registry
+    stops taking part in a case once it has spent ``budget`` seconds on it (and had
+    20 requests): Distribution's catalog at 100x takes seconds a page."""
+    for case in CASES:
+        conns, paths, times, spent, cpu0 = {}, {}, {}, {}, {}
+        for t in targets:
+            conns[t.key] = http.client.HTTPConnection("127.0.0.1", t.server.port, timeout=600)
+            paths[t.key] = urls(t.plan, t.repos)[case]
+            for i in range(max(5, min(20, requests // 10))):  # warm-up
+                _one(conns[t.key], *paths[t.key][i % len(paths[t.key])])
+            times[t.key], spent[t.key] = [], 0.0
+            cpu0[t.key] = tree_cpu_seconds(t.server.proc.pid)
+        for i in range(requests):
+            for t in targets:
+                if len(times[t.key]) >= 20 and spent[t.key] > budget:
+                    continue
+                began = time.perf_counter()
+                _one(conns[t.key], *paths[t.key][i % len(paths[t.key])])
+                took = time.perf_counter() - began
+                times[t.key].append(took * 1000)
+                spent[t.key] += took
+        for t in targets:
+            cpu = tree_cpu_seconds(t.server.proc.pid) - cpu0[t.key]
+            conns[t.key].close()
+            ms = sorted(times[t.key])
+            t.record[case] = {"median_ms": statistics.median(ms), "count": len(ms),
+                              "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
+                              "cpu_ms": cpu * 1000 / len(ms)}
+
+
+def one_run(targets: list[Target], run: int, args: argparse.Namespace) -> list[dict]:
+    """Start every registry of every size, time them interleaved, stop them, GC each."""
+    order = targets if run % 2 == 0 else targets[::-1]
     try:
-        record["startup_s"] = server.start()
-        time.sleep(1.0)  # let every worker finish booting before memory is read
-        rss, pss = tree_memory(server.proc.pid)
-        record["rss_mib"], record["pss_mib"] = rss / 2**20, pss / 2**20
-        if check:
-            pull_check(server, plan)
-        for case, reqs in urls(plan, repos).items():
-            record[case] = latency(server, reqs, requests)
-        server.stop()
-        record["gc_s"], work = gc_seconds(kind, data, url, getattr(server, "config", None), plan)
-        if work is not None:
-            record["gc_work_s"] = work
+        for t in order:
+            if args.gc_only:  # no server: the configuration Distribution's GC reads
+                t.server, t.record = Server(t.kind, t.data), {}
+                t.server.command()
+                if t.label == "ours-postgres":
+                    t.cluster = dataset.postgres_cluster(t.data / "pg")
+                    t.url = t.cluster.url("registry")
+                continue
+            start(t, check=run == 0)
+            print(f"run {run} {t.key}: up in {t.record['startup_s']:.2f} s", flush=True)
+        if not args.gc_only:
+            interleaved(order, args.requests, args.budget)
+            for t in order:
+                t.server.stop()
+        for t in order:
+            if t.key in args.no_gc or (t.key in args.gc_once and run > 0):
+                continue
+            config = getattr(t.server, "config", None)
+            seconds, work, stopped = gc_seconds(t.kind, t.data, t.url, config, t.plan,
+                                                args.gc_timeout)
+            t.record["gc_s"] = seconds
+            if work is not None:
+                t.record["gc_work_s"] = work
+            if stopped:
+                t.record["gc_stopped_at_timeout"] = True
+                if t.kind == "distribution":  # work is then the manifests it had examined
+                    t.record["gc_manifests_examined"] = work
+                    t.record.pop("gc_work_s", None)
+            print(f"run {run} {t.key}: gc {seconds:.1f} s{' (stopped)' if stopped else ''}",
+                  flush=True)
     finally:
-        server.stop() if server.proc and server.proc.poll() is None else None
-        if cluster is not None:
-            cluster.stop_server()
-    return record
+        for t in order:
+            if t.server and t.server.proc and t.server.proc.poll() is None:
+                t.server.stop()
+            if t.cluster is not None:
+                t.cluster.stop_server()
+                t.cluster = None
+    return [{**t.record, "scale": t.scale, "target": t.label, "run": run} for t in order]
 
 
 def load_plan(folder: Path, scale: int, dbs: list[str], distribution: bool) -> dict:
-    """plan-<db>.json of each db, generating the data set where missing."""
+    """plan-<db>.json of each db (and of Distribution's copy), generating what is missing."""
     plans = {}
     for db in dbs:
         path = folder / f"plan-{db}.json"
@@ -225,6 +303,10 @@ def load_plan(folder: Path, scale: int, dbs: list[str], distribution: bool) -> d
             dataset.generate(scale, db, folder, 16,
                              distribution and not (folder / "distribution").exists())
         plans[db] = json.loads(path.read_text())
+    if distribution and not (folder / "distribution").exists():
+        dataset.generate(scale, "none", folder, 16, True)
+    if not plans:
+        plans["none"] = json.loads((folder / "plan-none.json").read_text())
     return plans
 
 
@@ -235,6 +317,18 @@ def main() -> None:
     parser.add_argument("--dbs", default="sqlite,postgres")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="seconds a registry may spend on one case in one run")
+    parser.add_argument("--gc-timeout", type=float, default=7200.0,
+                        help="stop a GC after this long (its time is then a lower bound)")
+    parser.add_argument("--gc-once", type=lambda v: set(v.split(",")), default=set(),
+                        help="LABEL@SCALE,...: GC measured in the first run only")
+    parser.add_argument("--no-gc", type=lambda v: set(v.split(",")), default=set(),
+                        help="LABEL@SCALE,...: GC not measured")
+    parser.add_argument("--gc-only", action="store_true",
+                        help="no server, no latency: the GCs alone (the long ones apart)")
+    parser.add_argument("--targets", default="",
+                        help="LABEL@SCALE,...: only these (default: every db and scale)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", action="store_true")
     parser.add_argument("--no-distribution", dest="distribution", action="store_false")
@@ -248,20 +342,27 @@ def main() -> None:
     if args.distribution and not shutil.which(DISTRIBUTION_BIN):
         raise SystemExit("apt-get install docker-registry (or --no-distribution)")
     samples: list[dict] = []
-    plans = {s: load_plan(args.data / f"x{s}", s, dbs, args.distribution) for s in scales}
+    targets = []
+    for scale in scales:
+        folder = args.data / f"x{scale}"
+        wanted = [db for db in dbs if not args.targets or f"ours-{db}@{scale}" in args.targets]
+        dist = args.distribution and (not args.targets or f"distribution@{scale}" in args.targets)
+        plans = load_plan(folder, scale, wanted, dist)
+        plan = next(iter(plans.values()))
+        repos = dataset.repository_names(dataset.Plan.make(scale, plan["seed"]))
+        labels = [f"ours-{db}" for db in dbs] + (["distribution"] if args.distribution else [])
+        for label in labels:
+            db = label.removeprefix("ours-")
+            targets.append(Target(label, scale, folder / label,
+                                  plans.get(db) or plan, repos))
+    if args.targets:
+        targets = [t for t in targets if t.key in args.targets.split(",")]
     for run in range(args.runs):
-        for scale in scales:
-            folder = args.data / f"x{scale}"
-            plan = next(iter(plans[scale].values()))
-            repos = dataset.repository_names(dataset.Plan.make(scale, plan["seed"]))
-            order = targets(folder, dbs, args.distribution)
-            for label, data in order if run % 2 == 0 else order[::-1]:
-                record = measure_one(label, data, plan, repos, args.requests, check=run == 0)
-                record.update({"scale": scale, "target": label, "run": run})
-                samples.append(record)
-                print(json.dumps(_brief(record)), flush=True)
-                if args.json:
-                    args.json.write_text(json.dumps(samples, indent=1))
+        for record in one_run(targets, run, args):
+            samples.append(record)
+            print(json.dumps(_brief(record)), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(samples, indent=1))
     print(table(samples))
     if args.plot:
         from bench.scale_plot import plot
@@ -285,13 +386,19 @@ def medians(samples: list[dict]) -> dict[tuple[str, int], dict[str, tuple[float,
             if values:
                 metrics[name] = (statistics.median(values), min(values), max(values))
         for case in CASES:
-            for field in ("median_ms", "p99_ms", "cpu_ms"):
-                values = [r[case][field] for r in runs if case in r]
+            for part in ("median_ms", "p99_ms", "cpu_ms"):
+                values = [r[case][part] for r in runs if case in r]
                 if values:
-                    metrics[f"{case}.{field}"] = (statistics.median(values), min(values),
+                    metrics[f"{case}.{part}"] = (statistics.median(values), min(values),
                                                   max(values))
         out[key] = metrics
     return out
+
+
+def stopped(samples: list[dict], target: str, scale: int) -> bool:
+    """Whether a GC of this target and scale was stopped at the timeout (a lower bound)."""
+    return any(s.get("gc_stopped_at_timeout") for s in samples
+               if (s["target"], s["scale"]) == (target, scale))
 
 
 def table(samples: list[dict]) -> str:
@@ -303,8 +410,9 @@ def table(samples: list[dict]) -> str:
         cells = []
         for key in rows:
             value = rows[key].get(name)
+            at_least = "≥ " if name == "gc_s" and stopped(samples, *key) else ""
             cells.append("" if value is None else
-                         f"{value[0]:.3g} ({value[1]:.3g}–{value[2]:.3g})")
+                         f"{at_least}{value[0]:.3g} ({value[1]:.3g}–{value[2]:.3g})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

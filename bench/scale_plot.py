@@ -1,7 +1,8 @@
 """Curves of bench/scale.py: one PNG per measure, x the data set's scale, one line per
 registry (median over the runs, the bar from the fastest to the slowest run).
 
-    .venv/bin/python -m bench.scale_plot RESULTS.json [--out docs/performance]
+    .venv/bin/python -m bench.scale_plot RESULTS.json [MORE.json ...] [--out docs/performance]
+        [--table]
 
 matplotlib is a bench dependency only (pyproject's ``bench`` extra), never the registry's.
 """
@@ -12,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.scale import CASES, ROOT, medians
+from bench.scale import CASES, ROOT, medians, stopped, table
 
 TITLES = {
     "head_manifest": "HEAD manifest (by tag)", "tags_first": "tags list, first page (n=100)",
@@ -23,6 +24,7 @@ TITLES = {
     "startup_s": "start-up to /v2/ 200",
     "pss_mib": "memory after start-up (PSS of the process tree)",
 }
+LOG_Y = {"gc_s", "catalog_last"}
 UNITS = {"gc_s": "seconds", "gc_work_s": "seconds", "startup_s": "seconds", "pss_mib": "MiB"}
 
 
@@ -48,12 +50,20 @@ def plot(samples: list[dict], out: Path) -> list[Path]:
             ys = [v[0] for _, v in points]
             err = [[v[0] - v[1] for _, v in points], [v[2] - v[0] for _, v in points]]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=target)
+            for x, y in zip(xs, ys, strict=True):
+                if name == "gc_s" and stopped(samples, target, x):
+                    ax.annotate("stopped: at least", (x, y), textcoords="offset points",
+                                xytext=(-60, 8), fontsize=7)
+                    ax.scatter([x], [y], marker="^", s=80, color="black", zorder=3)
         ax.set_xscale("log")
         ax.set_xticks(sorted({s for _, s in rows}))
         ax.set_xticklabels([f"{s}x" for s in sorted({s for _, s in rows})])
         ax.set_xlabel("data set (1x = 10,000 manifests and tags, 1,000 repositories)")
         ax.set_ylabel(UNITS.get(name, "median ms"))
-        ax.set_ylim(bottom=0)
+        if name in LOG_Y:  # Distribution's walk dwarfs the rest: a log axis shows both
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.set_title(TITLES[name])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -67,11 +77,15 @@ def plot(samples: list[dict], out: Path) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path)
+    parser.add_argument("results", type=Path, nargs="+", help="bench.scale --json files")
+    parser.add_argument("--table", action="store_true", help="print the Markdown table too")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance")
     args = parser.parse_args()
-    for path in plot(json.loads(args.results.read_text()), args.out):
+    samples = [s for path in args.results for s in json.loads(path.read_text())]
+    for path in plot(samples, args.out):
         print(path)
+    if args.table:
+        print(table(samples))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ fails cleanly: it never ends up referencing something the sweep removed."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 
 import sqlalchemy as sa
 
@@ -52,8 +52,24 @@ def _untagged_condition(
     ]
 
 
-def _ids(ids: Collection[int]) -> sa.BindParameter:
+def _ids(ids: Collection) -> sa.BindParameter:
     return sa.bindparam(None, sorted(ids), expanding=True, literal_execute=True)
+
+
+# Candidates examined per statement. The candidates are read first and then named by
+# key, a chunk at a time: a statement over the whole candidate set, with a dry run's
+# thousands of "gone" ids beside it, led PostgreSQL (at 1 million manifests) to scan
+# every manifest and every blob link instead of looking up the candidates (7 s and 5 s
+# for 9,510 candidates); a chunk this small always costs less looked up by key. The
+# same for what the "gone" manifests free (their children, referrers and blobs).
+CHUNK = 1000
+FREED_CHUNK = 250  # gone manifests per look-up of what they free: index probes, not a scan
+
+
+def _chunks(values: Collection, size: int = CHUNK) -> Iterator[list]:
+    ordered = sorted(values)
+    for start in range(0, len(ordered), size):
+        yield ordered[start:start + size]
 
 
 def manifest_candidates(gone: Collection[int] = ()) -> sa.Select:
@@ -63,6 +79,11 @@ def manifest_candidates(gone: Collection[int] = ()) -> sa.Select:
     query: sa.Select = sa.select(t.gc_manifest_candidates.c.manifest_id)
     if not gone:
         return query
+    return sa.union(query, _freed_by(gone))  # type: ignore[return-value]
+
+
+def _freed_by(gone: Collection[int]) -> sa.CompoundSelect:
+    """Ids of the children and referrers of the manifests ``gone``."""
     m, child, subject = t.manifests, t.manifest_children, t.manifests.alias("gone_subject")
     children = sa.select(m.c.id).select_from(child.join(m, sa.and_(
         m.c.repository_id == child.c.repository_id, m.c.digest == child.c.child_digest))
@@ -70,7 +91,7 @@ def manifest_candidates(gone: Collection[int] = ()) -> sa.Select:
     referrers = sa.select(m.c.id).select_from(subject.join(m, sa.and_(
         m.c.repository_id == subject.c.repository_id, m.c.subject == subject.c.digest))
     ).where(subject.c.id.in_(_ids(gone)))
-    return sa.union(query, children, referrers)  # type: ignore[return-value]
+    return sa.union(children, referrers)
 
 
 def untagged_manifests(
@@ -79,15 +100,21 @@ def untagged_manifests(
 ) -> list[tuple[int, str, str]]:
     """(id, repository, digest) of manifests nothing keeps alive, among the candidates."""
     m = t.manifests
-    query = (
-        sa.select(m.c.id, t.repositories.c.name, m.c.digest)
-        .select_from(m.join(t.repositories, t.repositories.c.id == m.c.repository_id))
-        .where(m.c.id.in_(manifest_candidates(gone)),
-               *_untagged_condition(m, cutoff, gone, keep_since))
-        .order_by(m.c.id)
-    )
+    found: list[tuple[int, str, str]] = []
     with store.read() as conn:
-        return [tuple(row) for row in conn.execute(query)]
+        ids = set(conn.execute(manifest_candidates()).scalars())
+        for chunk in _chunks(gone, FREED_CHUNK):  # what the manifests counted as gone free
+            ids.update(conn.execute(_freed_by(chunk)).scalars())
+        ids.difference_update(gone)
+        for chunk in _chunks(ids):
+            query = (
+                sa.select(m.c.id, t.repositories.c.name, m.c.digest)
+                .select_from(m.join(t.repositories, t.repositories.c.id == m.c.repository_id))
+                .where(m.c.id.in_(_ids(chunk)), *_untagged_condition(m, cutoff, gone, keep_since))
+                .order_by(m.c.id)
+            )
+            found.extend(tuple(row) for row in conn.execute(query))  # type: ignore[misc]
+    return found
 
 
 def delete_untagged_manifest(
@@ -128,17 +155,24 @@ def unreferenced_blobs(
     keep_since: float | None = None,
 ) -> list[tuple[str, int]]:
     b, mb = t.blobs, t.manifest_blobs
-    candidates: sa.Select = sa.select(t.gc_blob_candidates.c.digest)
-    if gone:  # a dry run: what the manifests it counts as deleted reference
-        candidates = sa.union(  # type: ignore[assignment]
-            candidates, sa.select(mb.c.digest).where(mb.c.manifest_id.in_(_ids(gone))))
-    query = (
-        sa.select(b.c.digest, b.c.size)
-        .where(b.c.digest.in_(candidates), *_unreferenced(b, cutoff, gone, keep_since))
-        .order_by(b.c.digest)
-    )
+    found: list[tuple[str, int]] = []
     with store.read() as conn:
-        return [tuple(row) for row in conn.execute(query)]
+        digests = set(conn.execute(sa.select(t.gc_blob_candidates.c.digest)).scalars())
+        for chunk in _chunks(gone, FREED_CHUNK):  # a dry run: what the gone manifests link
+            digests.update(conn.execute(
+                sa.select(mb.c.digest).where(mb.c.manifest_id.in_(_ids(chunk)))).scalars())
+        for chunk in _chunks(digests, FREED_CHUNK):  # probes of manifest_blobs by digest
+            # only the gone manifests that link these blobs: a short list to plan
+            near = {manifest_id for manifest_id in conn.execute(
+                sa.select(mb.c.manifest_id).where(mb.c.digest.in_(_ids(chunk)))).scalars()
+                if manifest_id in gone} if gone else set()
+            query = (
+                sa.select(b.c.digest, b.c.size)
+                .where(b.c.digest.in_(_ids(chunk)), *_unreferenced(b, cutoff, near, keep_since))
+                .order_by(b.c.digest)
+            )
+            found.extend(tuple(row) for row in conn.execute(query))  # type: ignore[misc]
+    return found
 
 
 def delete_blob_if_unreferenced(
