@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.scale import CASES, ROOT, medians, stopped, table
+from bench.scale_results import CASES, medians, stopped, table
+from bench.servers import ROOT
 
 TITLES = {
     "head_manifest": "HEAD manifest (by tag)", "tags_first": "tags list, first page (n=100)",
