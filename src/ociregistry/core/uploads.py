@@ -242,6 +242,7 @@ class UploadService:
                     )
                 writer.write(chunk)
                 pipe.add(chunk)
+            writer.flush()  # a failure here rolls back like any other write
             return pipe.drain()
         except BaseException:
             # A failed or truncated chunk leaves the session where it was.

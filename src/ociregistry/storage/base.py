@@ -40,6 +40,10 @@ class UploadWriter(ABC):
     def read_back(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Every byte written so far (to re-hash when no hash state can be resumed)."""
 
+    def flush(self) -> None:
+        """Write out what ``write`` kept back (the end of a request's bytes)."""
+        return None
+
     def save(self) -> dict[str, Any] | None:
         """Make what was written durable for the next writer, which may be another
         instance; the driver's state to keep with the session (None: none)."""

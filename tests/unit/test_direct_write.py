@@ -1,0 +1,136 @@
+"""Upload bytes written around the page cache (storage/direct_write.py): exact bytes
+whatever the sizes and offsets, the right open flags, and the fallbacks."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import random
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ociregistry.storage import direct_write, filesystem
+from ociregistry.storage.direct_write import ALIGN, STAGE
+from ociregistry.storage.filesystem import FilesystemStorage
+
+
+def direct_supported(folder: Path) -> bool:
+    probe = folder / "probe"
+    probe.touch()
+    fd = direct_write.open_direct(str(probe), os.O_WRONLY)
+    if fd is not None:
+        os.close(fd)
+    return fd is not None
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> FilesystemStorage:
+    if not direct_supported(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT (the page-cache path is tested instead)")
+    return FilesystemStorage(str(tmp_path / "root"), fsync=True)
+
+
+def new_upload(storage: FilesystemStorage) -> str:
+    upload_id = str(uuid.uuid4())
+    storage.create_upload(upload_id)
+    return upload_id
+
+
+def file_of(storage: FilesystemStorage, upload_id: str) -> bytes:
+    return Path(storage._upload_file(upload_id)).read_bytes()
+
+
+def is_direct(fd: int) -> bool:
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & direct_write.O_DIRECT)
+
+
+def test_requests_of_any_size_and_offset_keep_the_exact_bytes(storage):
+    rng = random.Random(16)
+    sizes = [1, 100, ALIGN - 1, ALIGN, ALIGN + 1, STAGE, STAGE + 7, 3 * STAGE]
+    for _ in range(12):
+        upload_id, expect = new_upload(storage), bytearray()
+        for _request in range(rng.randint(1, 4)):
+            with storage.append_upload(upload_id) as writer:
+                assert writer._direct is not None and is_direct(writer._fd)
+                assert writer.offset == len(expect)
+                for _write in range(rng.randint(0, 5)):
+                    data = os.urandom(rng.choice([*sizes, rng.randint(0, 3 * STAGE)]))
+                    writer.write(data)
+                    expect += data
+                assert is_direct(writer._fd)  # set back after each cached head or tail
+                writer.save()
+            assert file_of(storage, upload_id) == expect
+
+
+def test_rollback_drops_staged_and_written_bytes(storage):
+    upload_id = new_upload(storage)
+    head = os.urandom(STAGE + 5000)
+    with storage.append_upload(upload_id) as writer:
+        writer.write(head)
+        writer.save()
+    with storage.append_upload(upload_id) as writer:
+        base = writer.offset
+        writer.write(os.urandom(2 * STAGE + 3))  # partly written, partly staged
+        writer.rollback(base)
+        tail = os.urandom(ALIGN + 1)
+        writer.write(tail)
+        writer.rollback(base + 10)  # within staged bytes: the first ten stay
+    assert file_of(storage, upload_id) == head + tail[:10]
+
+
+def test_a_failed_request_leaves_nothing_staged_behind(storage):
+    upload_id = new_upload(storage)
+    with pytest.raises(RuntimeError), storage.append_upload(upload_id) as writer:
+        writer.write(os.urandom(STAGE + ALIGN))
+        raise RuntimeError("the body broke off")  # the service would roll back
+    # the full staging buffer was written; what was still staged is not
+    assert len(file_of(storage, upload_id)) == STAGE
+
+
+def test_without_fsync_uploads_use_the_page_cache(tmp_path):
+    storage = FilesystemStorage(str(tmp_path / "root"), fsync=False)
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        assert writer._direct is None and not is_direct(writer._fd)
+        writer.write(b"x" * (STAGE + 1))
+    assert file_of(storage, upload_id) == b"x" * (STAGE + 1)
+
+
+def test_a_refused_direct_write_falls_back_to_the_page_cache(storage, monkeypatch):
+    # Some file systems accept an O_DIRECT open and refuse the write (EINVAL).
+    real_write = os.write
+
+    def refusing(fd: int, data) -> int:  # noqa: ANN001
+        if is_direct(fd):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_write.os, "write", refusing)
+    upload_id = new_upload(storage)
+    data = os.urandom(2 * STAGE + 123)
+    with storage.append_upload(upload_id) as writer:
+        writer.write(data)
+        assert not writer._direct.direct and not is_direct(writer._fd)
+        writer.write(data)
+    assert file_of(storage, upload_id) == data + data
+
+
+def test_a_refused_direct_open_falls_back_to_the_page_cache(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def refusing(path, flags, *args):  # noqa: ANN001, ANN202
+        if flags & direct_write.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(direct_write.os, "open", refusing)
+    storage = FilesystemStorage(str(tmp_path / "root"), fsync=True)
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        assert writer._direct is None
+        writer.write(b"y" * 5000)
+    assert file_of(storage, upload_id) == b"y" * 5000
+    assert filesystem.open_direct is direct_write.open_direct
