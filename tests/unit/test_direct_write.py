@@ -134,3 +134,29 @@ def test_a_refused_direct_open_falls_back_to_the_page_cache(tmp_path, monkeypatc
         writer.write(b"y" * 5000)
     assert file_of(storage, upload_id) == b"y" * 5000
     assert filesystem.open_direct is direct_write.open_direct
+
+
+def test_page_aligned_buffers_are_written_as_they_are(storage):
+    from ociregistry.web.body import _buffer
+
+    upload_id, expect = new_upload(storage), bytearray()
+    with storage.append_upload(upload_id) as writer:
+        for size in (STAGE, STAGE, 20 * ALIGN + 5, STAGE):
+            view = _buffer(size)
+            view[:] = os.urandom(size)
+            writer.write(view)
+            expect += view
+            if size == STAGE and len(expect) <= 2 * STAGE:
+                # written from the buffer itself: never copied into the staging buffer
+                assert bytes(writer._direct._stage[:64]) != bytes(view[:64])
+                assert writer._direct._fill == 0 and writer._direct.disk == len(expect)
+        # 5 bytes of the odd one were staged; the last MiB filled the stage from there
+        assert writer._direct._fill == 5
+        assert writer._direct.disk == len(expect) - 5
+    assert file_of(storage, upload_id) == expect
+    with storage.append_upload(upload_id) as writer:
+        view = _buffer(STAGE)
+        view[:] = os.urandom(STAGE)
+        writer.write(view)  # an odd file size: a cached head, then the rest staged
+        expect += view
+    assert file_of(storage, upload_id) == expect

@@ -23,6 +23,7 @@ systems, other platforms) the file is opened and written as before.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import mmap
@@ -37,6 +38,13 @@ O_DIRECT: int = getattr(os, "O_DIRECT", 0)
 _free: list[mmap.mmap] = []
 _free_lock = threading.Lock()
 _KEEP = 16
+
+
+def _aligned(view: memoryview) -> bool:
+    """Whether ``view`` is writable memory starting on a block boundary."""
+    if view.readonly:
+        return False
+    return ctypes.addressof(ctypes.c_char.from_buffer(view)) % ALIGN == 0
 
 
 def open_direct(path: str, flags: int) -> int | None:
@@ -90,6 +98,11 @@ class DirectAppender:
                 self._write_cached(view[pos:pos + take])
                 pos += take
                 continue
+            whole = (end - pos) - (end - pos) % ALIGN
+            if self._fill == 0 and whole and _aligned(view[pos:]):
+                # A reader's page-aligned buffer (web/body.py): written as it is.
+                pos += self._write_direct(view[pos:pos + whole])
+                continue
             take = min(STAGE - self._fill, end - pos)
             self._stage[self._fill:self._fill + take] = view[pos:pos + take]
             self._fill += take
@@ -118,10 +131,16 @@ class DirectAppender:
     def _write_stage(self) -> None:
         fill, self._fill = self._fill, 0
         aligned = fill - fill % ALIGN
+        done = self._write_direct(self._stage[:aligned])
+        if done < fill:
+            self._write_cached(self._stage[done:fill])
+
+    def _write_direct(self, view: memoryview) -> int:
+        """Writes ``view`` (aligned) around the cache, or what O_DIRECT refuses through it."""
         done = 0
-        while self.direct and done < aligned:
+        while self.direct and done < len(view):
             try:
-                written = os.write(self.fd, self._stage[done:aligned])
+                written = os.write(self.fd, view[done:])
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
@@ -131,8 +150,7 @@ class DirectAppender:
             self.disk += written
             if written % ALIGN:
                 self._fall_back()  # a short odd write: alignment is lost for good
-        if done < fill:
-            self._write_cached(self._stage[done:fill])
+        return done
 
     def _write_cached(self, view: memoryview) -> None:
         flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)

@@ -12,6 +12,7 @@ broken frame can be found again.
 
 from __future__ import annotations
 
+import ctypes
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 from werkzeug.exceptions import BadRequest, ClientDisconnected
 
 BUFFER = 1 << 20
+DIRECT_MIN = 64 << 10  # buffers from this size on start on a page boundary
+PAGE = 4096
 
 
 class MalformedBody(BadRequest):
@@ -57,8 +60,9 @@ def body_chunks(
     reader.unreader.buf.write(rest)
     remaining -= min(len(unread), remaining)
     reader.length = remaining
-    if pending:
+    if pending and (not remaining or len(pending) >= BUFFER):
         yield pending
+        pending = b""
     if sock.gettimeout() is None:
         sock.settimeout(idle_timeout)
     # Allocated as needed and no larger than the body: a manifest's few KiB
@@ -67,13 +71,19 @@ def body_chunks(
     turn = 0
     while remaining:
         if turn == len(views):
-            views.append(memoryview(bytearray(min(BUFFER, remaining))))
+            views.append(_buffer(min(BUFFER, remaining + len(pending))))
         view = views[turn]
         turn = (turn + 1) % max(ring, 1)
+        # The bytes that came with the headers start the first buffer: every chunk
+        # but the last is then a whole BUFFER, and an upload that starts on a block
+        # boundary stays on one (storage/direct_write.py writes such chunks as they are).
+        n = len(pending)
+        view[:n] = pending
+        pending = b""
         # Fill the buffer before handing it on: a loopback or LAN recv returns far
         # less than 1 MiB, and every chunk costs a Python round and a hand-off to
         # the hasher (core/hashpipe.py).
-        want, n = min(len(view), remaining), 0
+        want = min(len(view), remaining + n)
         while n < want:
             got = sock.recv_into(view[n:], want - n)
             if got == 0:
@@ -82,6 +92,18 @@ def body_chunks(
             remaining -= got
             reader.length = remaining
         yield view[:n]
+
+
+def _buffer(size: int) -> memoryview:
+    """A writable buffer; a large one starts on a page boundary, which O_DIRECT
+    writes need (a bytearray's memory starts 16 bytes into a page). Cut out of a
+    slightly larger bytearray rather than mapped: the allocator reuses freed
+    memory, where a fresh mapping faults in and zeroes every page per request."""
+    if size < DIRECT_MIN:
+        return memoryview(bytearray(size))
+    raw = bytearray(size + PAGE)
+    skip = -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % PAGE
+    return memoryview(raw)[skip:skip + size]
 
 
 def _gunicorn_length_body(environ: dict[str, Any]) -> tuple[Any, Any, Any] | None:
