@@ -28,6 +28,9 @@ class UploadWriter(ABC):
     # Called before each piece goes to the store; raises when the writer has lost
     # the session (set by the upload service for drivers with leases).
     before_part: Callable[[], None] | None = None
+    # True when ``write`` mostly waits (for the disk) and may run on a helper thread
+    # while the request thread receives (core/hashpipe.py); ``flush`` then follows.
+    write_behind: bool = False
 
     @abstractmethod
     def write(self, data: bytes | memoryview) -> None: ...

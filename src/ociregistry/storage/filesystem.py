@@ -57,6 +57,7 @@ class _FileUploadWriter(UploadWriter):
         # With fsync on, bytes go around the page cache where the file system lets
         # them (storage/direct_write.py); flush() ends each request's writes.
         self._direct = DirectAppender(fd, self.offset) if direct else None
+        self.write_behind = direct  # a direct write waits for the disk, not the CPU
 
     def write(self, data: bytes | memoryview) -> None:
         if self._direct is not None:
