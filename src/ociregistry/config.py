@@ -92,6 +92,12 @@ class StorageSettings(_Section):
         " fsynced before the commit, and SQLite's WAL is flushed before the answer",
     )
     s3: S3Settings = S3Settings()
+    direct_writes: bool = Field(
+        True,
+        description="with fsync on, the filesystem driver writes uploads around the page"
+        " cache (O_DIRECT, where the file system allows it): less CPU per pushed MiB, but"
+        " the first pull of a new blob reads the disk (docs/performance.md, Pushes)",
+    )
 
 
 class DatabaseSettings(_Section):

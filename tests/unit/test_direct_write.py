@@ -99,6 +99,16 @@ def test_without_fsync_uploads_use_the_page_cache(tmp_path):
     assert file_of(storage, upload_id) == b"x" * (STAGE + 1)
 
 
+def test_direct_writes_can_be_turned_off(tmp_path):
+    storage = FilesystemStorage(str(tmp_path / "root"), fsync=True, direct_writes=False)
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        assert writer._direct is None and not is_direct(writer._fd)
+        assert not writer.write_behind
+        writer.write(b"z" * (STAGE + 1))
+    assert file_of(storage, upload_id) == b"z" * (STAGE + 1)
+
+
 def test_a_refused_direct_write_falls_back_to_the_page_cache(storage, monkeypatch):
     # Some file systems accept an O_DIRECT open and refuse the write (EINVAL).
     real_write = os.write

@@ -121,9 +121,10 @@ class _FileUploadWriter(UploadWriter):
 
 
 class FilesystemStorage(BlobStorage):
-    def __init__(self, root: str, fsync: bool = True) -> None:
+    def __init__(self, root: str, fsync: bool = True, direct_writes: bool = True) -> None:
         self.root = os.path.abspath(root)
         self.fsync = fsync
+        self.direct_writes = fsync and direct_writes  # storage/direct_write.py
         self._blobs = os.path.join(self.root, "blobs")
         self._uploads = os.path.join(self.root, "uploads")
         self._make_dirs(self._blobs)
@@ -167,7 +168,7 @@ class FilesystemStorage(BlobStorage):
         self, upload_id: str, state: dict[str, Any] | None = None
     ) -> Iterator[UploadWriter]:
         path, flags = self._upload_file(upload_id), os.O_WRONLY | os.O_APPEND
-        fd = open_direct(path, flags) if self.fsync else None
+        fd = open_direct(path, flags) if self.direct_writes else None
         direct = fd is not None
         if fd is None:
             fd = os.open(path, flags)
