@@ -7,6 +7,8 @@ import errno
 import fcntl
 import os
 import random
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -170,3 +172,18 @@ def test_page_aligned_buffers_are_written_as_they_are(storage):
         writer.write(view)  # an odd file size: a cached head, then the rest staged
         expect += view
     assert file_of(storage, upload_id) == expect
+
+
+def test_directly_written_bytes_are_read_back_into_the_page_cache(storage):
+    # a pull right after the push is served from the cache, as before O_DIRECT
+    fincore = shutil.which("fincore")
+    if direct_write._READAHEAD is None or fincore is None:
+        pytest.skip("readahead(2) and util-linux fincore are Linux-only")
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        assert writer._direct is not None
+        writer.write(os.urandom(8 * STAGE))
+    out = subprocess.run([fincore, "--bytes", "--noheadings", "--output", "RES",
+                          storage._upload_file(upload_id)], capture_output=True, text=True,
+                         check=True).stdout
+    assert int(out.strip()) == 8 * STAGE

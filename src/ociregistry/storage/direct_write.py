@@ -17,6 +17,11 @@ and the tail of a request (``flush``), both under ``ALIGN`` bytes. Mixing the tw
 one file is coherent (the kernel writes back and drops cached pages in a direct
 write's range; the ranges here never overlap), and the fsync covers both.
 
+Each direct write is then read back into the cache with readahead(2), which the
+disk does by DMA (a fraction of the CPU of copying into new cache pages), so that
+a pull right after the push finds the blob there as it did before (measured in
+docs/performance.md, Pushes).
+
 Where O_DIRECT is refused (tmpfs before Linux 6.6, some network or FUSE file
 systems, other platforms) the file is opened and written as before.
 """
@@ -28,11 +33,28 @@ import errno
 import fcntl
 import mmap
 import os
+import sys
 import threading
+from typing import Any
 
 ALIGN = 4096
 STAGE = 1 << 20  # bytes per direct write (and per staging buffer)
 O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+
+def _load_readahead() -> Any:
+    """Linux's readahead(2) (pages into the cache, no copy to user space), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).readahead
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_size_t]
+    function.restype = ctypes.c_ssize_t
+    return function
+
+
+_READAHEAD = _load_readahead()
 
 # Staging buffers, reused across requests (a fresh mapping costs page faults per request).
 _free: list[mmap.mmap] = []
@@ -146,6 +168,11 @@ class DirectAppender:
                     raise
                 self._fall_back()  # the file system takes O_DIRECT opens but not writes
                 break
+            if _READAHEAD is not None and written > 0:
+                # Back into the cache by the disk's DMA (0.12-0.16 ms/MiB of CPU here,
+                # against 1.8 for copying into new cache pages): the first pull of
+                # the new blob then finds it there, as it did when written through it.
+                _READAHEAD(self.fd, self.disk, written)
             done += written
             self.disk += written
             if written % ALIGN:

@@ -168,7 +168,8 @@ class FilesystemStorage(BlobStorage):
         self, upload_id: str, state: dict[str, Any] | None = None
     ) -> Iterator[UploadWriter]:
         path, flags = self._upload_file(upload_id), os.O_WRONLY | os.O_APPEND
-        fd = open_direct(path, flags) if self.direct_writes else None
+        # Readable too: the direct writer reads its bytes back into the cache (readahead).
+        fd = open_direct(path, os.O_RDWR | os.O_APPEND) if self.direct_writes else None
         direct = fd is not None
         if fd is None:
             fd = os.open(path, flags)
