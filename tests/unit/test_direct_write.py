@@ -187,3 +187,18 @@ def test_directly_written_bytes_are_read_back_into_the_page_cache(storage):
                           storage._upload_file(upload_id)], capture_output=True, text=True,
                          check=True).stdout
     assert int(out.strip()) == 8 * STAGE
+
+
+def test_reading_back_into_the_cache_can_be_turned_off(tmp_path):
+    fincore = shutil.which("fincore")
+    if not direct_supported(tmp_path) or fincore is None:
+        pytest.skip("needs O_DIRECT and util-linux fincore")
+    storage = FilesystemStorage(str(tmp_path / "root"), fsync=True, cache_new_blobs=False)
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        assert writer._direct is not None
+        writer.write(os.urandom(8 * STAGE))
+    out = subprocess.run([fincore, "--bytes", "--noheadings", "--output", "RES",
+                          storage._upload_file(upload_id)], capture_output=True, text=True,
+                         check=True).stdout
+    assert int(out.strip()) == 0  # written around the cache and left out of it

@@ -56,7 +56,8 @@ class _FileUploadWriter(UploadWriter):
         self._flush_behind = storage.fsync and _SYNC_FILE_RANGE is not None
         # With fsync on, bytes go around the page cache where the file system lets
         # them (storage/direct_write.py); flush() ends each request's writes.
-        self._direct = DirectAppender(fd, self.offset) if direct else None
+        self._direct = (DirectAppender(fd, self.offset, storage.cache_new_blobs)
+                        if direct else None)
         self.write_behind = direct  # a direct write waits for the disk, not the CPU
 
     def write(self, data: bytes | memoryview) -> None:
@@ -121,10 +122,14 @@ class _FileUploadWriter(UploadWriter):
 
 
 class FilesystemStorage(BlobStorage):
-    def __init__(self, root: str, fsync: bool = True, direct_writes: bool = True) -> None:
+    def __init__(
+        self, root: str, fsync: bool = True, direct_writes: bool = True,
+        cache_new_blobs: bool = True,
+    ) -> None:
         self.root = os.path.abspath(root)
         self.fsync = fsync
         self.direct_writes = fsync and direct_writes  # storage/direct_write.py
+        self.cache_new_blobs = cache_new_blobs  # read direct writes back (readahead)
         self._blobs = os.path.join(self.root, "blobs")
         self._uploads = os.path.join(self.root, "uploads")
         self._make_dirs(self._blobs)
