@@ -183,9 +183,11 @@ def test_check_fails_when_storage_is_unusable(storage):
         storage.check()
 
 
-def test_flush_behind_starts_writeback_and_rollback_keeps_the_bytes_right(storage):
+def test_flush_behind_starts_writeback_and_rollback_keeps_the_bytes_right(storage, monkeypatch):
     from ociregistry.storage import filesystem
 
+    # The page-cache path, taken where O_DIRECT is refused (test_direct_write.py has the other)
+    monkeypatch.setattr(filesystem, "open_direct", lambda path, flags: None)
     if filesystem._SYNC_FILE_RANGE is None:
         pytest.skip("sync_file_range(2) is Linux-only")
     block = os.urandom(1 << 20)

@@ -87,3 +87,58 @@ def test_a_failing_hasher_fails_the_body_and_abort_stops_the_thread() -> None:
         run(pipe, ring_source(os.urandom(1 << 20), 4096, hashpipe.BUFFERS))
     pipe.abort()
     assert [t for t in threading.enumerate() if t.name == "upload-hash"] == []
+
+
+class SlowWriter(SlowHash):
+    """A writer stage (a disk write that waits): the same checks, keeps the bytes."""
+
+    def __init__(self, delay: float = 0.003) -> None:
+        super().__init__()
+        self.delay = delay
+        self.data = bytearray()
+
+    def __call__(self, chunk: memoryview) -> None:
+        before = bytes(chunk)
+        time.sleep(self.delay)
+        assert bytes(chunk) == before, "the buffer was refilled while being written"
+        self.data += before
+        self.threads.add(threading.current_thread().name)
+
+
+def run_behind(pipe: HashPipeline, source: Iterator[memoryview]) -> None:
+    for chunk in pipe.chunks(source):
+        pipe.add(chunk)  # written by the pipeline's second helper, not here
+    pipe.drain()
+
+
+@pytest.mark.parametrize("writer_delay", [0.0, 0.003])
+def test_a_write_stage_gets_every_chunk_in_order_and_no_refilled_buffer(writer_delay) -> None:
+    data = os.urandom(200 * 1024 + 3)
+    hasher, writer = SlowHash(), SlowWriter(writer_delay)
+    run_behind(HashPipeline(hasher, writer), ring_source(data, 4096, hashpipe.BUFFERS))
+    assert bytes(writer.data) == data
+    assert hasher.inner.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert writer.threads == {"upload-hash"} and threading.current_thread().name != "upload-hash"
+
+
+def test_a_one_chunk_body_is_written_inline() -> None:
+    hasher, writer = SlowHash(), SlowWriter()
+    run_behind(HashPipeline(hasher, writer), ring_source(b"y" * 100, 4096, hashpipe.BUFFERS))
+    assert bytes(writer.data) == b"y" * 100
+    assert writer.threads == {threading.current_thread().name}
+
+
+def test_a_failing_write_stage_fails_the_body_and_abort_stops_both_helpers() -> None:
+    class Broken(SlowWriter):
+        def __call__(self, chunk: memoryview) -> None:
+            if len(self.data) >= 3 * 4096:
+                raise OSError(28, "No space left on device")
+            super().__call__(chunk)
+
+    writer = Broken()
+    pipe = HashPipeline(SlowHash(), writer)
+    with pytest.raises(OSError, match="No space"):
+        run_behind(pipe, ring_source(os.urandom(1 << 20), 4096, hashpipe.BUFFERS))
+    pipe.abort()
+    assert [t for t in threading.enumerate() if t.name == "upload-hash"] == []
+    assert len(writer.data) == 3 * 4096

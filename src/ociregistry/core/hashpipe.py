@@ -12,8 +12,12 @@ for. ``HashPipeline.chunks`` only asks for the next one when fewer than
 the hasher, and memory stays at ``BUFFERS`` buffers per upload, whatever the
 blob's size.
 
-The order of bytes into the hash is the order of the chunks; the caller reads
-the hash only after ``drain()``, so the saved hash state is exactly what it was
+With ``write`` given (a writer that waits for the disk rather than for the CPU:
+storage/direct_write.py), a second helper writes the chunks too, so that the
+request thread only receives: a chunk's buffer is busy until both have it done.
+
+The order of bytes into the hash (and the file) is the order of the chunks; the
+caller reads the hash only after ``drain()``, so the saved hash state is exactly what it was
 when the hashing happened inline. A body of one chunk (small blobs, manifests'
 config) is hashed inline: no thread is started for it.
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 # Buffers in the body reader's ring: chunks in flight between the request thread
@@ -31,14 +35,17 @@ BUFFERS = 4
 
 
 class HashPipeline:
-    """Feeds ``hasher`` from a helper thread; ``drain()`` waits for the last chunk."""
+    """Feeds ``hasher`` (and ``write``, if given) from helper threads; ``drain()``
+    waits for the last chunk."""
 
-    def __init__(self, hasher: Any) -> None:
+    def __init__(self, hasher: Any, write: Callable[[Any], None] | None = None) -> None:
         self.hasher = hasher
-        self._pending: deque[Any] = deque()
+        self._write = write
+        # One queue per helper: chunks it has yet to take care of, oldest first.
+        self._queues: list[deque[Any]] = [deque()] + ([deque()] if write else [])
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._held: Any = None  # the first chunk, hashed inline unless another follows
+        self._threads: list[threading.Thread] = []
+        self._held: Any = None  # the first chunk, handled inline unless another follows
         self._closed = False
         self._error: BaseException | None = None
 
@@ -49,73 +56,85 @@ class HashPipeline:
             self._wait_room()
 
     def add(self, chunk: Any) -> None:
-        if self._thread is None:
+        if not self._threads:
             if self._held is None:
                 self._held = chunk  # maybe the only one: no thread for it
                 return
-            self._thread = threading.Thread(target=self._run, name="upload-hash", daemon=True)
-            with self._cond:
-                self._pending.append(self._held)
+            works = [self.hasher.update] + ([self._write] if self._write else [])
+            for queue, work in zip(self._queues, works, strict=True):
+                queue.append(self._held)
+                self._threads.append(threading.Thread(
+                    target=self._run, args=(queue, work), name="upload-hash", daemon=True))
             self._held = None
-            self._thread.start()
+            for thread in self._threads:
+                thread.start()
         with self._cond:
-            self._pending.append(chunk)
+            for queue in self._queues:
+                queue.append(chunk)
             self._cond.notify_all()
+        if self._error is not None:
+            raise self._error
 
     def drain(self) -> Any:
-        """Every added chunk hashed; the hasher. Re-raises the hasher's failure."""
+        """Every added chunk hashed (and written); the hasher. Re-raises a helper's failure."""
         if self._held is not None:
-            self.hasher.update(self._held)
-            self._held = None
-        if self._thread is not None:
-            with self._cond:
-                self._closed = True
-                self._cond.notify_all()
-            self._thread.join()
-            self._thread = None
+            held, self._held = self._held, None
+            if self._write is not None:
+                self._write(held)
+            self.hasher.update(held)
+        self._stop(clear=False)
         if self._error is not None:
             raise self._error
         return self.hasher
 
     def abort(self) -> None:
-        """Stop hashing (the hash will be thrown away) and wait for the thread."""
-        with self._cond:
-            self._pending.clear()
-            self._closed = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        """Stop hashing and writing (what was done is rolled back by the caller) and wait
+        for the helpers: none touches a buffer or the file after this returns."""
+        self._stop(clear=True)
         self._held = None
 
-    def _wait_room(self) -> None:
-        # The chunk about to be read reuses the buffer of the one BUFFERS back.
-        if self._thread is None:
-            return  # at most the held chunk is unhashed, and BUFFERS >= 2
+    def _stop(self, clear: bool) -> None:
         with self._cond:
-            while len(self._pending) >= BUFFERS and self._error is None:
+            if clear:
+                for queue in self._queues:
+                    queue.clear()
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def _wait_room(self) -> None:
+        # The chunk about to be read reuses the buffer of the one BUFFERS back,
+        # busy while any helper still has it.
+        if not self._threads:
+            return  # at most the held chunk is pending, and BUFFERS >= 2
+        with self._cond:
+            while (max(len(q) for q in self._queues) >= BUFFERS and self._error is None):
                 self._cond.wait()
         if self._error is not None:
             raise self._error
 
-    def _run(self) -> None:
+    def _run(self, queue: deque[Any], work: Callable[[Any], None]) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closed:
+                while not queue and not self._closed:
                     self._cond.wait()
-                if not self._pending:
+                if not queue:
                     return
-                chunk = self._pending[0]
+                chunk = queue[0]
             try:
-                self.hasher.update(chunk)
+                work(chunk)
             except BaseException as exc:  # reported to the request thread
                 with self._cond:
-                    self._error = exc
-                    self._pending.clear()
+                    if self._error is None:
+                        self._error = exc
+                    for other in self._queues:
+                        other.clear()
                     self._cond.notify_all()
                 return
             with self._cond:
-                # Popped only once hashed: while in the deque, its buffer is busy.
-                if self._pending:
-                    self._pending.popleft()
+                # Popped only once done: while in the deque, its buffer is busy.
+                if queue:
+                    queue.popleft()
                 self._cond.notify_all()

@@ -231,22 +231,29 @@ class UploadService:
         saved = hasher.copy()  # the hash at ``base``, kept if this chunk fails
         keep_alive = writer.before_part
         renewed = time.monotonic()
-        # Received and written here, hashed on another core meanwhile (hashpipe.py).
-        pipe = HashPipeline(hasher)
+        # Received here, hashed on another core meanwhile (hashpipe.py); written here,
+        # or by a third thread when the writer waits for the disk (write_behind).
+        behind = writer.write_behind
+        pipe = HashPipeline(hasher, writer.write if behind else None)
+        offset = base
         try:
             for chunk in pipe.chunks(chunks):
                 if keep_alive is not None and time.monotonic() - renewed > LEASE_SECONDS / 3:
                     keep_alive()
                     renewed = time.monotonic()
-                if self.max_blob_size and writer.offset + len(chunk) > self.max_blob_size:
+                if self.max_blob_size and offset + len(chunk) > self.max_blob_size:
                     raise SizeInvalid(
                         "blob exceeds the maximum size",
                         {"max": self.max_blob_size},
                         status=413,
                     )
-                writer.write(chunk)
+                if not behind:
+                    writer.write(chunk)
                 pipe.add(chunk)
-            return pipe.drain()
+                offset += len(chunk)
+            pipe.drain()
+            writer.flush()  # a failure here rolls back like any other write
+            return hasher
         except BaseException:
             # A failed or truncated chunk leaves the session where it was.
             pipe.abort()

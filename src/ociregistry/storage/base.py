@@ -28,6 +28,9 @@ class UploadWriter(ABC):
     # Called before each piece goes to the store; raises when the writer has lost
     # the session (set by the upload service for drivers with leases).
     before_part: Callable[[], None] | None = None
+    # True when ``write`` mostly waits (for the disk) and may run on a helper thread
+    # while the request thread receives (core/hashpipe.py); ``flush`` then follows.
+    write_behind: bool = False
 
     @abstractmethod
     def write(self, data: bytes | memoryview) -> None: ...
@@ -39,6 +42,10 @@ class UploadWriter(ABC):
     @abstractmethod
     def read_back(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Every byte written so far (to re-hash when no hash state can be resumed)."""
+
+    def flush(self) -> None:
+        """Write out what ``write`` kept back (the end of a request's bytes)."""
+        return None
 
     def save(self) -> dict[str, Any] | None:
         """Make what was written durable for the next writer, which may be another

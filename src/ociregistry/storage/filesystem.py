@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ociregistry.storage.base import BlobStorage, StoredBlob, UploadWriter
+from ociregistry.storage.direct_write import DirectAppender, open_direct
 
 _UPLOAD_ID_RE = re.compile(r"^[a-f0-9-]{8,64}$")
 
@@ -53,7 +54,9 @@ def _same_file(path: str, fd: int) -> bool:
 
 
 class _FileUploadWriter(UploadWriter):
-    def __init__(self, storage: FilesystemStorage, upload_id: str, fd: int) -> None:
+    def __init__(
+        self, storage: FilesystemStorage, upload_id: str, fd: int, direct: bool = False
+    ) -> None:
         self._storage = storage
         self._path = storage._upload_file(upload_id)
         self._fd = fd
@@ -61,8 +64,17 @@ class _FileUploadWriter(UploadWriter):
         self._flushed = self.offset  # writeback started up to here
         self._flush_behind = storage.fsync and _SYNC_FILE_RANGE is not None
         self._linked: str | None = None  # the blob's name stage() gave these bytes
+        # With fsync on, bytes go around the page cache where the file system lets
+        # them (storage/direct_write.py); flush() ends each request's writes.
+        self._direct = (DirectAppender(fd, self.offset, storage.cache_new_blobs)
+                        if direct else None)
+        self.write_behind = direct  # a direct write waits for the disk, not the CPU
 
     def write(self, data: bytes | memoryview) -> None:
+        if self._direct is not None:
+            self._direct.write(data)
+            self.offset += len(data)
+            return
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
@@ -75,18 +87,36 @@ class _FileUploadWriter(UploadWriter):
                              _SYNC_FILE_RANGE_WRITE)
             self._flushed = self.offset
 
+    def flush(self) -> None:
+        if self._direct is not None:
+            self._direct.flush()
+
+    def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+
     def rollback(self, offset: int) -> None:
+        if self._direct is not None:
+            if offset > self._direct.disk:
+                self._direct.flush()  # keeps staged bytes before ``offset``
+            self._direct.truncated(offset)
         os.ftruncate(self._fd, offset)
         os.lseek(self._fd, offset, os.SEEK_SET)
         self.offset = offset
         self._flushed = min(self._flushed, offset)
 
     def read_back(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        self.flush()
         with open(self._path, "rb") as f:
             while chunk := f.read(chunk_size):
                 yield chunk
 
+    def save(self) -> dict[str, Any] | None:
+        self.flush()
+        return None
+
     def stage(self, digest: str) -> None:
+        self.flush()
         if not self._storage.fsync:
             return
         os.fsync(self._fd)
@@ -128,9 +158,14 @@ class _FileUploadWriter(UploadWriter):
 
 
 class FilesystemStorage(BlobStorage):
-    def __init__(self, root: str, fsync: bool = True) -> None:
+    def __init__(
+        self, root: str, fsync: bool = True, direct_writes: bool = True,
+        cache_new_blobs: bool = True,
+    ) -> None:
         self.root = os.path.abspath(root)
         self.fsync = fsync
+        self.direct_writes = fsync and direct_writes  # storage/direct_write.py
+        self.cache_new_blobs = cache_new_blobs  # read direct writes back (readahead)
         self._blobs = os.path.join(self.root, "blobs")
         self._uploads = os.path.join(self.root, "uploads")
         self._make_dirs(self._blobs)
@@ -173,13 +208,25 @@ class FilesystemStorage(BlobStorage):
     def append_upload(
         self, upload_id: str, state: dict[str, Any] | None = None
     ) -> Iterator[UploadWriter]:
-        fd = os.open(self._upload_file(upload_id), os.O_WRONLY | os.O_APPEND)
+        path, flags = self._upload_file(upload_id), os.O_WRONLY | os.O_APPEND
+        # Readable too: the direct writer reads its bytes back into the cache (readahead).
+        fd = open_direct(path, os.O_RDWR | os.O_APPEND) if self.direct_writes else None
+        direct = fd is not None
+        if fd is None:
+            fd = os.open(path, flags)
+        writer = None
         try:
             # One writer at a time, whichever process: concurrent PATCHes to one
             # session must not interleave their bytes.
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield _FileUploadWriter(self, upload_id, fd)
+            writer = _FileUploadWriter(self, upload_id, fd, direct)
+            yield writer
+            writer.flush()  # bytes written are in the file once the writer ends
         finally:
+            # After a failure, what is still staged is dropped: the upload service
+            # rolls the file back to the request's start anyway.
+            if writer is not None:
+                writer.close()
             os.close(fd)
 
     def delete_upload(self, upload_id: str, state: dict[str, Any] | None = None) -> None:

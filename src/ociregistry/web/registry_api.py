@@ -33,7 +33,7 @@ from ociregistry.core.uploads import UploadState, parse_content_range
 from ociregistry.runtime import Runtime
 from ociregistry.web import auth as access
 from ociregistry.web import fast_blobs, mirror_api
-from ociregistry.web.body import MalformedBody, body_chunks
+from ociregistry.web.body import BufferLease, MalformedBody, body_chunks
 from ociregistry.web.v2_paging import next_link, page_args
 
 bp = Blueprint("registry_api", __name__)
@@ -69,7 +69,10 @@ def _registry() -> Registry:
 def _body_chunks() -> Iterator[bytes | memoryview]:
     g.bytes_in = 0
     timeout = _runtime().settings.http.timeout
-    for chunk in body_chunks(request.environ, request.stream, timeout, ring=hashpipe.BUFFERS):
+    # Reused buffers, given back when the request ends (_release_body_buffers).
+    g.body_lease = lease = BufferLease()
+    for chunk in body_chunks(request.environ, request.stream, timeout, ring=hashpipe.BUFFERS,
+                             lease=lease):
         g.bytes_in += len(chunk)
         yield chunk
 
@@ -473,3 +476,12 @@ _HANDLERS = {
     ("tags", "GET"): list_tags,
     ("referrers", "GET"): list_referrers,
 }
+
+
+@bp.teardown_request
+def _release_body_buffers(_exc: BaseException | None) -> None:
+    # The upload service has joined its helper threads before returning: nothing
+    # reads these buffers any more.
+    lease = g.pop("body_lease", None)
+    if lease is not None:
+        lease.release()

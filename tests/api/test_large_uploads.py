@@ -1,0 +1,81 @@
+"""Uploads of several MiB in pieces of odd sizes: the sizes where the body reader's
+ring of buffers, the hash thread and the direct (O_DIRECT) writes of the filesystem
+driver all take part, including a body cut short and a chunked transfer encoding."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import requests
+
+from tests.helpers import get_blob, patch_chunk, send_and_hang_up, sha256, start_upload
+
+MiB = 1 << 20
+
+
+def test_odd_sized_patches_of_several_mib_give_the_exact_blob(registry, repo):
+    data = os.urandom(9 * MiB + 12345)
+    cuts = [0, 4097, 3 * MiB + 1, 3 * MiB + 2, 7 * MiB - 511, len(data)]
+    location = start_upload(registry.url, repo)
+    for start, end in zip(cuts, cuts[1:], strict=False):
+        r = patch_chunk(location, data[start:end], start)
+        assert r.status_code == 202, r.text
+        assert r.headers["Range"] == f"0-{end - 1}"
+    r = requests.put(location, params={"digest": sha256(data)})
+    assert r.status_code == 201, r.text
+    assert get_blob(registry, repo, sha256(data)).content == data
+
+
+def test_a_large_body_shorter_than_its_content_length_leaves_the_last_good_offset(
+    registry, repo
+):
+    data = os.urandom(8 * MiB + 3)
+    good = 3 * MiB + 77  # an odd offset: the next request's first bytes are unaligned
+    location = start_upload(registry.url, repo)
+    assert patch_chunk(location, data[:good], 0).status_code == 202
+    parts = urlsplit(location)
+    head = (
+        f"PATCH {parts.path} HTTP/1.1\r\n"
+        f"Host: {registry.host}\r\n"
+        "Content-Type: application/octet-stream\r\n"
+        f"Content-Range: {good}-{len(data) - 1}\r\n"
+        f"Content-Length: {len(data) - good}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    # More than the ring of buffers and the staging buffer hold, then the client hangs up.
+    send_and_hang_up(parts.hostname, parts.port, head + data[good:good + 4 * MiB + 5])
+    status = requests.get(location)
+    assert status.status_code == 204
+    assert status.headers["Range"] == f"0-{good - 1}"
+    r = patch_chunk(location, data[good:], good)
+    assert r.status_code == 202, r.text
+    r = requests.put(location, params={"digest": sha256(data)})
+    assert r.status_code == 201, r.text
+    assert get_blob(registry, repo, sha256(data)).content == data
+
+
+def test_a_chunked_transfer_encoding_push_of_several_mib(registry, repo):
+    data = os.urandom(5 * MiB + 999)
+
+    def pieces() -> Iterator[bytes]:  # requests sends a generator chunked
+        for start in range(0, len(data), 700_001):
+            yield data[start:start + 700_001]
+
+    location = start_upload(registry.url, repo)
+    r = requests.patch(location, data=pieces(),
+                       headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 202, r.text
+    assert r.headers["Range"] == f"0-{len(data) - 1}"
+    r = requests.put(location, params={"digest": sha256(data)})
+    assert r.status_code == 201, r.text
+    assert get_blob(registry, repo, sha256(data)).content == data
+    # and a monolithic POST with a chunked body
+    other = os.urandom(3 * MiB + 1)
+    r = requests.post(f"{registry.url}/v2/{repo}/blobs/uploads/",
+                      params={"digest": sha256(other)},
+                      data=iter([other[:MiB + 3], other[MiB + 3:]]),
+                      headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 201, r.text
+    assert get_blob(registry, repo, sha256(other)).content == other

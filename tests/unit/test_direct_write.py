@@ -1,0 +1,204 @@
+"""Upload bytes written around the page cache (storage/direct_write.py): exact bytes
+whatever the sizes and offsets, the right open flags, and the fallbacks."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import random
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ociregistry.storage import direct_write, filesystem
+from ociregistry.storage.direct_write import ALIGN, STAGE
+from ociregistry.storage.filesystem import FilesystemStorage
+
+
+def direct_supported(folder: Path) -> bool:
+    probe = folder / "probe"
+    probe.touch()
+    fd = direct_write.open_direct(str(probe), os.O_WRONLY)
+    if fd is not None:
+        os.close(fd)
+    return fd is not None
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> FilesystemStorage:
+    if not direct_supported(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT (the page-cache path is tested instead)")
+    return FilesystemStorage(str(tmp_path / "root"), fsync=True)
+
+
+def new_upload(storage: FilesystemStorage) -> str:
+    upload_id = str(uuid.uuid4())
+    storage.create_upload(upload_id)
+    return upload_id
+
+
+def file_of(storage: FilesystemStorage, upload_id: str) -> bytes:
+    return Path(storage._upload_file(upload_id)).read_bytes()
+
+
+def is_direct(fd: int) -> bool:
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & direct_write.O_DIRECT)
+
+
+def test_requests_of_any_size_and_offset_keep_the_exact_bytes(storage):
+    rng = random.Random(16)
+    sizes = [1, 100, ALIGN - 1, ALIGN, ALIGN + 1, STAGE, STAGE + 7, 3 * STAGE]
+    for _ in range(12):
+        upload_id, expect = new_upload(storage), bytearray()
+        for _request in range(rng.randint(1, 4)):
+            with storage.append_upload(upload_id) as writer:
+                assert writer._direct is not None and is_direct(writer._fd)
+                assert writer.offset == len(expect)
+                for _write in range(rng.randint(0, 5)):
+                    data = os.urandom(rng.choice([*sizes, rng.randint(0, 3 * STAGE)]))
+                    writer.write(data)
+                    expect += data
+                assert is_direct(writer._fd)  # set back after each cached head or tail
+                writer.save()
+            assert file_of(storage, upload_id) == expect
+
+
+def test_rollback_drops_staged_and_written_bytes(storage):
+    upload_id = new_upload(storage)
+    head = os.urandom(STAGE + 5000)
+    with storage.append_upload(upload_id) as writer:
+        writer.write(head)
+        writer.save()
+    with storage.append_upload(upload_id) as writer:
+        base = writer.offset
+        writer.write(os.urandom(2 * STAGE + 3))  # partly written, partly staged
+        writer.rollback(base)
+        tail = os.urandom(ALIGN + 1)
+        writer.write(tail)
+        writer.rollback(base + 10)  # within staged bytes: the first ten stay
+    assert file_of(storage, upload_id) == head + tail[:10]
+
+
+def test_a_failed_request_leaves_nothing_staged_behind(storage):
+    upload_id = new_upload(storage)
+    with pytest.raises(RuntimeError), storage.append_upload(upload_id) as writer:
+        writer.write(os.urandom(STAGE + ALIGN))
+        raise RuntimeError("the body broke off")  # the service would roll back
+    # the full staging buffer was written; what was still staged is not
+    assert len(file_of(storage, upload_id)) == STAGE
+
+
+def test_without_fsync_uploads_use_the_page_cache(tmp_path):
+    storage = FilesystemStorage(str(tmp_path / "root"), fsync=False)
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        assert writer._direct is None and not is_direct(writer._fd)
+        writer.write(b"x" * (STAGE + 1))
+    assert file_of(storage, upload_id) == b"x" * (STAGE + 1)
+
+
+def test_direct_writes_can_be_turned_off(tmp_path):
+    storage = FilesystemStorage(str(tmp_path / "root"), fsync=True, direct_writes=False)
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        assert writer._direct is None and not is_direct(writer._fd)
+        assert not writer.write_behind
+        writer.write(b"z" * (STAGE + 1))
+    assert file_of(storage, upload_id) == b"z" * (STAGE + 1)
+
+
+def test_a_refused_direct_write_falls_back_to_the_page_cache(storage, monkeypatch):
+    # Some file systems accept an O_DIRECT open and refuse the write (EINVAL).
+    real_write = os.write
+
+    def refusing(fd: int, data) -> int:  # noqa: ANN001
+        if is_direct(fd):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_write.os, "write", refusing)
+    upload_id = new_upload(storage)
+    data = os.urandom(2 * STAGE + 123)
+    with storage.append_upload(upload_id) as writer:
+        writer.write(data)
+        assert not writer._direct.direct and not is_direct(writer._fd)
+        writer.write(data)
+    assert file_of(storage, upload_id) == data + data
+
+
+def test_a_refused_direct_open_falls_back_to_the_page_cache(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def refusing(path, flags, *args):  # noqa: ANN001, ANN202
+        if flags & direct_write.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(direct_write.os, "open", refusing)
+    storage = FilesystemStorage(str(tmp_path / "root"), fsync=True)
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        assert writer._direct is None
+        writer.write(b"y" * 5000)
+    assert file_of(storage, upload_id) == b"y" * 5000
+    assert filesystem.open_direct is direct_write.open_direct
+
+
+def test_page_aligned_buffers_are_written_as_they_are(storage):
+    from ociregistry.web.body import _buffer
+
+    upload_id, expect = new_upload(storage), bytearray()
+    with storage.append_upload(upload_id) as writer:
+        for size in (STAGE, STAGE, 20 * ALIGN + 5, STAGE):
+            view = _buffer(size)
+            view[:] = os.urandom(size)
+            writer.write(view)
+            expect += view
+            if size == STAGE and len(expect) <= 2 * STAGE:
+                # written from the buffer itself: never copied into the staging buffer
+                assert bytes(writer._direct._stage[:64]) != bytes(view[:64])
+                assert writer._direct._fill == 0 and writer._direct.disk == len(expect)
+        # 5 bytes of the odd one were staged; the last MiB filled the stage from there
+        assert writer._direct._fill == 5
+        assert writer._direct.disk == len(expect) - 5
+    assert file_of(storage, upload_id) == expect
+    with storage.append_upload(upload_id) as writer:
+        view = _buffer(STAGE)
+        view[:] = os.urandom(STAGE)
+        writer.write(view)  # an odd file size: a cached head, then the rest staged
+        expect += view
+    assert file_of(storage, upload_id) == expect
+
+
+def test_directly_written_bytes_are_read_back_into_the_page_cache(storage):
+    # a pull right after the push is served from the cache, as before O_DIRECT
+    fincore = shutil.which("fincore")
+    if direct_write._READAHEAD is None or fincore is None:
+        pytest.skip("readahead(2) and util-linux fincore are Linux-only")
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        assert writer._direct is not None
+        writer.write(os.urandom(8 * STAGE))
+    out = subprocess.run([fincore, "--bytes", "--noheadings", "--output", "RES",
+                          storage._upload_file(upload_id)], capture_output=True, text=True,
+                         check=True).stdout
+    assert int(out.strip()) == 8 * STAGE
+
+
+def test_reading_back_into_the_cache_can_be_turned_off(tmp_path):
+    fincore = shutil.which("fincore")
+    if not direct_supported(tmp_path) or fincore is None:
+        pytest.skip("needs O_DIRECT and util-linux fincore")
+    storage = FilesystemStorage(str(tmp_path / "root"), fsync=True, cache_new_blobs=False)
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        assert writer._direct is not None
+        writer.write(os.urandom(8 * STAGE))
+    out = subprocess.run([fincore, "--bytes", "--noheadings", "--output", "RES",
+                          storage._upload_file(upload_id)], capture_output=True, text=True,
+                         check=True).stdout
+    assert int(out.strip()) == 0  # written around the cache and left out of it
