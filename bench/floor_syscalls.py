@@ -38,9 +38,9 @@ CLASSES = {"ours": "ociregistry.server_worker.RegistryThreadWorker", "stock": "g
            "linger": "bench.linger_worker.LingerThreadWorker"}
 
 
-def command(cls: str, layer: str, port: int, threads: int) -> list[str]:
+def command(cls: str, layer: str, port: int, threads: int, workers: int = 1) -> list[str]:
     app = "bench.floor_apps:full()" if layer == "full" else f"bench.floor_apps:{layer}"
-    return [sys.executable, "-m", "gunicorn", "-k", CLASSES[cls], "-w", "1",
+    return [sys.executable, "-m", "gunicorn", "-k", CLASSES[cls], "-w", str(workers),
             "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--keep-alive", "75",
             "--log-level", "warning", app]
 
@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=20000)
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--workers", type=int, default=1,
+                   help="more than 1: CPU of the whole tree, no strace")
     p.add_argument("--layer", default="raw", choices=["raw", "flask_bare", "full"])
     p.add_argument("--classes", nargs="+", default=list(CLASSES), choices=list(CLASSES))
     p.add_argument("--no-strace", action="store_true")
@@ -107,24 +109,25 @@ def main(argv: list[str] | None = None) -> int:
             push_image(url)
         for r in range(args.rounds):
             for cls in args.classes if r % 2 == 0 else list(reversed(args.classes)):
-                cmd = command(cls, args.layer, free_port(), args.threads)
+                cmd = command(cls, args.layer, free_port(), args.threads, args.workers)
                 with running(cmd, data_dir, tmp / f"{cls}.log") as (master, url):
-                    pid = worker_pid(master)
+                    pid = worker_pid(master) if args.workers == 1 else master
                     target = f"{url}/v2/{REPO}/manifests/{TAG}"
                     ab(target, 500, args.connections)  # warm
                     cpu0 = tree_cpu_seconds(pid)
                     done, rps, p99 = ab(target, args.requests, args.connections)
                     m = {"cpu_us": (tree_cpu_seconds(pid) - cpu0) / done * 1e6,
                          "rps": rps, "p99_ms": p99}
-                    if not args.no_strace:
+                    if not args.no_strace and args.workers == 1:
                         m["calls"], m["futex"] = syscalls(pid, target, args.requests // 4,
                                                           args.connections)
                 rows[cls].append(m)
                 print(f"[{time.strftime('%H:%M:%S')}] round {r + 1} {cls}: "
                       + ", ".join(f"{k} {v:,.1f}" for k, v in m.items()), flush=True)
         load = os.getloadavg()
-        print(f"\n{args.layer}, 1 worker x {args.threads} threads, ab -k -c {args.connections} "
-              f"-n {args.requests}, {args.rounds} rounds; load average at the end "
+        print(f"\n{args.layer}, {args.workers} worker(s) x {args.threads} threads, "
+              f"ab -k -c {args.connections} -n {args.requests}, {args.rounds} rounds; "
+              f"load average at the end "
               f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}\n")
         first = rows[args.classes[0]][0]
         keys = [k for k in ("cpu_us", "calls", "futex", "rps", "p99_ms") if k in first]
