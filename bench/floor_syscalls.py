@@ -1,13 +1,14 @@
 """One gunicorn worker under `ab -k`: CPU µs and system calls per request, per worker class.
 
     .venv/bin/python bench/floor_syscalls.py [--rounds 3] [--requests 20000] [--layer raw]
-        [--classes ours stock linger] [--connections 8] [--threads 8]
+        [--classes ours stock linger] [--connections 8] [--threads 8] [--workers 1]
 
 Each worker class serves the layer (bench/floor_apps.py) with 1 worker × N threads;
 `ab -k -c C -n R` sends manifest HEADs. CPU per request is the worker's utime + stime
 (from /proc) over the requests answered, without strace; then a second load
 runs under `strace -c -f -p <worker>` for the system calls per request (futex
-apart: GIL and queue hand-offs). Rounds alternate the order of the classes.
+apart: GIL and queue hand-offs). With --workers N > 1: the CPU of the whole
+tree, no strace. Rounds alternate the order of the classes.
 Prints the medians (min–max) as Markdown. On a busy machine req/s is direction
 only; CPU and system calls per request hold still.
 """
