@@ -150,6 +150,7 @@ class Delivery:
         self._thread: threading.Thread | None = None
         self._pruned = 0.0
         self._active = True  # some endpoint is enabled (refreshed every poll)
+        self._enabled: set[int] | None = None  # which ones (None: not known yet)
         self._sent: dict[int, float] = {}  # endpoint id -> when its last request went
         self._trickle: set[int] = set()  # endpoints whose last batch was not full
 
@@ -187,15 +188,26 @@ class Delivery:
                 # Woken inside the committing transaction: let it (and its fellows) commit.
                 self._stop.wait(max(0.05, looked + coalesce - time.monotonic()))
                 self._wake.clear()
+                if self._sending_all():
+                    continue  # this process's senders already read the new events
             else:
                 with contextlib.suppress(Exception):
-                    self._active = q.any_enabled(self.store)
+                    self._enabled = q.enabled_ids(self.store)
+                    self._active = bool(self._enabled)
             looked = time.monotonic()
             try:
                 self._claim()
                 self._prune()
             except Exception:
                 log.exception("event dispatch failed")
+
+    def _sending_all(self) -> bool:
+        """Whether a sender of this process runs for every enabled endpoint (a wake
+        then needs no look at the index: each sender reads its endpoint's events)."""
+        if not self._enabled:
+            return False
+        return all((t := self._senders.get(i)) is not None and t.is_alive()
+                   for i in self._enabled)
 
     def _claim(self) -> None:
         for endpoint_id in q.claimable(self.store, time.time()):
@@ -258,7 +270,7 @@ class Delivery:
         spec = EndpointSpec.from_dict(json.loads(row.spec))
         lease = max(self.lease_seconds, spec.timeout_seconds + LEASE_MARGIN)
         size = spec.batch_size(self.settings.batch.max_events)
-        again = q.redelivery(self.store, row.id)
+        again = q.redelivery(self.store, row.id) if row.redo else None
         if again is not None:  # one event per request, in the endpoint's form
             event = Event.from_row(again)
             body = request_body(spec, [event], size > 1, self.registry_url)
