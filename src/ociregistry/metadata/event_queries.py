@@ -143,18 +143,18 @@ def any_enabled(store: MetadataStore) -> bool:
 def take_lease(store: MetadataStore, endpoint_id: int, token: str, seconds: float) -> bool:
     """Take (or renew) the endpoint's lease; False when another worker holds it.
 
-    Delivery's writes are not waited for on disk (``durable=False``): a lease, a
+    Delivery's writes are not waited for on disk (``progress_write``): a lease, a
     cursor or a log row lost to a power cut means an event sent again, which
     at-least-once delivery allows; pushes don't share their disk flushes with it.
     """
     now = time.time()
-    with store.write(durable=False) as conn:
+    with store.progress_write() as conn:
         return _sql(store, "lease").run(conn, id=endpoint_id, now=now, token=token,
                                         until=now + seconds).rowcount > 0
 
 
 def release_lease(store: MetadataStore, endpoint_id: int, token: str) -> None:
-    with store.write(durable=False) as conn:
+    with store.progress_write() as conn:
         conn.execute(EP.update().where(EP.c.id == endpoint_id, EP.c.lease_token == token)
                      .values(lease_token=None, lease_until=None))
 
@@ -196,7 +196,7 @@ def settle(store: MetadataStore, endpoint_id: int, token: str, *, event_id: int,
     retries carry the same events.
     """
     now = time.time()
-    with store.write(durable=False) as conn:  # as take_lease
+    with store.progress_write() as conn:  # as take_lease
         row = conn.execute(sa.select(EP.c.failures, EP.c.head_attempts, EP.c.cursor,
                                      EP.c.enabled).where(
             EP.c.id == endpoint_id, EP.c.lease_token == token)).first()

@@ -62,15 +62,11 @@ class MetadataStore(UploadStore):
             yield conn
 
     @contextmanager
-    def write(self, durable: bool = True) -> Iterator[Connection]:
-        """A write transaction, on disk when the block has ended without an error.
-
-        ``durable=False`` (event delivery's bookkeeping): committed, but not waited
-        for on disk; only a power cut can lose it (never a crash of the process).
-        """
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, on disk when the block has ended without an error."""
         with self._writer.begin() as conn, self.events.transaction(conn):
             yield conn
-        if self.wal_sync is not None and durable:
+        if self.wal_sync is not None:
             self.wal_sync.sync()
 
     def create_schema(self) -> tuple[str | None, str | None]:
