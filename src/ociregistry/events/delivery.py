@@ -182,19 +182,23 @@ class Delivery:
         # A burst of commits is one look at the index per this much, not one each:
         # batches wait this long for company anyway.
         coalesce = max(0.05, min(poll, self.settings.batch.max_wait_seconds))
-        looked = 0.0
+        looked = refreshed = 0.0
         while not self._stop.is_set():
-            if self._wake.wait(poll * random.uniform(0.5, 1.0)):
+            woken = self._wake.wait(poll * random.uniform(0.5, 1.0))
+            if woken:
                 # Woken inside the committing transaction: let it (and its fellows) commit.
                 self._stop.wait(max(0.05, looked + coalesce - time.monotonic()))
                 self._wake.clear()
-                if self._sending_all():
-                    continue  # this process's senders already read the new events
-            else:
+            looked = time.monotonic()
+            if not woken or looked - refreshed >= poll:
+                # (at least once per poll, under a stream of commits too: a new endpoint
+                # is claimed, old events pruned)
+                refreshed = looked
                 with contextlib.suppress(Exception):
                     self._enabled = q.enabled_ids(self.store)
                     self._active = bool(self._enabled)
-            looked = time.monotonic()
+            elif self._sending_all():
+                continue  # this process's senders already read the new events
             try:
                 self._claim()
                 self._prune()
