@@ -151,6 +151,7 @@ class Delivery:
         self._thread: threading.Thread | None = None
         self._pruned = 0.0
         self._active = True  # some endpoint is enabled (refreshed every poll)
+        self._enabled: set[int] | None = None  # which ones (None: not known yet)
         self._sent: dict[int, float] = {}  # endpoint id -> when its last request went
         self._trickle: set[int] = set()  # endpoints whose last batch was not full
 
@@ -182,21 +183,36 @@ class Delivery:
         # A burst of commits is one look at the index per this much, not one each:
         # batches wait this long for company anyway.
         coalesce = max(0.05, min(poll, self.settings.batch.max_wait_seconds))
-        looked = 0.0
+        looked = refreshed = 0.0
         while not self._stop.is_set():
-            if self._wake.wait(poll * random.uniform(0.5, 1.0)):
+            woken = self._wake.wait(poll * random.uniform(0.5, 1.0))
+            if woken:
                 # Woken inside the committing transaction: let it (and its fellows) commit.
                 self._stop.wait(max(0.05, looked + coalesce - time.monotonic()))
                 self._wake.clear()
-            else:
-                with contextlib.suppress(Exception):
-                    self._active = q.any_enabled(self.store)
             looked = time.monotonic()
+            if not woken or looked - refreshed >= poll:
+                # (at least once per poll, under a stream of commits too: a new endpoint
+                # is claimed, old events pruned)
+                refreshed = looked
+                with contextlib.suppress(Exception):
+                    self._enabled = q.enabled_ids(self.store)
+                    self._active = bool(self._enabled)
+            elif self._sending_all():
+                continue  # this process's senders already read the new events
             try:
                 self._claim()
                 self._prune()
             except Exception:
                 log.exception("event dispatch failed")
+
+    def _sending_all(self) -> bool:
+        """Whether a sender of this process runs for every enabled endpoint (a wake
+        then needs no look at the index: each sender reads its endpoint's events)."""
+        if not self._enabled:
+            return False
+        return all((t := self._senders.get(i)) is not None and t.is_alive()
+                   for i in self._enabled)
 
     def _claim(self) -> None:
         for endpoint_id in q.claimable(self.store, time.time()):
@@ -259,7 +275,7 @@ class Delivery:
         spec = EndpointSpec.from_dict(json.loads(row.spec))
         lease = max(self.lease_seconds, spec.timeout_seconds + LEASE_MARGIN)
         size = spec.batch_size(self.settings.batch.max_events)
-        again = q.redelivery(self.store, row.id)
+        again = q.redelivery(self.store, row.id) if row.redo else None
         if again is not None:  # one event per request, in the endpoint's form
             event = Event.from_row(again)
             body = request_body(spec, [event], size > 1, self.registry_url)

@@ -18,9 +18,47 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from ociregistry.metadata import schema as t
+from ociregistry.metadata.prepared import Prepared
 from ociregistry.metadata.store import MetadataStore
 
 E, EP, D, R = t.events, t.event_endpoints, t.event_deliveries, t.event_redeliveries
+
+
+def _statements() -> dict[str, sa.Executable]:
+    """What every delivery loop runs (each worker looks for work every poll or
+    batch): compiled once, since building them cost more CPU than running them."""
+    bind = sa.bindparam
+    newest = sa.select(sa.func.coalesce(sa.func.max(E.c.id), sa.literal_column("0"))
+                       ).scalar_subquery()
+    redo = sa.exists().where(R.c.endpoint_id == EP.c.id)
+    # (an explicit offset: SQLite writes one, as an anonymous parameter otherwise)
+    after = (sa.select(E).where(E.c.id > bind("cursor")).order_by(E.c.id)
+             .limit(bind("n")).offset(bind("skip")))
+    return {
+        "claimable": sa.select(EP.c.id).where(
+            EP.c.enabled.is_(True), EP.c.next_attempt_at <= bind("now"),
+            sa.or_(EP.c.lease_until.is_(None), EP.c.lease_until < bind("now")),
+            sa.or_(EP.c.cursor < newest, redo)),
+        "enabled": sa.select(EP.c.id).where(EP.c.enabled.is_(True)),
+        "endpoint": sa.select(EP, redo.label("redo")).where(EP.c.id == bind("id")),
+        "after": after,
+        "after_until": after.where(E.c.id <= bind("until")),
+        "lease": EP.update().where(
+            EP.c.id == bind("id"),
+            sa.or_(EP.c.lease_token.is_(None), EP.c.lease_until < bind("now"),
+                   EP.c.lease_token == bind("token")),
+        ).values(lease_token=bind("token"), lease_until=bind("until")),
+    }
+
+
+_prepared: dict[str, dict[str, Prepared]] = {}
+
+
+def _sql(store: MetadataStore, name: str) -> Prepared:
+    dialect = store.engine.dialect
+    if dialect.name not in _prepared:
+        _prepared[dialect.name] = {k: Prepared(v, dialect) for k, v in _statements().items()}
+    return _prepared[dialect.name][name]
 
 
 def max_event_id(conn: Connection) -> int:
@@ -39,8 +77,9 @@ def endpoint_row(store: MetadataStore, name: str) -> Row | None:
 
 
 def endpoint_by_id(store: MetadataStore, endpoint_id: int) -> Row | None:
+    """The endpoint's row, and ``redo``: whether single events wait to be sent again."""
     with store.read() as conn:
-        return conn.execute(sa.select(EP).where(EP.c.id == endpoint_id)).first()
+        return _sql(store, "endpoint").run(conn, id=endpoint_id).first()
 
 
 def insert_endpoint(store: MetadataStore, name: str, source: str, spec: str, secret: str,
@@ -88,35 +127,34 @@ def pending(store: MetadataStore) -> dict[int, tuple[int, float | None]]:
 # -- the delivery loop ---------------------------------------------------------------
 def claimable(store: MetadataStore, now: float) -> list[int]:
     """Enabled endpoints with work due and no live lease."""
-    newest = sa.select(sa.func.coalesce(sa.func.max(E.c.id), 0)).scalar_subquery()
-    redo = sa.exists().where(R.c.endpoint_id == EP.c.id)
     with store.read() as conn:
-        return list(conn.execute(
-            sa.select(EP.c.id).where(
-                EP.c.enabled.is_(True), EP.c.next_attempt_at <= now,
-                sa.or_(EP.c.lease_until.is_(None), EP.c.lease_until < now),
-                sa.or_(EP.c.cursor < newest, redo))
-        ).scalars())
+        return [row[0] for row in _sql(store, "claimable").run(conn, now=now)]
+
+
+def enabled_ids(store: MetadataStore) -> set[int]:
+    with store.read() as conn:
+        return {row[0] for row in _sql(store, "enabled").run(conn)}
 
 
 def any_enabled(store: MetadataStore) -> bool:
-    with store.read() as conn:
-        return conn.execute(sa.select(EP.c.id).where(EP.c.enabled.is_(True)).limit(1)
-                            ).first() is not None
+    return bool(enabled_ids(store))
 
 
 def take_lease(store: MetadataStore, endpoint_id: int, token: str, seconds: float) -> bool:
-    """Take (or renew) the endpoint's lease; False when another worker holds it."""
+    """Take (or renew) the endpoint's lease; False when another worker holds it.
+
+    Delivery's writes are not waited for on disk (``progress_write``): a lease, a
+    cursor or a log row lost to a power cut means an event sent again, which
+    at-least-once delivery allows; pushes don't share their disk flushes with it.
+    """
     now = time.time()
-    with store.write() as conn:
-        return conn.execute(EP.update().where(
-            EP.c.id == endpoint_id,
-            sa.or_(EP.c.lease_token.is_(None), EP.c.lease_until < now, EP.c.lease_token == token),
-        ).values(lease_token=token, lease_until=now + seconds)).rowcount > 0
+    with store.progress_write() as conn:
+        return _sql(store, "lease").run(conn, id=endpoint_id, now=now, token=token,
+                                        until=now + seconds).rowcount > 0
 
 
 def release_lease(store: MetadataStore, endpoint_id: int, token: str) -> None:
-    with store.write() as conn:
+    with store.progress_write() as conn:
         conn.execute(EP.update().where(EP.c.id == endpoint_id, EP.c.lease_token == token)
                      .values(lease_token=None, lease_until=None))
 
@@ -124,11 +162,11 @@ def release_lease(store: MetadataStore, endpoint_id: int, token: str) -> None:
 def events_after(store: MetadataStore, cursor: int, limit: int,
                  until: int | None = None) -> list[Row]:
     """Up to ``limit`` events after ``cursor`` in id order (up to ``until`` included)."""
-    query = sa.select(E).where(E.c.id > cursor).order_by(E.c.id).limit(limit)
-    if until is not None:
-        query = query.where(E.c.id <= until)
     with store.read() as conn:
-        return conn.execute(query).all()
+        if until is None:
+            return _sql(store, "after").run(conn, cursor=cursor, n=limit, skip=0).all()
+        return _sql(store, "after_until").run(conn, cursor=cursor, n=limit, skip=0,
+                                                until=until).all()
 
 
 def event_rows(store: MetadataStore, ids: list[int]) -> list[Row]:
@@ -158,7 +196,7 @@ def settle(store: MetadataStore, endpoint_id: int, token: str, *, event_id: int,
     retries carry the same events.
     """
     now = time.time()
-    with store.write() as conn:
+    with store.progress_write() as conn:  # as take_lease
         row = conn.execute(sa.select(EP.c.failures, EP.c.head_attempts, EP.c.cursor,
                                      EP.c.enabled).where(
             EP.c.id == endpoint_id, EP.c.lease_token == token)).first()
