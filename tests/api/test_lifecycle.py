@@ -97,8 +97,10 @@ def test_sigterm_lets_a_request_in_flight_finish(tmp_path):
     location = r.headers["Location"]
     path = location if location.startswith("/") else "/" + location.split("/", 3)[3]
     upload_id = path.rsplit("/", 1)[1]
-    data = os.urandom(256 * 1024)
-    half = len(data) // 2
+    # Bodies are received into 1 MiB buffers, written whole: send more than two of
+    # them, then the upload file grows while the rest of the body is still to come.
+    data = os.urandom(4 * 1024 * 1024)
+    half = len(data) * 5 // 8
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
         sock.sendall(
             f"PATCH {path} HTTP/1.1\r\nHost: {server.host}\r\n"
