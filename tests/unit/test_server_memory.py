@@ -69,8 +69,13 @@ ARENAS = textwrap.dedent("""
     if sys.argv[1] == "limit":
         assert limit_malloc_arenas()
     keep = []
-    def work():  # every new thread's first malloc takes an arena of its own, up to the cap
+    # Every new thread's first malloc takes an arena of its own, up to the cap; an
+    # arena whose thread has ended is handed to the next one, so all stay alive
+    # until all have allocated (else a fast machine reuses one or two arenas).
+    together = threading.Barrier(8)
+    def work():
         keep.append([bytearray(50_000) for _ in range(50)])
+        together.wait(timeout=60)
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads: t.start()
     for t in threads: t.join()
