@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -183,10 +184,17 @@ def test_directly_written_bytes_are_read_back_into_the_page_cache(storage):
     with storage.append_upload(upload_id) as writer:
         assert writer._direct is not None
         writer.write(os.urandom(8 * STAGE))
-    out = subprocess.run([fincore, "--bytes", "--noheadings", "--output", "RES",
-                          storage._upload_file(upload_id)], capture_output=True, text=True,
-                         check=True).stdout
-    assert int(out.strip()) == 8 * STAGE
+    assert direct_write.read_backs_done()  # on the read-back thread, after the writes
+
+    def cached() -> int:
+        return int(subprocess.run([fincore, "--bytes", "--noheadings", "--output", "RES",
+                                   storage._upload_file(upload_id)], capture_output=True,
+                                  text=True, check=True).stdout.strip())
+
+    deadline = time.monotonic() + 30  # the kernel's reads complete on their own time
+    while cached() < 8 * STAGE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cached() == 8 * STAGE
 
 
 def test_reading_back_into_the_cache_can_be_turned_off(tmp_path):

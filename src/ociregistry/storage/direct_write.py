@@ -17,7 +17,8 @@ and the tail of a request (``flush``), both under ``ALIGN`` bytes. Mixing the tw
 one file is coherent (the kernel writes back and drops cached pages in a direct
 write's range; the ranges here never overlap), and the fsync covers both.
 
-Each direct write is then read back into the cache with readahead(2), which the
+Each direct write is then read back into the cache with readahead(2), on a
+read-back thread of its own (so the next write of the push never waits for it), which the
 disk does by DMA (a fraction of the CPU of copying into new cache pages), so that
 a pull right after the push finds the blob there as it did before (measured in
 docs/performance.md, Pushes).
@@ -33,8 +34,10 @@ import errno
 import fcntl
 import mmap
 import os
+import queue
 import sys
 import threading
+import time
 from typing import Any
 
 ALIGN = 4096
@@ -55,6 +58,42 @@ def _load_readahead() -> Any:
 
 
 _READAHEAD = _load_readahead()
+_read_backs: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
+_reader_lock = threading.Lock()
+_reader: threading.Thread | None = None
+
+
+def _read_back_loop() -> None:
+    while True:
+        fd, offset, length = _read_backs.get()
+        try:
+            _READAHEAD(fd, offset, length)
+        except Exception:  # noqa: BLE001 - a hint to the cache: losing one costs a disk read
+            pass
+        finally:
+            os.close(fd)
+
+
+def read_back_later(fd: int, offset: int, length: int) -> None:
+    """readahead(2) of a just written range, on the process's read-back thread (the
+    descriptor is duplicated: the upload may close its own before the read runs)."""
+    global _reader
+    if _READAHEAD is None:
+        return
+    with _reader_lock:
+        if _reader is None or not _reader.is_alive():
+            _reader = threading.Thread(target=_read_back_loop, name="blob-read-back",
+                                       daemon=True)
+            _reader.start()
+    _read_backs.put((os.dup(fd), offset, length))
+
+
+def read_backs_done(timeout: float = 30.0) -> bool:
+    """Whether every queued read-back has been handed to the kernel (for tests)."""
+    deadline = time.monotonic() + timeout
+    while not _read_backs.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _read_backs.empty()
 
 # Staging buffers, reused across requests (a fresh mapping costs page faults per request).
 _free: list[mmap.mmap] = []
@@ -173,7 +212,9 @@ class DirectAppender:
                 # Back into the cache by the disk's DMA (0.12-0.16 ms/MiB of CPU here,
                 # against 1.8 for copying into new cache pages): the first pull of
                 # the new blob then finds it there, as it did when written through it.
-                self._readahead(self.fd, self.disk, written)
+                # On a thread of its own: the page allocation and the read's queueing
+                # no longer hold up the next write of the push.
+                read_back_later(self.fd, self.disk, written)
             done += written
             self.disk += written
             if written % ALIGN:
