@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import queue
 import random
 import shutil
 import subprocess
@@ -210,3 +211,22 @@ def test_reading_back_into_the_cache_can_be_turned_off(tmp_path):
                           storage._upload_file(upload_id)], capture_output=True, text=True,
                          check=True).stdout
     assert int(out.strip()) == 0  # written around the cache and left out of it
+
+
+def test_read_backs_are_skipped_when_the_reader_is_far_behind(monkeypatch, tmp_path):
+    # each queued read-back holds a duplicated descriptor: a reader that lags (a slow
+    # disk under a 2 GiB push) must not run the process out of descriptors
+    if direct_write._READAHEAD is None:
+        pytest.skip("readahead(2) is Linux-only")
+    waiting: queue.SimpleQueue = queue.SimpleQueue()
+    for _ in range(direct_write.MAX_READ_BACKS):
+        waiting.put((-1, 0, 0))  # stand-ins: this queue is never read here
+    monkeypatch.setattr(direct_write, "_read_backs", waiting)
+    fd = os.open(tmp_path / "blob", os.O_CREAT | os.O_WRONLY)
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        direct_write.read_back_later(fd, 0, 4096)
+        assert waiting.qsize() == direct_write.MAX_READ_BACKS
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        os.close(fd)

@@ -58,6 +58,7 @@ def _load_readahead() -> Any:
 
 
 _READAHEAD = _load_readahead()
+MAX_READ_BACKS = 64  # queued ranges (each holds a duplicated descriptor)
 _read_backs: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
 _reader_lock = threading.Lock()
 _reader: threading.Thread | None = None
@@ -78,8 +79,8 @@ def read_back_later(fd: int, offset: int, length: int) -> None:
     """readahead(2) of a just written range, on the process's read-back thread (the
     descriptor is duplicated: the upload may close its own before the read runs)."""
     global _reader
-    if _READAHEAD is None:
-        return
+    if _READAHEAD is None or _read_backs.qsize() >= MAX_READ_BACKS:
+        return  # a hint only: a reader far behind skips it rather than hold descriptors
     with _reader_lock:
         if _reader is None or not _reader.is_alive():
             _reader = threading.Thread(target=_read_back_loop, name="blob-read-back",
