@@ -230,3 +230,17 @@ def test_read_backs_are_skipped_when_the_reader_is_far_behind(monkeypatch, tmp_p
         assert len(os.listdir("/proc/self/fd")) == before
     finally:
         os.close(fd)
+
+
+def test_a_push_goes_on_when_the_read_back_cannot_get_a_descriptor(storage, monkeypatch):
+    # the read-back is a hint: a process out of descriptors still stores every byte
+    def no_descriptor(fd: int) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(direct_write.os, "dup", no_descriptor)
+    upload_id = new_upload(storage)
+    data = os.urandom(3 * STAGE)
+    with storage.append_upload(upload_id) as writer:
+        assert writer._direct is not None
+        writer.write(data)
+    assert file_of(storage, upload_id) == data

@@ -86,7 +86,11 @@ def read_back_later(fd: int, offset: int, length: int) -> None:
             _reader = threading.Thread(target=_read_back_loop, name="blob-read-back",
                                        daemon=True)
             _reader.start()
-    _read_backs.put((os.dup(fd), offset, length))
+    try:
+        copy = os.dup(fd)
+    except OSError:  # out of descriptors: the push goes on, the pull reads the disk
+        return
+    _read_backs.put((copy, offset, length))
 
 
 def read_backs_done(timeout: float = 30.0) -> bool:
