@@ -112,6 +112,12 @@ class DatabaseSettings(_Section):
     pool_size: int = Field(5, ge=1)
     # serve applies pending migrations; false: refuse to start until `ociregistry db upgrade`
     auto_migrate: bool = True
+    tags_list_cache_kib: int = Field(
+        4096, ge=0,
+        description="per worker process: /v2 tags list pages kept in memory and served again"
+        " while the repository's tags are unchanged (every request checks the database's"
+        " tags version, so never stale); 0 turns it off",
+    )
 
 
 class GCSettings(_Section):

@@ -49,6 +49,7 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
         settings.database_url,
         pool_size=settings.database.pool_size,
         durable=settings.storage.fsync,
+        tags_cache_bytes=settings.database.tags_list_cache_kib * 1024,
     )
     if migrate:
         before, after = metadata.create_schema()

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from ociregistry.metadata import schema as t
 from ociregistry.metadata.prepared import Prepared
+from ociregistry.metadata.tag_list_cache import TagListCache
 
 
 class Statement(Prepared):
@@ -56,18 +57,29 @@ def tags_page(engine: Engine, repository: Statement, page: Statement, name: str,
 
 
 def tags_json(engine: Engine, repository: Statement, page: Statement, name: str,
-              last: str, n: int | None) -> tuple[str, str | None, bool] | None:
+              last: str, n: int | None, cache: TagListCache | None = None
+              ) -> tuple[str, str | None, bool] | None:
     """A page of a repository's tags as a JSON array (text), its last tag, and whether
     more tags follow it; None: no such repository. The database builds the array: one row
-    whatever the page holds, no Python string or tuple per tag."""
+    whatever the page holds, no Python string or tuple per tag. With a ``cache``
+    (tag_list_cache.py), a page built at the repository's current ``tags_version`` is
+    served again without being rebuilt; ``repository`` then reads (id, created_at,
+    tags_version)."""
     def work(cursor: Any) -> tuple[str, str | None, bool] | None:
         cursor.execute(repository.sql, repository.args({"name": name}))
         row = cursor.fetchone()
         if row is None:
             return None
+        if cache is not None:
+            hit = cache.get((row[0], row[1]), row[2], (n, last))
+            if hit is not None:
+                return hit
         cursor.execute(page.sql, page.args({"repo": row[0], "last": last, "n": n}))
-        array, last_tag, more = cursor.fetchone()
-        return array, last_tag, bool(more)
+        array, last_tag, more, version = cursor.fetchone()
+        result = array, last_tag, bool(more)
+        if cache is not None:  # the version this statement's own snapshot held
+            cache.put((row[0], row[1]), version, (n, last), result)
+        return result
 
     return run(engine, work, page.sql)
 
@@ -86,9 +98,12 @@ def tags_json_statement(dialect: str) -> sa.TextClause:
     else:  # json_agg is NULL over no rows; ::text keeps the driver from parsing it
         agg, text, last = "json_agg(name ORDER BY name)", "COALESCE(arr::text, '[]')", "arr->>-1"
     # The last name from the array: max(name) would compare and copy every name again.
+    # The repository's tags_version too: read in the same snapshot as the page, it is
+    # what the page is kept under (tag_list_cache.py).
     return sa.text(
         f"SELECT {text}, {last}, EXISTS (SELECT 1 FROM tags WHERE repository_id = :repo"
-        f" AND name > {last}) FROM (SELECT {agg} AS arr FROM ("
+        f" AND name > {last}), (SELECT tags_version FROM repositories WHERE id = :repo)"
+        f" FROM (SELECT {agg} AS arr FROM ("
         "SELECT name FROM tags WHERE repository_id = :repo AND name > :last"
         " ORDER BY name LIMIT :n) AS page) AS a"
     )
@@ -121,6 +136,9 @@ def statements() -> dict[str, sa.Executable]:
     by_repo = m.join(r, r.c.id == m.c.repository_id)
     return {
         "repository_id": sa.select(r.c.id).where(r.c.name == sa.bindparam("name")),
+        # The tags list's head (tag_list_cache.py): what a kept page is valid for.
+        "repository_tags_version": sa.select(r.c.id, r.c.created_at, r.c.tags_version)
+        .where(r.c.name == sa.bindparam("name")),
         # One page of tags in byte order (the column's collation). "No limit" is
         # LIMIT -1 on SQLite and LIMIT NULL on PostgreSQL: see tags().
         "tags_page": sa.text(

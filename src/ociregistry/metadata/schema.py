@@ -16,6 +16,10 @@ repositories = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("name", Name, nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    # One more whenever a tag of the repository is created, deleted or renamed: kept by
+    # triggers (migration 0018); the /v2 tags list serves a page built under it again
+    # only while it is unchanged (tag_list_cache.py).
+    sa.Column("tags_version", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # Every blob the registry holds, once, whatever repositories link it.

@@ -19,6 +19,7 @@ from ociregistry.metadata.engine import create_engine
 from ociregistry.metadata.event_outbox import Outbox
 from ociregistry.metadata.hot_reads import Statement
 from ociregistry.metadata.prepared import Prepared
+from ociregistry.metadata.tag_list_cache import TagListCache
 from ociregistry.metadata.tag_history_queries import TagHook
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
 from ociregistry.metadata.wal_sync import WalSync
@@ -38,7 +39,8 @@ class ManifestRow:
 class MetadataStore(UploadStore):
     """The index behind the registry, on SQLite or PostgreSQL."""
 
-    def __init__(self, url: str, pool_size: int = 5, durable: bool = True) -> None:
+    def __init__(self, url: str, pool_size: int = 5, durable: bool = True,
+                 tags_cache_bytes: int = 0) -> None:
         self.url = url
         # Durable SQLite: commits flush the WAL after releasing the write lock
         # (wal_sync.py), so the connections themselves don't (NORMAL).
@@ -54,6 +56,8 @@ class MetadataStore(UploadStore):
         # lookups, tags pages.
         self._fast = {key: Statement(stmt, self.engine) for key, stmt in statements.items()}
         self._tags_json = Statement(hot_reads.tags_json_statement(self.dialect), self.engine)
+        # Tags list pages kept under the repository's tags_version (tag_list_cache.py).
+        self.tags_cache = TagListCache(tags_cache_bytes) if tags_cache_bytes > 0 else None
         self.tag_hook = TagHook()  # lifecycle/tag_history.py: rules and history of tags
         self.events = Outbox(self.engine.dialect)  # events.emit(conn, ...): event_outbox.py
 
@@ -367,8 +371,9 @@ class MetadataStore(UploadStore):
         """``tags`` as a JSON array (text) of at most ``n``, its last, whether more follow."""
         if n is None:
             n = -1 if self.dialect == "sqlite" else None  # type: ignore[assignment]
-        return hot_reads.tags_json(self.engine, self._fast["repository_id"], self._tags_json,
-                                   name, last or "", n)
+        head = self._fast["repository_tags_version" if self.tags_cache else "repository_id"]
+        return hot_reads.tags_json(self.engine, head, self._tags_json, name, last or "", n,
+                                   self.tags_cache)
 
     def referrers(
         self, name: str, subject: str, artifact_type: str | None, n: int, last: str | None
