@@ -19,8 +19,8 @@ from ociregistry.metadata.engine import create_engine
 from ociregistry.metadata.event_outbox import Outbox
 from ociregistry.metadata.hot_reads import Statement
 from ociregistry.metadata.prepared import Prepared
-from ociregistry.metadata.tag_list_cache import TagListCache
 from ociregistry.metadata.tag_history_queries import TagHook
+from ociregistry.metadata.tag_list_cache import TagListCache
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
 from ociregistry.metadata.wal_sync import WalSync
 
