@@ -99,8 +99,10 @@ def check_reads_follow_writes(urls: list[str], repo: str, rounds: int = 3) -> No
     assert r.status_code == 202, r.text
     read.manifest(b, None)
     read.manifest("base-b", None)
+    read.tags(["base-a"])  # base-b went with its manifest (a kept tags page must not stay)
     assert _put(urls[0], repo, "again", second) == b  # pushed again: served again
     read.manifest(b, b, second)
+    read.tags(["again", "base-a"])
     # a blob unlinked from the repository through one instance: 404 through all
     data = os.urandom(2048)
     digest = push_blob(urls[0], repo, data)
