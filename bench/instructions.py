@@ -5,7 +5,8 @@
 Instruction counts do not move with the machine's load, unlike req/s or CPU
 seconds: the figure to compare on a busy machine. Fills one data directory (one
 repository: a manifest under the tag ``latest`` and 1,000 more tags, a 1 KiB blob),
-checks the baseline out into a temporary git worktree, then for each build and each
+checks the baseline out into a temporary git worktree (each build fills its own
+copy: the baseline may not know the newer schema), then for each build and each
 request kind runs one process under ``valgrind --tool=callgrind`` that builds the
 app (`create_app`, default settings, access log to a file), warms up with 20
 requests and makes ``--requests`` more through the WSGI callable in process (no
@@ -41,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def measure(tree: Path, data: Path, case: int, requests: int, tmp: Path, label: str) -> int:
     out = tmp / f"cg.{label}.{case}"
-    work = tmp / f"data.{label}.{case}"
+    work = tmp / f"work.{label}.{case}"
     shutil.copytree(data, work)
     subprocess.run(
         ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=*qsort*",
@@ -59,14 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(baseline),
                     args.baseline], check=True)
     try:
-        data = tmp / "data"
-        subprocess.run([sys.executable, str(WORKER), "fill", str(ROOT), str(data)], check=True)
         builds = {"baseline": baseline, "current": ROOT}
+        # Each build fills its own (the same content): a newer schema would stop the older.
+        for label, tree in builds.items():
+            subprocess.run([sys.executable, str(WORKER), "fill", str(tree),
+                            str(tmp / f"data.{label}")], check=True)
         cases = [int(c) for c in args.cases.split(",")] if args.cases else range(len(CASES))
         jobs = [(label, case) for case in cases for label in builds]
         with ThreadPoolExecutor(args.jobs) as pool:
             counts = dict(zip(jobs, pool.map(
-                lambda job: measure(builds[job[0]], data, job[1], args.requests, tmp, job[0]),
+                lambda job: measure(builds[job[0]], tmp / f"data.{job[0]}", job[1], args.requests,
+                                    tmp, job[0]),
                 jobs), strict=True))
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)],

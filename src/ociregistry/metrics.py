@@ -277,3 +277,13 @@ MIRROR_PREFETCH_BYTES = Counter("registry_mirror_prefetch_bytes_total",
                                 "Bytes pre-fetch runs read through the cache", ["upstream"])
 for _outcome in ("success", "dry_run", "error", "busy"):
     MIRROR_EVICTION_RUNS.labels(_outcome)
+
+
+# -- /v2 tags list pages kept in process (metadata/tag_list_cache.py) ------------------
+TAGS_LIST_CACHE = Counter("registry_tags_list_cache_lookups_total",
+                          "Tags list pages looked up in the worker's cache", ["result"])
+_TAGS_LIST_HIT, _TAGS_LIST_MISS = TAGS_LIST_CACHE.labels("hit"), TAGS_LIST_CACHE.labels("miss")
+
+
+def record_tags_list_cache(hit: bool) -> None:
+    (_TAGS_LIST_HIT if hit else _TAGS_LIST_MISS).inc()

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ociregistry import metrics
 from ociregistry.config import Settings
 from ociregistry.core.gc import GarbageCollector
 from ociregistry.core.registry import Registry, RegistryOptions
@@ -51,6 +52,8 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
         durable=settings.storage.fsync,
         tags_cache_bytes=settings.database.tags_list_cache_kib * 1024,
     )
+    if metadata.tags_cache is not None:
+        metadata.tags_cache.record = metrics.record_tags_list_cache
     if migrate:
         before, after = metadata.create_schema()
         if before != after:  # one line, not alembic's one per revision

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 Page = tuple[str, str | None, bool]  # JSON array text, its last tag, whether more follow
@@ -38,6 +39,8 @@ class TagListCache:
         # (id, created_at) -> [version, {page key: page}, bytes of its pages]
         self._repos: OrderedDict[tuple[Any, Any], list[Any]] = OrderedDict()
         self._lock = threading.Lock()
+        # Told of each lookup (True: served from here); runtime.py wires the metrics.
+        self.record: Callable[[bool], None] | None = None
 
     def get(self, repo: tuple[Any, Any], version: int, key: PageKey) -> Page | None:
         with self._lock:
@@ -45,10 +48,12 @@ class TagListCache:
             page = entry[1].get(key) if entry is not None and entry[0] == version else None
             if page is None:
                 self.misses += 1
-                return None
-            self.hits += 1
-            self._repos.move_to_end(repo)
-            return page
+            else:
+                self.hits += 1
+                self._repos.move_to_end(repo)
+        if self.record is not None:
+            self.record(page is not None)
+        return page
 
     def put(self, repo: tuple[Any, Any], version: int, key: PageKey, page: Page) -> None:
         size = len(page[0]) + len(key[1]) + 100  # the array dominates; the rest roughly
