@@ -2,6 +2,7 @@
 
     instructions_worker.py fill TREE DATA           # one repository, 1,001 tags, a blob
     instructions_worker.py run TREE DATA N CASE     # N requests of kind CASE, counted
+    instructions_worker.py cpu TREE DATA N CASE R   # no valgrind: CPU µs per request, R rounds
 
 TREE's src/ goes first on sys.path, so the build measured is that tree's.
 """
@@ -49,7 +50,7 @@ def fill(tree: str, data: str) -> None:
         json.dump({"manifest": r.headers["Docker-Content-Digest"], "blob": blob}, f)
 
 
-def run(tree: str, data: str, n: int, case: int) -> None:
+def run(tree: str, data: str, n: int, case: int, cpu_rounds: int = 0) -> None:
     from werkzeug.test import EnvironBuilder
 
     logging.basicConfig(level=logging.INFO, filename=os.path.join(data, "registry.log"))
@@ -77,6 +78,18 @@ def run(tree: str, data: str, n: int, case: int) -> None:
 
     for _ in range(20):
         one()
+    if cpu_rounds:  # no valgrind: CPU µs per request, best and median of the rounds
+        import statistics
+        import time
+
+        rounds = []
+        for _ in range(cpu_rounds):
+            t0 = time.process_time()
+            for _ in range(n):
+                one()
+            rounds.append((time.process_time() - t0) / n * 1e6)
+        print(f"cpu_us best {min(rounds):.0f} median {statistics.median(rounds):.0f}")
+        return
 
     def loop(_a: Any, _b: Any) -> int:
         for _ in range(n):
@@ -92,5 +105,7 @@ def run(tree: str, data: str, n: int, case: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "fill":
         fill(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "cpu":
+        run(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     else:
         run(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
