@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +157,59 @@ def test_the_cache_holds_at_most_its_bytes_dropping_the_least_recently_read():
     cache.put((2, 0.0), 2, (None, ""), ("[]", None, False))  # an older one is not kept
     assert cache.get((2, 0.0), 3, (None, "")) == page
     assert cache.get((2, 0.0), 2, (None, "")) is None
+
+
+@pytest.fixture
+def pg_stores(postgres) -> Iterator[tuple[MetadataStore, MetadataStore]]:  # noqa: F811
+    url = postgres.create_database()
+    one = MetadataStore(url, durable=False, tags_cache_bytes=1 << 20)
+    one.create_schema()
+    two = MetadataStore(url, durable=False, tags_cache_bytes=1 << 20)
+    yield one, two
+    one.dispose()
+    two.dispose()
+
+
+def test_postgres_a_tag_change_waits_for_no_other_until_commit(pg_stores):
+    """PostgreSQL: the version's row lock is taken at commit (deferred triggers), after
+    every other lock of the transaction. Taken at the tag's statement, a tag deleted by
+    one transaction (retention: then the next manifest's lock) and a tag created by
+    another (a push: holding that manifest's lock) would wait for each other."""
+    stores = pg_stores  # SQLite has one writer at a time: no lock order to get wrong
+    one, two = stores
+    repo_id, a, _ = manifest(one, "t/app", b'{"a":1}')
+    tag(one, repo_id, "old", a)
+    locked, deleted = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def push() -> None:
+        try:
+            with two.write() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('manifest:x'))"))
+                locked.set()
+                assert deleted.wait(60)
+                two.set_tag(conn, repo_id, "new", a)
+        except BaseException as exc:
+            errors.append(exc)
+            locked.set()
+
+    def retention() -> None:
+        try:
+            assert locked.wait(60)
+            with one.write() as conn:
+                conn.execute(sa.text("DELETE FROM tags WHERE repository_id = :r AND"
+                                     " name = 'old'"), {"r": repo_id})
+                deleted.set()
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('manifest:x'))"))
+        except BaseException as exc:
+            errors.append(exc)
+            deleted.set()
+
+    threads = [threading.Thread(target=push), threading.Thread(target=retention)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors
+    assert json.loads(two.tags_json("t/app", None, None)[0]) == ["new"]
+    read_everywhere(stores, "t/app")

@@ -2,7 +2,8 @@
 
 A tag created, deleted or renamed (not moved: the list of names stays the same)
 adds one to its repository's ``tags_version`` in the same transaction, whatever
-wrote it (push, tag API, retention, import, GC, a cascade). The /v2 tags list
+wrote it (push, tag API, retention, import, GC, a cascade); on PostgreSQL at the
+commit (deferred constraint triggers: the row lock comes last, see upgrade()). The /v2 tags list
 keeps a page it built under the version it read in the same statement
 (metadata/tag_list_cache.py) and serves it again only while the version is
 unchanged: exact across workers and instances, since every request reads the
@@ -42,7 +43,12 @@ def upgrade() -> None:
             op.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$"
                        f" BEGIN {body}RETURN NULL; END $$")
             condition = f" WHEN ({when.replace('<>', 'IS DISTINCT FROM')})" if when else ""
-            op.execute(f"CREATE TRIGGER {name} AFTER {event} ON tags FOR EACH ROW"
+            # Deferred to the commit: the repository row's lock is then the transaction's
+            # last, taken after every other (manifest locks, quota and stats rows). Taken
+            # at the tag's statement, a retention batch (tag deleted, then the next
+            # manifest's lock) and a push (that manifest's lock, then its tag) deadlock.
+            op.execute(f"CREATE CONSTRAINT TRIGGER {name} AFTER {event} ON tags"
+                       f" DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
                        f"{condition} EXECUTE FUNCTION {name}()")
         else:
             condition = f" WHEN {when}" if when else ""
