@@ -87,6 +87,13 @@ class _FileUploadWriter(UploadWriter):
                              _SYNC_FILE_RANGE_WRITE)
             self._flushed = self.offset
 
+    def write_many(self, chunks: list[Any]) -> None:
+        if self._direct is None:
+            super().write_many(chunks)
+            return
+        self._direct.write_many([memoryview(c).cast("B") for c in chunks])
+        self.offset += sum(len(c) for c in chunks)
+
     def flush(self) -> None:
         if self._direct is not None:
             self._direct.flush()
