@@ -340,3 +340,33 @@ def test_a_full_disk_during_writev_fails_the_write(storage, monkeypatch):
     with pytest.raises(OSError, match="No space"), storage.append_upload(upload_id) as writer:
         writer.write_many(aligned_chunks(STAGE, STAGE))
     assert file_of(storage, upload_id) == b""
+
+
+def test_a_queued_read_back_does_not_hold_the_upload_lock(storage, monkeypatch):
+    # the next PATCH of the session takes the file lock (flock) as soon as this one
+    # ends; a read-back still queued must not keep it (a flock lives as long as any
+    # descriptor of its open file description: a dup() of the writer's kept it)
+    if direct_write._READAHEAD is None:
+        pytest.skip("readahead(2) is Linux-only")
+    import threading
+
+    release = threading.Event()
+    real = direct_write._READAHEAD
+
+    def slow_readahead(fd: int, offset: int, length: int) -> int:
+        release.wait(30)  # a disk far behind
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(direct_write, "_READAHEAD", slow_readahead)
+    upload_id = new_upload(storage)
+    try:
+        with storage.append_upload(upload_id) as writer:
+            writer.write_many(aligned_chunks(STAGE, STAGE))
+        other = os.open(storage._upload_file(upload_id), os.O_RDONLY)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if held
+        finally:
+            os.close(other)
+    finally:
+        release.set()
+        assert direct_write.read_backs_done()

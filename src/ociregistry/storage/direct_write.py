@@ -150,9 +150,12 @@ def _give_buffer(buffer: mmap.mmap) -> None:
 class DirectAppender:
     """Appends to ``fd`` (opened O_WRONLY | O_APPEND | O_DIRECT) whose size is ``size``."""
 
-    def __init__(self, fd: int, size: int, readahead: bool = True) -> None:
+    def __init__(self, fd: int, size: int, readahead: bool = True, path: str | None = None
+                 ) -> None:
         self.fd = fd
-        self._readahead = _READAHEAD if readahead else None
+        self._readahead = _READAHEAD if readahead and path is not None else None
+        self._path = path
+        self._read_fd: int | None = None  # the read-backs' own descriptor (_read_back)
         self.disk = size  # bytes in the file (staged bytes not included)
         self.direct = True
         self._buffer = _take_buffer()
@@ -207,7 +210,7 @@ class DirectAppender:
         if written > 0:
             self.disk += written
             if self._readahead is not None:
-                read_back_later(self.fd, start, written)  # as in _write_direct
+                self._read_back(start, written)  # as in _write_direct
             if written % ALIGN:
                 self._fall_back()
         if written < total:  # short (a full disk says so on the next write) or refused
@@ -233,7 +236,22 @@ class DirectAppender:
         self._fill = 0
         self.disk = size
 
+    def _read_back(self, offset: int, length: int) -> None:
+        # Through a descriptor of its own, not a dup() of the writer's: a dup shares
+        # the open file description and with it the upload's flock, so a queued
+        # read-back kept the session locked and the next PATCH waited for the reads.
+        if self._read_fd is None:
+            try:
+                self._read_fd = os.open(self._path, os.O_RDONLY)  # type: ignore[arg-type]
+            except OSError:  # gone (cancelled) or out of descriptors: no hint then
+                self._readahead = None
+                return
+        read_back_later(self._read_fd, offset, length)
+
     def close(self) -> None:
+        if self._read_fd is not None:
+            os.close(self._read_fd)
+            self._read_fd = None
         if self._buffer is not None:
             self._stage.release()
             _give_buffer(self._buffer)
@@ -263,7 +281,7 @@ class DirectAppender:
                 # the new blob then finds it there, as it did when written through it.
                 # On a thread of its own: the page allocation and the read's queueing
                 # no longer hold up the next write of the push.
-                read_back_later(self.fd, self.disk, written)
+                self._read_back(self.disk, written)
             done += written
             self.disk += written
             if written % ALIGN:
