@@ -370,3 +370,61 @@ def test_a_queued_read_back_does_not_hold_the_upload_lock(storage, monkeypatch):
     finally:
         release.set()
         assert direct_write.read_backs_done()
+
+
+def cached_bytes(path: str) -> int:
+    return int(subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                              capture_output=True, text=True, check=True).stdout.strip())
+
+
+@pytest.mark.parametrize("populating", [True, False])
+def test_a_long_upload_is_read_back_whole_either_way(storage, monkeypatch, populating):
+    # ranges populate.LAG behind the write front are populated (storage/populate.py),
+    # the request's last ones read ahead; without MADV_POPULATE_READ, all read ahead
+    from ociregistry.storage import populate
+
+    if direct_write._READAHEAD is None or shutil.which("fincore") is None:
+        pytest.skip("readahead(2) and util-linux fincore are Linux-only")
+    if populating and not populate.available():
+        pytest.skip("no libc mmap/madvise here")
+    if not populating:
+        monkeypatch.setattr(populate, "_LIBC", None)
+    calls: list[tuple[int, int, bool]] = []
+    real = direct_write.read_back_later
+
+    def recording(fd: int, offset: int, length: int, behind: bool = False) -> None:
+        calls.append((offset, length, behind))
+        real(fd, offset, length, behind)
+
+    monkeypatch.setattr(direct_write, "read_back_later", recording)
+    size = populate.LAG + 6 * STAGE
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        for _ in range(size // (2 * STAGE)):
+            writer.write_many(aligned_chunks(STAGE, STAGE))
+    assert direct_write.read_backs_done()
+    # every byte once, in order; the first ranges behind, the last one not
+    assert sum(length for _, length, _ in calls) == size
+    assert [offset for offset, _, _ in calls] == sorted({offset for offset, _, _ in calls})
+    assert calls[0][2] and not calls[-1][2] and calls[-1][1] == populate.LAG
+    path = storage._upload_file(upload_id)
+    deadline = time.monotonic() + 30
+    while cached_bytes(path) < size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cached_bytes(path) == size
+
+
+def test_populating_a_range_cut_off_meanwhile_is_harmless(tmp_path):
+    # a rollback may truncate the upload before its read-back runs: the mapping is
+    # never touched, so no SIGBUS, only a hint given up
+    from ociregistry.storage import populate
+
+    if not populate.available():
+        pytest.skip("no libc mmap/madvise here")
+    fd = os.open(tmp_path / "blob", os.O_CREAT | os.O_RDWR)
+    try:
+        os.write(fd, b"x" * ALIGN)
+        assert populate.populate(fd, 0, 4 * STAGE) is True
+        assert populate.populate(fd, 2 * STAGE, STAGE) is True
+    finally:
+        os.close(fd)
