@@ -185,6 +185,7 @@ def test_directly_written_bytes_are_read_back_into_the_page_cache(storage):
     with storage.append_upload(upload_id) as writer:
         assert writer._direct is not None
         writer.write(os.urandom(8 * STAGE))
+        writer.write_many(aligned_chunks(STAGE, STAGE, STAGE))  # one writev, one read-back
     assert direct_write.read_backs_done()  # on the read-back thread, after the writes
 
     def cached() -> int:
@@ -193,9 +194,9 @@ def test_directly_written_bytes_are_read_back_into_the_page_cache(storage):
                                   text=True, check=True).stdout.strip())
 
     deadline = time.monotonic() + 30  # the kernel's reads complete on their own time
-    while cached() < 8 * STAGE and time.monotonic() < deadline:
+    while cached() < 11 * STAGE and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert cached() == 8 * STAGE
+    assert cached() == 11 * STAGE
 
 
 def test_reading_back_into_the_cache_can_be_turned_off(tmp_path):
@@ -244,3 +245,186 @@ def test_a_push_goes_on_when_the_read_back_cannot_get_a_descriptor(storage, monk
         assert writer._direct is not None
         writer.write(data)
     assert file_of(storage, upload_id) == data
+
+
+def aligned_chunks(*sizes: int) -> list[memoryview]:
+    from ociregistry.web.body import _buffer
+
+    views = []
+    for size in sizes:
+        view = _buffer(size)
+        view[:] = os.urandom(size)
+        views.append(view)
+    return views
+
+
+def test_several_aligned_buffers_go_out_in_one_direct_writev(storage, monkeypatch):
+    # a writer behind the receiver gets the waiting chunks together (core/hashpipe.py):
+    # one writev keeps them all in flight on the device
+    real_writev, calls = os.writev, []
+
+    def counting(fd: int, buffers) -> int:  # noqa: ANN001
+        calls.append((is_direct(fd), [len(b) for b in buffers]))
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(direct_write.os, "writev", counting)
+    upload_id = new_upload(storage)
+    chunks = aligned_chunks(STAGE, STAGE, STAGE)
+    tail = aligned_chunks(20 * ALIGN + 5)
+    with storage.append_upload(upload_id) as writer:
+        writer.write_many(chunks)
+        writer.write_many(tail)  # one odd chunk: the ordinary path
+        assert writer.offset == 3 * STAGE + 20 * ALIGN + 5
+    assert calls == [(True, [STAGE, STAGE, STAGE])]
+    assert file_of(storage, upload_id) == b"".join(map(bytes, chunks + tail))
+
+
+def test_writev_of_odd_or_unaligned_chunks_keeps_the_exact_bytes(storage):
+    rng = random.Random(7)
+    upload_id, expect = new_upload(storage), bytearray()
+    for _request in range(6):
+        with storage.append_upload(upload_id) as writer:
+            for _batch in range(3):
+                sizes = [rng.choice([STAGE, 2 * ALIGN, ALIGN + 3, 100]) for _ in range(3)]
+                chunks = aligned_chunks(*sizes)
+                if rng.random() < 0.3:
+                    chunks.append(memoryview(os.urandom(STAGE)))  # not page-aligned
+                writer.write_many(chunks)
+                expect += b"".join(map(bytes, chunks))
+    assert file_of(storage, upload_id) == expect
+
+
+def test_a_short_writev_writes_the_rest(storage, monkeypatch):
+    # a writev may take fewer bytes than asked (a full disk answers on the next call)
+    real_writev = os.writev
+
+    def short(fd: int, buffers) -> int:  # noqa: ANN001
+        return real_writev(fd, [buffers[0][:ALIGN * 3]])
+
+    monkeypatch.setattr(direct_write.os, "writev", short)
+    upload_id = new_upload(storage)
+    chunks = aligned_chunks(STAGE, STAGE)
+    with storage.append_upload(upload_id) as writer:
+        writer.write_many(chunks)
+        assert writer._direct.direct
+    assert file_of(storage, upload_id) == b"".join(map(bytes, chunks))
+
+
+def test_a_refused_direct_writev_falls_back_to_the_page_cache(storage, monkeypatch):
+    def refusing(fd: int, buffers) -> int:  # noqa: ANN001
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    real_write = os.write
+
+    def refusing_write(fd: int, data) -> int:  # noqa: ANN001
+        if is_direct(fd):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_write.os, "writev", refusing)
+    monkeypatch.setattr(direct_write.os, "write", refusing_write)
+    upload_id = new_upload(storage)
+    chunks = aligned_chunks(STAGE, STAGE)
+    with storage.append_upload(upload_id) as writer:
+        writer.write_many(chunks)
+        assert not writer._direct.direct and not is_direct(writer._fd)
+    assert file_of(storage, upload_id) == b"".join(map(bytes, chunks))
+
+
+def test_a_full_disk_during_writev_fails_the_write(storage, monkeypatch):
+    def full(fd: int, buffers) -> int:  # noqa: ANN001
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(direct_write.os, "writev", full)
+    upload_id = new_upload(storage)
+    with pytest.raises(OSError, match="No space"), storage.append_upload(upload_id) as writer:
+        writer.write_many(aligned_chunks(STAGE, STAGE))
+    assert file_of(storage, upload_id) == b""
+
+
+def test_a_queued_read_back_does_not_hold_the_upload_lock(storage, monkeypatch):
+    # the next PATCH of the session takes the file lock (flock) as soon as this one
+    # ends; a read-back still queued must not keep it (a flock lives as long as any
+    # descriptor of its open file description: a dup() of the writer's kept it)
+    if direct_write._READAHEAD is None:
+        pytest.skip("readahead(2) is Linux-only")
+    import threading
+
+    release = threading.Event()
+    real = direct_write._READAHEAD
+
+    def slow_readahead(fd: int, offset: int, length: int) -> int:
+        release.wait(30)  # a disk far behind
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(direct_write, "_READAHEAD", slow_readahead)
+    upload_id = new_upload(storage)
+    try:
+        with storage.append_upload(upload_id) as writer:
+            writer.write_many(aligned_chunks(STAGE, STAGE))
+        other = os.open(storage._upload_file(upload_id), os.O_RDONLY)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if held
+        finally:
+            os.close(other)
+    finally:
+        release.set()
+        assert direct_write.read_backs_done()
+
+
+def cached_bytes(path: str) -> int:
+    return int(subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                              capture_output=True, text=True, check=True).stdout.strip())
+
+
+@pytest.mark.parametrize("populating", [True, False])
+def test_a_long_upload_is_read_back_whole_either_way(storage, monkeypatch, populating):
+    # ranges populate.LAG behind the write front are populated (storage/populate.py),
+    # the request's last ones read ahead; without MADV_POPULATE_READ, all read ahead
+    from ociregistry.storage import populate
+
+    if direct_write._READAHEAD is None or shutil.which("fincore") is None:
+        pytest.skip("readahead(2) and util-linux fincore are Linux-only")
+    if populating and not populate.available():
+        pytest.skip("no libc mmap/madvise here")
+    if not populating:
+        monkeypatch.setattr(populate, "_LIBC", None)
+    calls: list[tuple[int, int, bool]] = []
+    real = direct_write.read_back_later
+
+    def recording(fd: int, offset: int, length: int, behind: bool = False) -> None:
+        calls.append((offset, length, behind))
+        real(fd, offset, length, behind)
+
+    monkeypatch.setattr(direct_write, "read_back_later", recording)
+    size = populate.LAG + 6 * STAGE
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        for _ in range(size // (2 * STAGE)):
+            writer.write_many(aligned_chunks(STAGE, STAGE))
+    assert direct_write.read_backs_done()
+    # every byte once, in order; the first ranges behind, the last one not
+    assert sum(length for _, length, _ in calls) == size
+    assert [offset for offset, _, _ in calls] == sorted({offset for offset, _, _ in calls})
+    assert calls[0][2] and not calls[-1][2] and calls[-1][1] == populate.LAG
+    path = storage._upload_file(upload_id)
+    deadline = time.monotonic() + 30
+    while cached_bytes(path) < size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cached_bytes(path) == size
+
+
+def test_populating_a_range_cut_off_meanwhile_is_harmless(tmp_path):
+    # a rollback may truncate the upload before its read-back runs: the mapping is
+    # never touched, so no SIGBUS, only a hint given up
+    from ociregistry.storage import populate
+
+    if not populate.available():
+        pytest.skip("no libc mmap/madvise here")
+    fd = os.open(tmp_path / "blob", os.O_CREAT | os.O_RDWR)
+    try:
+        os.write(fd, b"x" * ALIGN)
+        assert populate.populate(fd, 0, 4 * STAGE) is True
+        assert populate.populate(fd, 2 * STAGE, STAGE) is True
+    finally:
+        os.close(fd)

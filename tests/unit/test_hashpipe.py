@@ -96,12 +96,15 @@ class SlowWriter(SlowHash):
         super().__init__()
         self.delay = delay
         self.data = bytearray()
+        self.batches: list[int] = []
 
-    def __call__(self, chunk: memoryview) -> None:
-        before = bytes(chunk)
+    def __call__(self, chunks: list[memoryview]) -> None:
+        before = [bytes(chunk) for chunk in chunks]
         time.sleep(self.delay)
-        assert bytes(chunk) == before, "the buffer was refilled while being written"
-        self.data += before
+        for chunk, was in zip(chunks, before, strict=True):
+            assert bytes(chunk) == was, "the buffer was refilled while being written"
+            self.data += was
+        self.batches.append(len(chunks))
         self.threads.add(threading.current_thread().name)
 
 
@@ -119,6 +122,16 @@ def test_a_write_stage_gets_every_chunk_in_order_and_no_refilled_buffer(writer_d
     assert bytes(writer.data) == data
     assert hasher.inner.hexdigest() == hashlib.sha256(data).hexdigest()
     assert writer.threads == {"upload-hash"} and threading.current_thread().name != "upload-hash"
+    assert max(writer.batches) <= hashpipe.WRITE_BATCH
+
+
+def test_a_writer_behind_gets_the_waiting_chunks_together() -> None:
+    # a slow disk gets several writes at once (storage/direct_write.py: one writev)
+    data = os.urandom(64 * 4096)
+    hasher, writer = SlowHash(), SlowWriter(0.02)
+    run_behind(HashPipeline(hasher, writer), ring_source(data, 4096, hashpipe.BUFFERS))
+    assert bytes(writer.data) == data
+    assert max(writer.batches) == hashpipe.WRITE_BATCH > 1
 
 
 def test_a_one_chunk_body_is_written_inline() -> None:
@@ -130,10 +143,11 @@ def test_a_one_chunk_body_is_written_inline() -> None:
 
 def test_a_failing_write_stage_fails_the_body_and_abort_stops_both_helpers() -> None:
     class Broken(SlowWriter):
-        def __call__(self, chunk: memoryview) -> None:
-            if len(self.data) >= 3 * 4096:
-                raise OSError(28, "No space left on device")
-            super().__call__(chunk)
+        def __call__(self, chunks: list[memoryview]) -> None:
+            for chunk in chunks:  # the disk fills up after the third chunk
+                if len(self.data) >= 3 * 4096:
+                    raise OSError(28, "No space left on device")
+                super().__call__([chunk])
 
     writer = Broken()
     pipe = HashPipeline(SlowHash(), writer)

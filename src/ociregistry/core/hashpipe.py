@@ -15,6 +15,8 @@ blob's size.
 With ``write`` given (a writer that waits for the disk rather than for the CPU:
 storage/direct_write.py), a second helper writes the chunks too, so that the
 request thread only receives: a chunk's buffer is busy until both have it done.
+It hands ``write`` every chunk waiting for it, up to ``WRITE_BATCH``, at once: a
+writer behind the receiver then keeps several writes in flight on the device.
 
 The order of bytes into the hash (and the file) is the order of the chunks; the
 caller reads the hash only after ``drain()``, so the saved hash state is exactly what it was
@@ -27,18 +29,21 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 # Buffers in the body reader's ring: chunks in flight between the request thread
 # and the hasher (each up to web/body.py's BUFFER, 1 MiB).
 BUFFERS = 4
+# Chunks handed to ``write`` in one call at most (the rest of the ring keeps receiving).
+WRITE_BATCH = 2
 
 
 class HashPipeline:
     """Feeds ``hasher`` (and ``write``, if given) from helper threads; ``drain()``
     waits for the last chunk."""
 
-    def __init__(self, hasher: Any, write: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, hasher: Any, write: Callable[[list[Any]], None] | None = None) -> None:
         self.hasher = hasher
         self._write = write
         # One queue per helper: chunks it has yet to take care of, oldest first.
@@ -60,11 +65,14 @@ class HashPipeline:
             if self._held is None:
                 self._held = chunk  # maybe the only one: no thread for it
                 return
-            works = [self.hasher.update] + ([self._write] if self._write else [])
-            for queue, work in zip(self._queues, works, strict=True):
+            works: list[tuple[Callable[[Any], None], int]] = [(self.hasher.update, 0)]
+            if self._write is not None:
+                works.append((self._write, WRITE_BATCH))
+            for queue, (work, batch) in zip(self._queues, works, strict=True):
                 queue.append(self._held)
                 self._threads.append(threading.Thread(
-                    target=self._run, args=(queue, work), name="upload-hash", daemon=True))
+                    target=self._run, args=(queue, work, batch), name="upload-hash",
+                    daemon=True))
             self._held = None
             for thread in self._threads:
                 thread.start()
@@ -80,7 +88,7 @@ class HashPipeline:
         if self._held is not None:
             held, self._held = self._held, None
             if self._write is not None:
-                self._write(held)
+                self._write([held])
             self.hasher.update(held)
         self._stop(clear=False)
         if self._error is not None:
@@ -115,16 +123,18 @@ class HashPipeline:
         if self._error is not None:
             raise self._error
 
-    def _run(self, queue: deque[Any], work: Callable[[Any], None]) -> None:
+    def _run(self, queue: deque[Any], work: Callable[[Any], None], batch: int) -> None:
+        """Does ``work`` on each chunk of ``queue`` in order; with ``batch``, on a list
+        of up to that many waiting chunks at a time."""
         while True:
             with self._cond:
                 while not queue and not self._closed:
                     self._cond.wait()
                 if not queue:
                     return
-                chunk = queue[0]
+                taken = list(islice(queue, batch)) if batch else [queue[0]]
             try:
-                work(chunk)
+                work(taken if batch else taken[0])
             except BaseException as exc:  # reported to the request thread
                 with self._cond:
                     if self._error is None:
@@ -135,6 +145,6 @@ class HashPipeline:
                 return
             with self._cond:
                 # Popped only once done: while in the deque, its buffer is busy.
-                if queue:
+                for _ in range(min(len(taken), len(queue))):
                     queue.popleft()
                 self._cond.notify_all()

@@ -234,7 +234,7 @@ class UploadService:
         # Received here, hashed on another core meanwhile (hashpipe.py); written here,
         # or by a third thread when the writer waits for the disk (write_behind).
         behind = writer.write_behind
-        pipe = HashPipeline(hasher, writer.write if behind else None)
+        pipe = HashPipeline(hasher, writer.write_many if behind else None)
         offset = base
         try:
             for chunk in pipe.chunks(chunks):

@@ -35,6 +35,11 @@ class UploadWriter(ABC):
     @abstractmethod
     def write(self, data: bytes | memoryview) -> None: ...
 
+    def write_many(self, chunks: list[Any]) -> None:
+        """``write`` of each chunk in order (a writer may issue them together)."""
+        for chunk in chunks:
+            self.write(chunk)
+
     @abstractmethod
     def rollback(self, offset: int) -> None:
         """Drop everything written after ``offset`` (a failed or truncated chunk)."""

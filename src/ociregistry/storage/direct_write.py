@@ -17,11 +17,12 @@ and the tail of a request (``flush``), both under ``ALIGN`` bytes. Mixing the tw
 one file is coherent (the kernel writes back and drops cached pages in a direct
 write's range; the ranges here never overlap), and the fsync covers both.
 
-Each direct write is then read back into the cache with readahead(2), on a
-read-back thread of its own (so the next write of the push never waits for it), which the
-disk does by DMA (a fraction of the CPU of copying into new cache pages), so that
-a pull right after the push finds the blob there as it did before (measured in
-docs/performance.md, Pushes).
+The direct writes are then read back into the cache on a read-back thread of its
+own (so the next write of the push never waits for it), which the disk does by DMA
+(a fraction of the CPU of copying into new cache pages), so that a pull right after
+the push finds the blob there as it did before: ranges well behind the write front
+by populating a mapping (storage/populate.py, cheaper), the last ones of a request
+with readahead(2) (measured in docs/performance.md, Pushes).
 
 Where O_DIRECT is refused (tmpfs before Linux 6.6, some network or FUSE file
 systems, other platforms) the file is opened and written as before.
@@ -39,6 +40,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+from ociregistry.storage import populate
 
 ALIGN = 4096
 STAGE = 1 << 20  # bytes per direct write (and per staging buffer)
@@ -59,25 +62,35 @@ def _load_readahead() -> Any:
 
 _READAHEAD = _load_readahead()
 MAX_READ_BACKS = 64  # queued ranges (each holds a duplicated descriptor)
-_read_backs: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
+_read_backs: queue.SimpleQueue[tuple[int, int, int, bool]] = queue.SimpleQueue()
 _reader_lock = threading.Lock()
 _reader: threading.Thread | None = None
 
 
+READ_STEP = 1 << 20  # bytes per readahead(2) call (the kernel caps one call at the
+# device's larger of read_ahead_kb and max_sectors_kb, often 128 KiB and 1 MiB)
+
+
 def _read_back_loop() -> None:
     while True:
-        fd, offset, length = _read_backs.get()
+        fd, offset, length, behind = _read_backs.get()
         try:
-            _READAHEAD(fd, offset, length)
+            if behind and populate.populate(fd, offset, length):
+                continue  # (the finally clause closes the descriptor)
+            end = offset + length
+            while offset < end:
+                _READAHEAD(fd, offset, min(READ_STEP, end - offset))
+                offset += READ_STEP
         except Exception:  # noqa: BLE001 - a hint to the cache: losing one costs a disk read
             pass
         finally:
             os.close(fd)
 
 
-def read_back_later(fd: int, offset: int, length: int) -> None:
-    """readahead(2) of a just written range, on the process's read-back thread (the
-    descriptor is duplicated: the upload may close its own before the read runs)."""
+def read_back_later(fd: int, offset: int, length: int, behind: bool = False) -> None:
+    """The range into the cache on the process's read-back thread: populated when it is
+    ``behind`` the end of the file by populate.LAG (cheaper), else readahead(2). The
+    descriptor is duplicated: the upload may close its own before the read runs."""
     global _reader
     if _READAHEAD is None or _read_backs.qsize() >= MAX_READ_BACKS:
         return  # a hint only: a reader far behind skips it rather than hold descriptors
@@ -90,7 +103,7 @@ def read_back_later(fd: int, offset: int, length: int) -> None:
         copy = os.dup(fd)
     except OSError:  # out of descriptors: the push goes on, the pull reads the disk
         return
-    _read_backs.put((copy, offset, length))
+    _read_backs.put((copy, offset, length, behind))
 
 
 def read_backs_done(timeout: float = 30.0) -> bool:
@@ -143,10 +156,14 @@ def _give_buffer(buffer: mmap.mmap) -> None:
 class DirectAppender:
     """Appends to ``fd`` (opened O_WRONLY | O_APPEND | O_DIRECT) whose size is ``size``."""
 
-    def __init__(self, fd: int, size: int, readahead: bool = True) -> None:
+    def __init__(self, fd: int, size: int, readahead: bool = True, path: str | None = None
+                 ) -> None:
         self.fd = fd
-        self._readahead = _READAHEAD if readahead else None
+        self._readahead = _READAHEAD if readahead and path is not None else None
+        self._path = path
+        self._read_fd: int | None = None  # the read-backs' own descriptor (_read_back)
         self.disk = size  # bytes in the file (staged bytes not included)
+        self._unread = size  # read back (queued) up to here
         self.direct = True
         self._buffer = _take_buffer()
         self._stage = memoryview(self._buffer)
@@ -177,9 +194,49 @@ class DirectAppender:
             if self._fill == STAGE:
                 self._write_stage()
 
+    def write_many(self, views: list[memoryview]) -> None:
+        """``write`` of each view in turn; whole-block, page-aligned buffers (the body
+        reader's, web/body.py) as one writev(2) around the cache.
+
+        A direct write of 1 MiB waits for the disk before the next is even issued
+        (queue depth one for the stream): several at once let the device work on
+        them together (measured in docs/performance.md, Pushes)."""
+        if (len(views) < 2 or not self.direct or self._fill or self.disk % ALIGN
+                or not all(len(v) % ALIGN == 0 and _aligned(v) for v in views)):
+            for view in views:
+                self.write(view)
+            return
+        total = sum(len(v) for v in views)
+        try:
+            written = os.writev(self.fd, views)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._fall_back()  # the file system takes O_DIRECT opens but not writes
+            written = 0
+        if written > 0:
+            self.disk += written
+            self._written()
+            if written % ALIGN:
+                self._fall_back()
+        if written < total:  # short (a full disk says so on the next write) or refused
+            rest, skip = [], written
+            for view in views:
+                if skip >= len(view):
+                    skip -= len(view)
+                    continue
+                rest.append(view[skip:])
+                skip = 0
+            for view in rest:
+                self.write(view)
+
     def flush(self) -> None:
-        """Everything staged into the file: whole blocks directly, the rest cached."""
+        """Everything staged into the file: whole blocks directly, the rest cached; the
+        request's last written range queued for its read-back."""
         self._write_stage()
+        if self._readahead is not None and self.disk > self._unread:
+            self._read_back(self._unread, self.disk - self._unread, behind=False)
+            self._unread = self.disk
 
     def discard(self) -> None:
         """Forget the staged bytes (the caller truncates the file to where it was)."""
@@ -188,8 +245,33 @@ class DirectAppender:
     def truncated(self, size: int) -> None:
         self._fill = 0
         self.disk = size
+        self._unread = min(self._unread, size)
+
+    def _written(self) -> None:
+        # Read back what is now populate.LAG behind the write front, in pieces of at
+        # least populate.STEP; the rest goes at flush() (readahead there: at the end
+        # of the file populating is the dearer way).
+        upto = self.disk - populate.LAG
+        if self._readahead is not None and upto - self._unread >= populate.STEP:
+            self._read_back(self._unread, upto - self._unread, behind=True)
+            self._unread = upto
+
+    def _read_back(self, offset: int, length: int, behind: bool) -> None:
+        # Through a descriptor of its own, not a dup() of the writer's: a dup shares
+        # the open file description and with it the upload's flock, so a queued
+        # read-back kept the session locked and the next PATCH waited for the reads.
+        if self._read_fd is None:
+            try:
+                self._read_fd = os.open(self._path, os.O_RDONLY)  # type: ignore[arg-type]
+            except OSError:  # gone (cancelled) or out of descriptors: no hint then
+                self._readahead = None
+                return
+        read_back_later(self._read_fd, offset, length, behind)
 
     def close(self) -> None:
+        if self._read_fd is not None:
+            os.close(self._read_fd)
+            self._read_fd = None
         if self._buffer is not None:
             self._stage.release()
             _give_buffer(self._buffer)
@@ -213,15 +295,14 @@ class DirectAppender:
                     raise
                 self._fall_back()  # the file system takes O_DIRECT opens but not writes
                 break
-            if self._readahead is not None and written > 0:
-                # Back into the cache by the disk's DMA (0.12-0.16 ms/MiB of CPU here,
-                # against 1.8 for copying into new cache pages): the first pull of
-                # the new blob then finds it there, as it did when written through it.
-                # On a thread of its own: the page allocation and the read's queueing
-                # no longer hold up the next write of the push.
-                read_back_later(self.fd, self.disk, written)
             done += written
             self.disk += written
+            if self._readahead is not None and written > 0:
+                # Back into the cache by the disk's DMA (a fraction of the CPU of
+                # copying into new cache pages): the first pull of the new blob then
+                # finds it there, as it did when written through it. On a thread of
+                # its own: the next write of the push does not wait for it.
+                self._written()
             if written % ALIGN:
                 self._fall_back()  # a short odd write: alignment is lost for good
         return done

@@ -66,7 +66,7 @@ class _FileUploadWriter(UploadWriter):
         self._linked: str | None = None  # the blob's name stage() gave these bytes
         # With fsync on, bytes go around the page cache where the file system lets
         # them (storage/direct_write.py); flush() ends each request's writes.
-        self._direct = (DirectAppender(fd, self.offset, storage.cache_new_blobs)
+        self._direct = (DirectAppender(fd, self.offset, storage.cache_new_blobs, self._path)
                         if direct else None)
         self.write_behind = direct  # a direct write waits for the disk, not the CPU
 
@@ -86,6 +86,13 @@ class _FileUploadWriter(UploadWriter):
             _SYNC_FILE_RANGE(self._fd, self._flushed, self.offset - self._flushed,
                              _SYNC_FILE_RANGE_WRITE)
             self._flushed = self.offset
+
+    def write_many(self, chunks: list[Any]) -> None:
+        if self._direct is None:
+            super().write_many(chunks)
+            return
+        self._direct.write_many([memoryview(c).cast("B") for c in chunks])
+        self.offset += sum(len(c) for c in chunks)
 
     def flush(self) -> None:
         if self._direct is not None:
@@ -209,8 +216,7 @@ class FilesystemStorage(BlobStorage):
         self, upload_id: str, state: dict[str, Any] | None = None
     ) -> Iterator[UploadWriter]:
         path, flags = self._upload_file(upload_id), os.O_WRONLY | os.O_APPEND
-        # Readable too: the direct writer reads its bytes back into the cache (readahead).
-        fd = open_direct(path, os.O_RDWR | os.O_APPEND) if self.direct_writes else None
+        fd = open_direct(path, flags) if self.direct_writes else None
         direct = fd is not None
         if fd is None:
             fd = os.open(path, flags)
