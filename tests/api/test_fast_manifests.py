@@ -1,0 +1,363 @@
+"""The fast manifest route (web/fast_manifests.py) answers exactly what Flask does.
+
+In process, one app and one index: every request of a matrix (tag and digest, HEAD
+and GET, auth none / htpasswd / token, anonymous and authenticated, absent tags and
+repositories, odd Accept lists, a deleted manifest, a moved tag, refusals and bad
+credentials) is sent twice through the whole WSGI chain, once with the fast route
+on and once with it switched off (Flask answers). Equal: status, headers (names,
+values, order), body, the access-log record (all fields but the duration), the
+Prometheus samples each request adds, and the pull records and pull events of a
+GET with the actor they were made under. Each case also says which side answered,
+so a fast route that quietly always fell through fails here.
+Through gunicorn: tests/api/test_fast_manifests_server.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from werkzeug.test import EnvironBuilder
+
+from ociregistry.config import load_settings
+from ociregistry.core.actor import current_actor
+from ociregistry.runtime import build_runtime
+from ociregistry.web.app import create_app
+from ociregistry.web.fast_manifests import EXTENSION, ROUTE
+from ociregistry.web.observability import ACCESS_LOGGER
+from tests.auth.support import PASSWORDS, auth_config
+from tests.helpers import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+SERVICE = "test-registry"
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Harness:
+    """One in-process registry; ``both`` sends a request through Flask and the fast route."""
+
+    def __init__(self, tmp_path: Path, mode: str | None) -> None:
+        data = tmp_path / "data"
+        overrides: dict[str, Any] = {"data_dir": str(data)}
+        if mode:
+            overrides["auth"] = auth_config(data, mode)
+        runtime = build_runtime(load_settings(environ={}, overrides=overrides), migrate=True)
+        self.runtime = runtime
+        self.app = create_app(runtime=runtime)
+        self.fast = self.app.extensions[EXTENSION]
+        self.client = self.app.test_client()
+        self.flask_calls = 0
+        inner = self.fast.app
+
+        def counted(environ: dict, start_response: Any) -> Any:
+            self.flask_calls += 1
+            return inner(environ, start_response)
+
+        self.fast.app = counted
+        self.records: list[logging.LogRecord] = []
+        self.pulls: list[tuple] = []
+        registry = runtime.registry
+        record_pull, manifest_pulled = registry.record_pull, registry.manifest_pulled
+
+        def spy_record(*args: Any) -> None:
+            self.pulls.append(("record_pull", args, current_actor()))
+            record_pull(*args)
+
+        def spy_pulled(name: str, ref: str, row: Any) -> None:
+            self.pulls.append(("manifest_pulled", (name, ref, row.digest, row.media_type,
+                                                   row.payload), current_actor()))
+            manifest_pulled(name, ref, row)
+
+        registry.record_pull = spy_record  # type: ignore[method-assign]
+        registry.manifest_pulled = spy_pulled  # type: ignore[method-assign]
+
+    # -- set-up through the app itself --------------------------------------------
+    def headers(self, user: str | None) -> dict[str, str]:
+        if user is None:
+            return {}
+        raw = base64.b64encode(f"{user}:{PASSWORDS[user]}".encode()).decode()
+        return {"Authorization": f"Basic {raw}"}
+
+    def blob(self, repo: str, data: bytes, user: str | None = None) -> dict[str, Any]:
+        digest = _digest(data)
+        r = self.client.post(f"/v2/{repo}/blobs/uploads/?digest={digest}", data=data,
+                             headers=self.headers(user))
+        assert r.status_code == 201, r.get_data()
+        return {"mediaType": OCI_CONFIG, "digest": digest, "size": len(data)}
+
+    def manifest(self, repo: str, ref: str, body: bytes, media_type: str,
+                 user: str | None = None) -> str:
+        r = self.client.put(f"/v2/{repo}/manifests/{ref}", data=body,
+                            headers={"Content-Type": media_type, **self.headers(user)})
+        assert r.status_code == 201, r.get_data()
+        return r.headers["Docker-Content-Digest"]
+
+    def image(self, repo: str, ref: str, user: str | None = None,
+              extra: dict | None = None) -> tuple[bytes, str]:
+        config = self.blob(repo, json.dumps({"os": "linux", "architecture": "amd64",
+                                             "n": os.urandom(4).hex()}).encode(), user)
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config,
+                           "layers": [], **(extra or {})}).encode()
+        return body, self.manifest(repo, ref, body, OCI_MANIFEST, user)
+
+    # -- one request, both ways ---------------------------------------------------
+    def _once(self, fast: bool, method: str, path: str, headers: dict[str, str]) -> dict:
+        self.fast.enabled = fast
+        handler = _Collect(self.records)
+        logger = logging.getLogger(ACCESS_LOGGER)
+        logger.addHandler(handler)
+        level = logger.level
+        logger.setLevel(logging.INFO)
+        before_samples = _samples()
+        before_calls, before_pulls = self.flask_calls, len(self.pulls)
+        builder = EnvironBuilder(path=path, method=method, headers=headers,
+                                 environ_base={"REMOTE_ADDR": "192.0.2.7"})
+        environ = builder.get_environ()
+        builder.close()
+        captured: dict[str, Any] = {}
+
+        def start_response(status: str, response_headers: list, exc_info: Any = None) -> Any:
+            captured["status"] = status
+            captured["headers"] = list(response_headers)
+            return io.BytesIO().write
+
+        try:
+            body_iter = self.app.wsgi_app(environ, start_response)
+            body = b"".join(body_iter)
+            close = getattr(body_iter, "close", None)
+            if close is not None:
+                close()
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            self.fast.enabled = True
+        assert handler.records, "no access-log line"
+        record = handler.records[-1]
+        fields = dict(record.fields)  # type: ignore[attr-defined]
+        fields.pop("duration_ms")
+        line = record.getMessage().split(" ")
+        del line[-3]  # the duration
+        return {
+            "status": captured["status"], "headers": captured["headers"], "body": body,
+            "log": (line, fields), "metrics": _delta(before_samples, _samples()),
+            "pulls": self.pulls[before_pulls:],
+            "flask": self.flask_calls > before_calls,
+        }
+
+    def both(self, method: str, path: str, headers: dict[str, str] | None = None, *,
+             fast: bool, status: int = 200) -> dict:
+        """Flask's answer and the fast route's; ``fast``: the fast route answered it."""
+        headers = {"X-Request-ID": "parity-1", **(headers or {})}
+        reference = self._once(False, method, path, headers)
+        answer = self._once(True, method, path, headers)
+        assert reference["flask"]
+        assert answer["flask"] is (not fast), f"{method} {path}: fast route expected {fast}"
+        assert int(reference["status"].split()[0]) == status, reference
+        for key in ("status", "headers", "body", "log", "metrics"):
+            assert answer[key] == reference[key], (key, method, path)
+        # The same pull records and events, made by the same actor.
+        assert answer["pulls"] == reference["pulls"]
+        return answer
+
+
+class _Collect(logging.Handler):
+    def __init__(self, sink: list) -> None:
+        super().__init__()
+        self.records = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _samples() -> dict[tuple, float]:
+    """Every counter and histogram sample of the process (gauges move on their own)."""
+    out: dict[tuple, float] = {}
+    for family in REGISTRY.collect():
+        if family.type not in ("counter", "histogram") or family.name.startswith(
+                ("process_", "python_")):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith(("_created", "_sum", "_bucket")):
+                continue  # a creation time; durations (the fast one is shorter)
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def _delta(before: dict, after: dict) -> dict:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+
+
+# -- no authentication --------------------------------------------------------------
+@pytest.fixture
+def open_registry(tmp_path: Path) -> Harness:
+    return Harness(tmp_path, None)
+
+
+def test_metric_names_are_the_ones_measured(open_registry: Harness) -> None:
+    h = open_registry
+    body, digest = h.image("fast/names", "v1")
+    answer = h.both("GET", "/v2/fast/names/manifests/v1", fast=True)
+    names = {name for name, _ in answer["metrics"]}
+    assert {"registry_http_requests_total", "registry_http_sent_bytes_total",
+            "registry_http_request_duration_seconds_count"} <= names, names
+    assert any(dict(labels).get("route") == ROUTE for _, labels in answer["metrics"])
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_tag_and_digest_without_auth(open_registry: Harness, method: str) -> None:
+    h = open_registry
+    body, digest = h.image("fast/app", "latest")
+    for ref in ("latest", digest):
+        answer = h.both(method, f"/v2/fast/app/manifests/{ref}", fast=True)
+        assert answer["body"] == (body if method == "GET" else b"")
+        h.both(method, f"/v2/fast/app/manifests/{ref}", {"Accept": OCI_MANIFEST}, fast=True)
+        # Several Accept values with parameters, as docker sends them.
+        h.both(method, f"/v2/fast/app/manifests/{ref}",
+               {"Accept": f"{DOCKER_MANIFEST}; q=0.9, {OCI_INDEX},{OCI_MANIFEST};q=0.5"},
+               fast=True)
+        # A media type the client does not list: the registry answers what it has.
+        h.both(method, f"/v2/fast/app/manifests/{ref}", {"Accept": "text/plain"}, fast=True)
+    # A random request id, when the client sends none (same format both ways).
+    h.fast.enabled = True
+    r = h.client.open("/v2/fast/app/manifests/latest", method=method)
+    assert r.status_code == 200 and len(r.headers["X-Request-ID"]) == 32
+    assert h.client.open("/v2/fast/app/manifests/latest", method=method,
+                         headers={"X-Request-ID": "bad id!"}).headers["X-Request-ID"] != "bad id!"
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_subject_index_fallback_and_misses(open_registry: Harness, method: str) -> None:
+    h = open_registry
+    body, digest = h.image("fast/sub", "base")
+    # A manifest with a subject: OCI-Subject.
+    _, child = h.image("fast/sub", "sig", extra={
+        "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body)}})
+    answer = h.both(method, "/v2/fast/sub/manifests/sig", fast=True)
+    assert ("OCI-Subject", digest) in answer["headers"]
+    # An index: a client that can't read one gets the default platform's manifest.
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
+         "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+    index_digest = h.manifest("fast/sub", "multi", index, OCI_INDEX)
+    answer = h.both(method, "/v2/fast/sub/manifests/multi", {"Accept": OCI_MANIFEST}, fast=True)
+    assert ("Docker-Content-Digest", digest) in answer["headers"]
+    answer = h.both(method, "/v2/fast/sub/manifests/multi", {"Accept": OCI_INDEX}, fast=True)
+    assert ("Docker-Content-Digest", index_digest) in answer["headers"]
+    h.both(method, "/v2/fast/sub/manifests/multi", {"Accept": DOCKER_MANIFEST_LIST}, fast=True)
+    # Misses and bad requests: Flask answers (404, 400 envelope).
+    h.both(method, "/v2/fast/sub/manifests/absent", fast=False, status=404)
+    h.both(method, "/v2/fast/nothing-here/manifests/latest", fast=False, status=404)
+    h.both(method, "/v2/fast/sub/manifests/" + "sha256:" + "0" * 64, fast=False, status=404)
+    h.both(method, "/v2/fast/sub/manifests/sha256:nothex", fast=False, status=400)
+    h.both(method, "/v2/Fast/Upper/manifests/latest", fast=False, status=400)
+    h.both(method, "/v2/fast/sub/manifests/bad%20tag", fast=False, status=404)
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_deleted_and_moved(open_registry: Harness, method: str) -> None:
+    h = open_registry
+    first, first_digest = h.image("fast/move", "t")
+    h.both(method, "/v2/fast/move/manifests/t", fast=True)
+    second, second_digest = h.image("fast/move", "t")  # the tag moves
+    answer = h.both(method, "/v2/fast/move/manifests/t", fast=True)
+    assert ("Docker-Content-Digest", second_digest) in answer["headers"]
+    assert h.client.delete(f"/v2/fast/move/manifests/{second_digest}").status_code == 202
+    h.both(method, "/v2/fast/move/manifests/t", fast=False, status=404)
+    h.both(method, f"/v2/fast/move/manifests/{second_digest}", fast=False, status=404)
+    h.both(method, f"/v2/fast/move/manifests/{first_digest}", fast=True)
+
+
+def test_unusual_requests_go_to_flask(open_registry: Harness) -> None:
+    h = open_registry
+    h.image("fast/odd", "v")
+    path = "/v2/fast/odd/manifests/v"
+    h.both("GET", path + "?x=1", fast=False)
+    h.both("GET", path, {"If-None-Match": '"sha256:x"'}, fast=False)
+    h.both("GET", path, {"Range": "bytes=0-3"}, fast=False)
+    h.both("GET", path, {"Cookie": "a=b"}, fast=False)
+    h.both("GET", "/v2/fast//odd/manifests/v", fast=False, status=400)
+    h.both("HEAD", "/v2/fast/odd/manifests/v/", fast=False, status=404)
+    h.both("GET", "/v2/fast/odd/tags/list", fast=False)
+
+
+# -- htpasswd and tokens ------------------------------------------------------------
+def _basic(user: str, password: str | None = None) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password or PASSWORDS[user]}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_basic_auth(tmp_path: Path, method: str) -> None:
+    h = Harness(tmp_path, "basic")
+    _, digest = h.image("team-a/app", "v1", user="alice")
+    h.image("public/app", "v1", user="carol")
+    team, public = "/v2/team-a/app/manifests/v1", "/v2/public/app/manifests/v1"
+    # Anonymous: public/** may be pulled; team-a/** is challenged (Flask's 401).
+    h.both(method, public, fast=True)
+    h.both(method, public, {"Authorization": "Basic Og=="}, fast=True)  # the empty pair
+    h.both(method, team, fast=False, status=401)
+    # Verified credentials (alice pushed a moment ago): fast, with the user logged.
+    answer = h.both(method, team, _basic("alice"), fast=True)
+    assert answer["log"][1]["user"] == "alice"
+    h.both(method, f"/v2/team-a/app/manifests/{digest}", _basic("alice"), fast=True)
+    # bob may pull team-a: his first request checks his password (Flask), then fast.
+    assert h._once(True, method, team, _basic("bob"))["flask"]
+    h.both(method, team, _basic("bob"), fast=True)
+    # Wrong password, unknown user, malformed: Flask's 401.
+    h.both(method, team, _basic("alice", "wrong"), fast=False, status=401)
+    h.both(method, team, _basic("nobody", "x"), fast=False, status=401)
+    h.both(method, team, {"Authorization": "Basic !!!"}, fast=False, status=401)
+    h.both(method, team, {"Authorization": "Bearer abc"}, fast=False, status=401)
+    # carol (verified: she pushed public/app) may not pull team-a: Flask's 403.
+    h.both(method, public, _basic("carol"), fast=True)
+    h.both(method, team, _basic("carol"), fast=False, status=403)
+
+
+def _token(h: Harness, user: str | None, scope: str) -> str:
+    headers = _basic(user) if user else {}
+    r = h.client.get("/auth/token", query_string={"service": SERVICE, "scope": scope},
+                     headers=headers)
+    assert r.status_code == 200, r.get_data()
+    return r.get_json()["token"]
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_token_auth(tmp_path: Path, method: str) -> None:
+    h = Harness(tmp_path, "token")
+    pushing = _token(h, "alice", "repository:team-a/app:pull,push")
+    public_push = _token(h, "carol", "repository:public/app:pull,push")
+    for repo, tok in (("team-a/app", pushing), ("public/app", public_push)):
+        config = json.dumps({"os": "linux"}).encode()
+        r = h.client.post(f"/v2/{repo}/blobs/uploads/?digest={_digest(config)}", data=config,
+                          headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 201, r.get_data()
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                           "config": {"mediaType": OCI_CONFIG, "digest": _digest(config),
+                                      "size": len(config)}}).encode()
+        r = h.client.put(f"/v2/{repo}/manifests/v1", data=body, headers={
+            "Content-Type": OCI_MANIFEST, "Authorization": f"Bearer {tok}"})
+        assert r.status_code == 201, r.get_data()
+    team, public = "/v2/team-a/app/manifests/v1", "/v2/public/app/manifests/v1"
+    pull = _token(h, "alice", "repository:team-a/app:pull")
+    answer = h.both(method, team, {"Authorization": f"Bearer {pull}"}, fast=True)
+    assert answer["log"][1]["user"] == "alice"
+    anonymous = _token(h, None, "repository:public/app:pull")
+    h.both(method, public, {"Authorization": f"Bearer {anonymous}"}, fast=True)
+    # No token: the challenge; a token without the scope; a forged one; Basic in token mode.
+    h.both(method, team, fast=False, status=401)
+    h.both(method, public, fast=True)  # anonymous pull of public/** without a token
+    other = _token(h, "alice", "repository:team-a/other:pull")
+    h.both(method, team, {"Authorization": f"Bearer {other}"}, fast=False, status=401)
+    h.both(method, team, {"Authorization": f"Bearer {pull[:-4]}AAAA"}, fast=False, status=401)
+    h.both(method, team, _basic("alice"), fast=False, status=401)
