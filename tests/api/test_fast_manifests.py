@@ -27,13 +27,14 @@ import pytest
 from prometheus_client import REGISTRY
 from werkzeug.test import EnvironBuilder
 
+from ociregistry.auth.robots import parse_scope
 from ociregistry.config import load_settings
 from ociregistry.core.actor import current_actor
 from ociregistry.runtime import build_runtime
 from ociregistry.web.app import create_app
 from ociregistry.web.fast_manifests import EXTENSION, ROUTE
 from ociregistry.web.observability import ACCESS_LOGGER
-from tests.auth.support import PASSWORDS, auth_config
+from tests.auth.support import PASSWORDS, RULES, auth_config
 from tests.helpers import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -47,11 +48,11 @@ def _digest(data: bytes) -> str:
 class Harness:
     """One in-process registry; ``both`` sends a request through Flask and the fast route."""
 
-    def __init__(self, tmp_path: Path, mode: str | None) -> None:
+    def __init__(self, tmp_path: Path, mode: str | None, **settings: Any) -> None:
         data = tmp_path / "data"
-        overrides: dict[str, Any] = {"data_dir": str(data)}
+        overrides: dict[str, Any] = {"data_dir": str(data), **settings}
         if mode:
-            overrides["auth"] = auth_config(data, mode)
+            overrides["auth"] = auth_config(data, mode, **settings.pop("auth", {}))
         runtime = build_runtime(load_settings(environ={}, overrides=overrides), migrate=True)
         self.runtime = runtime
         self.app = create_app(runtime=runtime)
@@ -113,7 +114,11 @@ class Harness:
 
     # -- one request, both ways ---------------------------------------------------
     def _once(self, fast: bool, method: str, path: str, headers: dict[str, str]) -> dict:
-        self.fast.enabled = fast
+        """One request; ``fast`` False: the fast route switched off (Flask answers), True:
+        the app as configured."""
+        enabled = self.fast.enabled
+        if not fast:
+            self.fast.enabled = False
         handler = _Collect(self.records)
         logger = logging.getLogger(ACCESS_LOGGER)
         logger.addHandler(handler)
@@ -141,7 +146,7 @@ class Harness:
         finally:
             logger.removeHandler(handler)
             logger.setLevel(level)
-            self.fast.enabled = True
+            self.fast.enabled = enabled
         assert handler.records, "no access-log line"
         record = handler.records[-1]
         fields = dict(record.fields)  # type: ignore[attr-defined]
@@ -229,7 +234,6 @@ def test_tag_and_digest_without_auth(open_registry: Harness, method: str) -> Non
         # A media type the client does not list: the registry answers what it has.
         h.both(method, f"/v2/fast/app/manifests/{ref}", {"Accept": "text/plain"}, fast=True)
     # A random request id, when the client sends none (same format both ways).
-    h.fast.enabled = True
     r = h.client.open("/v2/fast/app/manifests/latest", method=method)
     assert r.status_code == 200 and len(r.headers["X-Request-ID"]) == 32
     assert h.client.open("/v2/fast/app/manifests/latest", method=method,
@@ -361,3 +365,56 @@ def test_token_auth(tmp_path: Path, method: str) -> None:
     h.both(method, team, {"Authorization": f"Bearer {other}"}, fast=False, status=401)
     h.both(method, team, {"Authorization": f"Bearer {pull[:-4]}AAAA"}, fast=False, status=401)
     h.both(method, team, _basic("alice"), fast=False, status=401)
+
+
+def test_robots_go_to_flask(tmp_path: Path) -> None:
+    """A robot's credentials are checked (and their use recorded) by Flask's hook only."""
+    rules = [*RULES, {"groups": ["robots"], "repositories": ["**"], "actions": ["pull"]}]
+    h = Harness(tmp_path, "basic", auth={"rules": rules})
+    h.image("team-a/app", "v1", user="alice")
+    _, secret = h.app.extensions["ociregistry.auth"].robots.create(
+        "ci", parse_scope(["team-a/**:pull"]))
+    raw = base64.b64encode(f"robot$ci:{secret}".encode()).decode()
+    robot = {"Authorization": f"Basic {raw}"}
+    for method in ("HEAD", "GET"):
+        h.both(method, "/v2/team-a/app/manifests/v1", robot, fast=False)
+
+
+def test_plain_client_headers_take_the_fast_route(open_registry: Harness) -> None:
+    """What requests, docker and containerd send (the read-consistency tests' reads)."""
+    h = open_registry
+    h.image("fast/client", "v1")
+    for headers in (
+        {"User-Agent": "python-requests/2.32", "Accept-Encoding": "gzip, deflate",
+         "Accept": "*/*", "Connection": "keep-alive"},
+        {"User-Agent": "docker/27.0", "Accept": ", ".join([OCI_INDEX, OCI_MANIFEST,
+                                                           DOCKER_MANIFEST_LIST,
+                                                           DOCKER_MANIFEST])},
+        {"Content-Length": "0"},
+    ):
+        for method in ("HEAD", "GET"):
+            h.both(method, "/v2/fast/client/manifests/v1", headers, fast=True)
+
+
+def test_switched_off_and_rate_limited(tmp_path: Path) -> None:
+    off = Harness(tmp_path / "off", None, http={"fast_manifest_reads": False})
+    off.image("fast/off", "v1")
+    off.both("GET", "/v2/fast/off/manifests/v1", fast=False)
+    # A rate limit's check writes to the index: every request goes through Flask's hook.
+    limited = Harness(tmp_path / "limited", None, rate_limit={"per_address": 1000})
+    limited.image("fast/limited", "v1")
+    for method in ("HEAD", "GET"):
+        limited.both(method, "/v2/fast/limited/manifests/v1", fast=False)
+
+
+def test_mirrored_names_go_to_flask(tmp_path: Path) -> None:
+    upstream = {"name": "hub", "url": "http://127.0.0.1:9"}  # nothing listens there
+    h = Harness(tmp_path / "prefix", None, mirror={"upstreams": [upstream]})
+    h.image("fast/local", "v1")
+    h.both("GET", "/v2/fast/local/manifests/v1", fast=True)  # not under the prefix
+    assert h._once(True, "HEAD", "/v2/hub/library/alpine/manifests/v1", {})["flask"]
+    # A default upstream may take any name that is not local: Flask decides them all.
+    default = Harness(tmp_path / "default", None,
+                      mirror={"upstreams": [{**upstream, "default": True}]})
+    default.image("fast/local", "v1")
+    default.both("GET", "/v2/fast/local/manifests/v1", fast=False)

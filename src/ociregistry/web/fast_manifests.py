@@ -17,10 +17,11 @@ other methods and paths, a query string, a request body, cookies, conditional an
 Range headers, credentials not already checked by this process (a first Basic
 login runs bcrypt and the failed-attempt limits there), robots (their checks record
 use), any refusal (401/403 and their challenge), any error of the lookup (unknown
-manifest or repository, a database outage), a mirror (pull-through cache: the whole
-route is off) and per-address or per-user rate limits (the whole route is off: their
-check writes to the index). tests/api/test_fast_manifests.py holds the two answers
-equal over a matrix of requests, in process and through gunicorn.
+manifest or repository, a database outage), names under a mirror's upstream prefix
+(pull-through cache; with a default upstream the whole route is off), and all of it
+when per-address or per-user rate limits are on (their check writes to the index).
+tests/api/test_fast_manifests.py holds the two answers equal over a matrix of
+requests in process; tests/api/test_fast_manifests_server.py through gunicorn.
 
 Tag -> digest is read from the index on every request, as Flask's route does:
 nothing is cached here, so a tag moved by another worker or instance is seen at once.
@@ -36,6 +37,7 @@ from ociregistry.auth.rules import PULL, is_robot
 from ociregistry.auth.service import ANONYMOUS, AuthService, Principal
 from ociregistry.core.actor import SYSTEM, Actor, set_actor
 from ociregistry.core.names import validate_name
+from ociregistry.mirror.routing import mirrored_prefix
 from ociregistry.runtime import Runtime
 from ociregistry.web import auth as access
 from ociregistry.web.observability import new_request_id, request_done
@@ -77,8 +79,12 @@ class FastManifests:
         self.registry = runtime.registry
         settings = runtime.settings
         self.log_access = settings.log.access_log
-        # A mirror routes names to upstreams (and may fetch): Flask's route does that.
-        self.enabled = settings.http.fast_manifest_reads and runtime.mirror is None
+        # Names under a mirror's upstream prefix are routed (and may be fetched) by
+        # Flask's route; a default upstream may take any name: then Flask answers all.
+        mirror = settings.mirror
+        self.mirror = mirror if mirror.upstreams else None
+        self.enabled = settings.http.fast_manifest_reads and (
+            self.mirror is None or self.mirror.default is None)
         self._extensions = extensions  # auth's objects, registered after this wraps Flask
         self._auth: AuthService | None = None
 
@@ -122,6 +128,8 @@ class FastManifests:
         try:
             validate_name(name)
         except Exception:  # noqa: BLE001 (Flask answers the error)
+            return None
+        if self.mirror is not None and mirrored_prefix(self.mirror, name) is not None:
             return None
         auth = self._service()
         if auth is None:
