@@ -116,9 +116,10 @@ class FastManifests:
 
     def _answer(self, environ: dict[str, Any], start_response: Any, method: str,
                 path: str) -> _Answer | None:
-        if any(environ.get(key) for key in _UNUSUAL) or environ.get("CONTENT_LENGTH") not in (
-            None, "", "0"
-        ):
+        for key in _UNUSUAL:
+            if environ.get(key):
+                return None
+        if environ.get("CONTENT_LENGTH") not in (None, "", "0"):
             return None
         # Flask's dispatch: name greedy up to the last /manifests/, a reference without
         # a slash; a doubled slash would be redirected by its URL map.
