@@ -185,12 +185,17 @@ class _Collect(logging.Handler):
         self.records.append(record)
 
 
+# Counted by background threads (buffer flushes, delivery, schedules), not by requests.
+_BACKGROUND = ("process_", "python_", "registry_pull_stats_flushes", "registry_event",
+               "registry_gc_", "registry_retention_", "registry_mirror_evict",
+               "registry_mirror_prefetch", "registry_readiness")
+
+
 def _samples() -> dict[tuple, float]:
-    """Every counter and histogram sample of the process (gauges move on their own)."""
+    """Every counter and histogram sample a request may add to (gauges move on their own)."""
     out: dict[tuple, float] = {}
     for family in REGISTRY.collect():
-        if family.type not in ("counter", "histogram") or family.name.startswith(
-                ("process_", "python_")):
+        if family.type not in ("counter", "histogram") or family.name.startswith(_BACKGROUND):
             continue
         for sample in family.samples:
             if sample.name.endswith(("_created", "_sum", "_bucket")):
