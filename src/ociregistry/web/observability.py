@@ -50,7 +50,7 @@ def _timer(route: str, method: str) -> Any:
     return child
 
 
-def _close_with(response: Response, done: Any) -> None:
+def close_with(response: Response, done: Any) -> None:
     """Run ``done`` when the server closes a passed-through body (a blob's file wrapper).
 
     werkzeug hands a ``direct_passthrough`` body (send_file's, so the server can use
@@ -85,7 +85,7 @@ def request_done(log_access: bool, started: float, route: str, method: str, stat
                  received: int, sent: int, client: str, path: str, user: str,
                  request_id: str) -> None:
     """A request's metrics and access-log line, once its body has been sent (the Flask
-    hooks and the fast manifest route, web/fast_manifests.py, both end here)."""
+    hooks and the fast manifest route, web/fast_reads.py, both end here)."""
     duration = time.perf_counter() - started
     _count(route, method, status).inc()
     _timer(route, method).observe(duration)
@@ -169,7 +169,7 @@ def register_observability(app: Flask, runtime: Runtime) -> None:
 
         if response.direct_passthrough and method != "HEAD" and 200 <= status \
                 and status not in (204, 304):
-            _close_with(response, _done)
+            close_with(response, _done)
         else:
             response.call_on_close(_done)
         return response

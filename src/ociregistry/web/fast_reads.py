@@ -1,4 +1,4 @@
-"""Manifest HEAD/GET by tag or digest, answered in front of Flask (the pull's hot path).
+"""Manifest and blob HEAD/GET answered in front of Flask (the pull's hot paths).
 
 On a 2-core box throughput follows the server's CPU per request, and a manifest
 HEAD through Flask spent most of its 200-250 µs in werkzeug's request and response
@@ -7,8 +7,10 @@ WSGI middleware sits between the client-address middleware (web/proxies.py) and
 Flask and answers the common success path itself, doing what the Flask route does
 step for step with the same functions: the request id (observability), the actor,
 authentication and authorization (``AuthService``: anonymous, htpasswd, tokens,
-the repository rules), the core's ``Registry.manifest`` with the client's Accept
-list (index fallback included), the pull record and pull event of a GET, and the
+the repository rules), then for a manifest (by tag or digest) the core's
+``Registry.manifest`` with the client's Accept list (index fallback included) and
+the pull record and pull event of a GET, for a blob the core's ``Registry.blob``
+and web/fast_blobs.py's answer from the local file (sendfile for a GET), and the
 metrics and access-log line once the body is sent (``observability.request_done``).
 The answer is Flask's byte for byte: status, headers in the same order, body.
 
@@ -17,11 +19,12 @@ other methods and paths, a query string, a request body, cookies, conditional an
 Range headers, credentials not already checked by this process (a first Basic
 login runs bcrypt and the failed-attempt limits there), robots (their checks record
 use), any refusal (401/403 and their challenge), any error of the lookup (unknown
-manifest or repository, a database outage), names under a mirror's upstream prefix
+manifest, blob or repository, a database outage, a blob's file gone, a blob
+store that redirects or streams: S3), names under a mirror's upstream prefix
 (pull-through cache; with a default upstream the whole route is off), and all of it
 when per-address or per-user rate limits are on (their check writes to the index).
-tests/api/test_fast_manifests.py holds the two answers equal over a matrix of
-requests in process; tests/api/test_fast_manifests_server.py through gunicorn.
+tests/api/test_fast_reads.py holds the two answers equal over a matrix of
+requests in process; tests/api/test_fast_reads_server.py through gunicorn.
 
 Tag -> digest is read from the index on every request, as Flask's route does:
 nothing is cached here, so a tag moved by another worker or instance is seen at once.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 
 from ociregistry.auth.rules import PULL, is_robot
@@ -40,12 +44,14 @@ from ociregistry.core.names import validate_name
 from ociregistry.mirror.routing import mirrored_prefix
 from ociregistry.runtime import Runtime
 from ociregistry.web import auth as access
-from ociregistry.web.observability import new_request_id, request_done
+from ociregistry.web import fast_blobs
+from ociregistry.web.observability import close_with, new_request_id, request_done
 from ociregistry.web.registry_api import _ROUTE_LABELS
 
-ROUTE = _ROUTE_LABELS["manifest"]  # the metrics label Flask's dispatch gives
-EXTENSION = "ociregistry.fast_manifests"  # app.extensions: this middleware (tests switch it)
-_MARK = "/manifests/"
+# The metrics labels Flask's dispatch gives.
+MANIFEST_ROUTE, BLOB_ROUTE = _ROUTE_LABELS["manifest"], _ROUTE_LABELS["blob"]
+EXTENSION = "ociregistry.fast_reads"  # app.extensions: this middleware (tests switch it)
+_MANIFESTS, _BLOBS, _UPLOADS = "/manifests/", "/blobs/", "/blobs/uploads/"
 # Request headers that send a request to Flask: Flask's manifest route ignores the
 # conditional ones, but an unusual request is not worth a second code path.
 _UNUSUAL = ("QUERY_STRING", "HTTP_COOKIE", "HTTP_TRANSFER_ENCODING", "HTTP_RANGE",
@@ -71,19 +77,20 @@ class _Answer:
         request_done(*self.finish)
 
 
-class FastManifests:
-    """WSGI middleware: plain manifest reads answered here, everything else by ``app``."""
+class FastReads:
+    """WSGI middleware: plain manifest and blob reads answered here, the rest by ``app``."""
 
     def __init__(self, app: WSGIApp, runtime: Runtime, extensions: dict[str, Any]) -> None:
         self.app = app
         self.registry = runtime.registry
+        self.storage = runtime.storage
         settings = runtime.settings
         self.log_access = settings.log.access_log
         # Names under a mirror's upstream prefix are routed (and may be fetched) by
         # Flask's route; a default upstream may take any name: then Flask answers all.
         mirror = settings.mirror
         self.mirror = mirror if mirror.upstreams else None
-        self.enabled = settings.http.fast_manifest_reads and (
+        self.enabled = settings.http.fast_reads and (
             self.mirror is None or self.mirror.default is None)
         self._extensions = extensions  # auth's objects, registered after this wraps Flask
         self._auth: AuthService | None = None
@@ -106,7 +113,7 @@ class FastManifests:
             not self.enabled
             or (method != "HEAD" and method != "GET")
             or not path.startswith("/v2/")
-            or _MARK not in path
+            or (_MANIFESTS not in path and _BLOBS not in path)
         ):
             return self.app(environ, start_response)
         answer = self._answer(environ, start_response, method, path)
@@ -115,17 +122,16 @@ class FastManifests:
         return answer
 
     def _answer(self, environ: dict[str, Any], start_response: Any, method: str,
-                path: str) -> _Answer | None:
+                path: str) -> Iterable[bytes] | None:
         for key in _UNUSUAL:
             if environ.get(key):
                 return None
-        if environ.get("CONTENT_LENGTH") not in (None, "", "0"):
+        if environ.get("CONTENT_LENGTH") not in (None, "", "0") or "//" in path:
+            return None  # a doubled slash: Flask's URL map has its own answer
+        routed = _route(path[4:])
+        if routed is None:
             return None
-        # Flask's dispatch: name greedy up to the last /manifests/, a reference without
-        # a slash; a doubled slash would be redirected by its URL map.
-        name, _, ref = path[4:].rpartition(_MARK)
-        if not name or not ref or "/" in ref or "//" in path or not ref.isascii():
-            return None
+        kind, name, ref = routed
         try:
             validate_name(name)
         except Exception:  # noqa: BLE001 (Flask answers the error)
@@ -148,20 +154,29 @@ class FastManifests:
         if auth.enabled:
             actor = actor.as_user(who.user, robot=False)
         set_actor(actor)
+        finish = [self.log_access, started, "", method, 200, 0, 0, client or "-", path,
+                  who.user or "-", request_id]
         try:
-            accept = environ.get("HTTP_ACCEPT")
-            try:
-                row = self.registry.manifest(name, ref, _accept_list(accept) if accept else [])
-            except Exception:  # noqa: BLE001 (unknown, invalid, outage: Flask answers it)
-                return None
-            payload = row.payload
-            if type(payload) is not bytes:
-                return None
-            if method == "GET":  # a pull: counted and an event, both batched
-                self.registry.record_pull(name, ref, row.digest)
-                self.registry.manifest_pulled(name, ref, row)
+            if kind == "manifest":
+                return self._manifest(environ, start_response, method, name, ref, finish)
+            return self._blob(environ, start_response, method, name, ref, finish)
         finally:
             set_actor(SYSTEM)  # as Flask's teardown: gthread reuses the thread
+
+    def _manifest(self, environ: dict[str, Any], start_response: Any, method: str, name: str,
+                  ref: str, finish: list[Any]) -> Iterable[bytes] | None:
+        """registry_api.get_manifest and observability's after-request hook, in one."""
+        accept = environ.get("HTTP_ACCEPT")
+        try:
+            row = self.registry.manifest(name, ref, _accept_list(accept) if accept else [])
+        except Exception:  # noqa: BLE001 (unknown, invalid, outage: Flask answers it)
+            return None
+        payload = row.payload
+        if type(payload) is not bytes:
+            return None
+        if method == "GET":  # a pull: counted and an event, both batched
+            self.registry.record_pull(name, ref, row.digest)
+            self.registry.manifest_pulled(name, ref, row)
         size = len(payload)
         headers = [
             ("Content-Type", row.media_type),
@@ -171,14 +186,54 @@ class FastManifests:
         ]
         if row.subject:
             headers.append(("OCI-Subject", row.subject))
-        headers.append(("X-Request-ID", request_id))
+        headers.append(("X-Request-ID", finish[-1]))
         headers.append(("Docker-Distribution-API-Version", "registry/2.0"))
         start_response("200 OK", headers)
-        return _Answer(
-            (payload,) if method == "GET" else (),
-            (self.log_access, started, ROUTE, method, 200, 0, size, client or "-", path,
-             who.user or "-", request_id),
-        )
+        finish[2], finish[6] = MANIFEST_ROUTE, size
+        return _Answer((payload,) if method == "GET" else (), tuple(finish))
+
+    def _blob(self, environ: dict[str, Any], start_response: Any, method: str, name: str,
+              digest: str, finish: list[Any]) -> Iterable[bytes] | None:
+        """registry_api.get_blob's local-file answer (web/fast_blobs.py) and the hook's
+        headers, logged when the server closes the body; redirects, blobs without a
+        local file and missing files: Flask's."""
+        try:
+            blob = self.registry.blob(name, digest)
+        except Exception:  # noqa: BLE001 (unknown, invalid, outage: Flask answers it)
+            return None
+        if blob.path is None or (method == "GET" and self.storage.blob_url(blob.digest)):
+            return None
+        try:
+            response = fast_blobs.file_response(environ, blob.path, blob.digest)
+        except OSError:
+            return None
+        headers = response.headers
+        headers["Docker-Content-Digest"] = blob.digest
+        headers["X-Request-ID"] = finish[-1]
+        headers["Docker-Distribution-API-Version"] = "registry/2.0"
+        finish[2], finish[6] = BLOB_ROUTE, response.content_length or 0
+        done = partial(request_done, *finish)
+        if method == "HEAD":
+            response.call_on_close(done)
+        else:
+            close_with(response, done)
+        return response(environ, start_response)
+
+
+def _route(rest: str) -> tuple[str, str, str] | None:
+    """(kind, name, reference) as registry_api's dispatch matches ``rest`` (the path
+    after /v2/): a manifest, else not an upload, else a blob; the name greedy, the
+    last part without a slash. None: another endpoint."""
+    name, _, ref = rest.rpartition(_MANIFESTS)
+    if name and ref and "/" not in ref:
+        return ("manifest", name, ref) if ref.isascii() else None
+    name, _, upload = rest.rpartition(_UPLOADS)
+    if name and "/" not in upload:
+        return None
+    name, _, digest = rest.rpartition(_BLOBS)
+    if name and digest and "/" not in digest and digest.isascii():
+        return "blob", name, digest
+    return None
 
 
 def _accept_list(header: str) -> list[str]:

@@ -1,10 +1,10 @@
-"""CPU µs per manifest read in process, the fast route (web/fast_manifests.py) on and off.
+"""CPU µs per manifest or blob read in process, the fast route (web/fast_reads.py) on and off.
 
-    .venv/bin/python bench/fast_manifests.py [--requests 2000] [--rounds 3] [--auth basic]
+    .venv/bin/python bench/fast_reads.py [--requests 2000] [--rounds 3] [--auth basic]
 
-One data directory (a repository, a manifest under ``latest``), one app built as
+One data directory (a repository, a manifest under ``latest``, a 1 KiB blob), one app built as
 ``serve`` builds it (default settings, the access log on, to a file); the fast
-route switched on and off in turn (``http.fast_manifest_reads``: off is Flask's
+route switched on and off in turn (``http.fast_reads``: off is Flask's
 route, the build before it), rounds alternating. Each round makes ``--requests``
 calls of the WSGI callable per kind and divides the process CPU time by them:
 no HTTP server (its 150-200 µs are in "The request floor", docs/performance.md).
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from werkzeug.test import EnvironBuilder
 
-    from ociregistry.web.fast_manifests import EXTENSION
+    from ociregistry.web.fast_reads import EXTENSION
 
     tmp = Path(tempfile.mkdtemp(prefix="fast-manifests-"))
     data = tmp / "data"
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     digest = r.headers["Docker-Content-Digest"]
     kinds = {"HEAD by tag": ("HEAD", "/v2/t/app/manifests/latest"),
              "GET by tag": ("GET", "/v2/t/app/manifests/latest"),
-             "GET by digest": ("GET", f"/v2/t/app/manifests/{digest}")}
+             "GET by digest": ("GET", f"/v2/t/app/manifests/{digest}"),
+             "HEAD blob": ("HEAD", f"/v2/t/app/blobs/{blob}"),
+             "GET blob (1 KiB)": ("GET", f"/v2/t/app/blobs/{blob}")}
     fast = app.extensions[EXTENSION]
     results: dict[tuple[str, bool], list[float]] = {}
 
@@ -95,12 +97,14 @@ def main(argv: list[str] | None = None) -> int:
                                          environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_environ()
                 for _ in range(50):  # warm
                     body = app(dict(environ), start_response)
-                    b"".join(body)
+                    for _chunk in body:
+                        pass
                     body.close()
                 started = time.process_time()
                 for _ in range(args.requests):
                     body = app(dict(environ), start_response)
-                    b"".join(body)
+                    for _chunk in body:
+                        pass
                     body.close()
                 spent = time.process_time() - started
                 results.setdefault((kind, on), []).append(spent / args.requests * 1e6)

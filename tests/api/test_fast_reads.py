@@ -1,4 +1,4 @@
-"""The fast manifest route (web/fast_manifests.py) answers exactly what Flask does.
+"""The fast manifest route (web/fast_reads.py) answers exactly what Flask does.
 
 In process, one app and one index: every request of a matrix (tag and digest, HEAD
 and GET, auth none / htpasswd / token, anonymous and authenticated, absent tags and
@@ -9,7 +9,7 @@ values, order), body, the access-log record (all fields but the duration), the
 Prometheus samples each request adds, and the pull records and pull events of a
 GET with the actor they were made under. Each case also says which side answered,
 so a fast route that quietly always fell through fails here.
-Through gunicorn: tests/api/test_fast_manifests_server.py.
+Through gunicorn: tests/api/test_fast_reads_server.py.
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ from ociregistry.config import load_settings
 from ociregistry.core.actor import current_actor
 from ociregistry.runtime import build_runtime
 from ociregistry.web.app import create_app
-from ociregistry.web.fast_manifests import EXTENSION, ROUTE
+from ociregistry.web.fast_reads import EXTENSION, MANIFEST_ROUTE
 from ociregistry.web.observability import ACCESS_LOGGER
 from tests.auth.support import PASSWORDS, RULES, auth_config
 from tests.helpers import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 SERVICE = "test-registry"
+CLOCK = ("Date", "Expires")
 
 
 def _digest(data: bytes) -> str:
@@ -169,6 +170,10 @@ class Harness:
         assert reference["flask"]
         assert answer["flask"] is (not fast), f"{method} {path}: fast route expected {fast}"
         assert int(reference["status"].split()[0]) == status, reference
+        # A blob's Date and Expires are the clock's (the same second or the next).
+        assert [k for k, _ in answer["headers"]] == [k for k, _ in reference["headers"]]
+        for side in (answer, reference):
+            side["headers"] = [(k, v) for k, v in side["headers"] if k not in CLOCK]
         for key in ("status", "headers", "body", "log", "metrics"):
             assert answer[key] == reference[key], (key, method, path)
         # The same pull records and events, made by the same actor.
@@ -221,7 +226,7 @@ def test_metric_names_are_the_ones_measured(open_registry: Harness) -> None:
     names = {name for name, _ in answer["metrics"]}
     assert {"registry_http_requests_total", "registry_http_sent_bytes_total",
             "registry_http_request_duration_seconds_count"} <= names, names
-    assert any(dict(labels).get("route") == ROUTE for _, labels in answer["metrics"])
+    assert any(dict(labels).get("route") == MANIFEST_ROUTE for _, labels in answer["metrics"])
 
 
 @pytest.mark.parametrize("method", ["HEAD", "GET"])
@@ -402,7 +407,7 @@ def test_plain_client_headers_take_the_fast_route(open_registry: Harness) -> Non
 
 
 def test_switched_off_and_rate_limited(tmp_path: Path) -> None:
-    off = Harness(tmp_path / "off", None, http={"fast_manifest_reads": False})
+    off = Harness(tmp_path / "off", None, http={"fast_reads": False})
     off.image("fast/off", "v1")
     off.both("GET", "/v2/fast/off/manifests/v1", fast=False)
     # A rate limit's check writes to the index: every request goes through Flask's hook.
@@ -423,3 +428,42 @@ def test_mirrored_names_go_to_flask(tmp_path: Path) -> None:
                       mirror={"upstreams": [{**upstream, "default": True}]})
     default.image("fast/local", "v1")
     default.both("GET", "/v2/fast/local/manifests/v1", fast=False)
+
+
+# -- blobs --------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_blobs(open_registry: Harness, method: str) -> None:
+    h = open_registry
+    data = os.urandom(3000)
+    digest = h.blob("fast/blobs", data)["digest"]
+    answer = h.both(method, f"/v2/fast/blobs/blobs/{digest}", fast=True)
+    assert answer["body"] == (data if method == "GET" else b"")
+    assert ("Docker-Content-Digest", digest) in answer["headers"]
+    h.both(method, f"/v2/fast/blobs/blobs/{digest}", {"Accept": "*/*"}, fast=True)
+    # Unknown, not linked to this repository, invalid: Flask's errors.
+    h.both(method, "/v2/fast/blobs/blobs/sha256:" + "1" * 64, fast=False, status=404)
+    h.both(method, f"/v2/fast/other/blobs/{digest}", fast=False, status=404)
+    h.both(method, "/v2/fast/blobs/blobs/sha256:nothex", fast=False, status=400)
+    # Range and conditional requests: Flask's (206, 304).
+    h.both(method, f"/v2/fast/blobs/blobs/{digest}", {"Range": "bytes=0-9"}, fast=False,
+           status=206)
+    h.both(method, f"/v2/fast/blobs/blobs/{digest}", {"If-None-Match": f'"{digest}"'},
+           fast=False, status=304)
+    # Upload endpoints are never blobs.
+    assert h._once(True, method, "/v2/fast/blobs/blobs/uploads/", {})["flask"]
+    # The file gone from storage: Flask's BLOB_UNKNOWN.
+    path = h.runtime.registry.blob("fast/blobs", digest).path
+    os.unlink(path)
+    h.both(method, f"/v2/fast/blobs/blobs/{digest}", fast=False, status=404)
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_blobs_with_basic_auth(tmp_path: Path, method: str) -> None:
+    h = Harness(tmp_path, "basic")
+    data = os.urandom(100)
+    digest = h.blob("team-a/app", data, user="alice")["digest"]
+    path = f"/v2/team-a/app/blobs/{digest}"
+    h.both(method, path, fast=False, status=401)
+    answer = h.both(method, path, _basic("alice"), fast=True)
+    assert answer["log"][1]["user"] == "alice"
+    h.both(method, path, _basic("alice", "wrong"), fast=False, status=401)
