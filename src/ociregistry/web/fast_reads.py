@@ -32,10 +32,12 @@ nothing is cached here, so a tag moved by another worker or instance is seen at 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
 from typing import Any
+
+from werkzeug.wsgi import wrap_file
 
 from ociregistry.auth.rules import PULL, is_robot
 from ociregistry.auth.service import ANONYMOUS, AuthService, Principal
@@ -45,7 +47,7 @@ from ociregistry.mirror.routing import mirrored_prefix
 from ociregistry.runtime import Runtime
 from ociregistry.web import auth as access
 from ociregistry.web import fast_blobs
-from ociregistry.web.observability import close_with, new_request_id, request_done
+from ociregistry.web.observability import new_request_id, request_done
 from ociregistry.web.registry_api import _ROUTE_LABELS
 
 # The metrics labels Flask's dispatch gives.
@@ -194,8 +196,8 @@ class FastReads:
 
     def _blob(self, environ: dict[str, Any], start_response: Any, method: str, name: str,
               digest: str, finish: list[Any]) -> Iterable[bytes] | None:
-        """registry_api.get_blob's local-file answer (web/fast_blobs.py) and the hook's
-        headers, logged when the server closes the body; redirects, blobs without a
+        """registry_api.get_blob's local-file answer (web/fast_blobs.py's headers) and
+        the hook's, logged when the server closes the body; redirects, blobs without a
         local file and missing files: Flask's."""
         try:
             blob = self.registry.blob(name, digest)
@@ -204,20 +206,51 @@ class FastReads:
         if blob.path is None or (method == "GET" and self.storage.blob_url(blob.digest)):
             return None
         try:
-            response = fast_blobs.file_response(environ, blob.path, blob.digest)
+            stat = os.stat(blob.path)
+            file = open(blob.path, "rb") if method == "GET" else None  # noqa: SIM115
         except OSError:
             return None
-        headers = response.headers
-        headers["Docker-Content-Digest"] = blob.digest
-        headers["X-Request-ID"] = finish[-1]
-        headers["Docker-Distribution-API-Version"] = "registry/2.0"
-        finish[2], finish[6] = BLOB_ROUTE, response.content_length or 0
-        done = partial(request_done, *finish)
-        if method == "HEAD":
-            response.call_on_close(done)
-        else:
-            close_with(response, done)
-        return response(environ, start_response)
+        headers = fast_blobs.plain_headers(blob.path, stat, blob.digest)
+        headers.append(("Docker-Content-Digest", blob.digest))
+        headers.append(("X-Request-ID", finish[-1]))
+        headers.append(("Docker-Distribution-API-Version", "registry/2.0"))
+        finish[2], finish[6] = BLOB_ROUTE, stat.st_size
+        start_response("200 OK", headers)
+        if file is None:
+            return _Answer((), tuple(finish))
+        # The server's file wrapper (sendfile); logged when the server closes it.
+        body = wrap_file(environ, file)
+        own_close = body.close
+
+        def close() -> None:
+            try:
+                own_close()
+            finally:
+                request_done(*finish)
+
+        try:
+            body.close = close  # type: ignore[method-assign]
+        except AttributeError:  # a wrapper that takes no attribute: iterate it instead
+            return _Passed(body, tuple(finish))
+        return body
+
+
+class _Passed:
+    """A body iterated through (no passthrough), logged when closed."""
+
+    __slots__ = ("body", "finish")
+
+    def __init__(self, body: Any, finish: tuple[Any, ...]) -> None:
+        self.body, self.finish = body, finish
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            self.body.close()
+        finally:
+            request_done(*self.finish)
 
 
 def _route(rest: str) -> tuple[str, str, str] | None:

@@ -50,7 +50,7 @@ def _timer(route: str, method: str) -> Any:
     return child
 
 
-def close_with(response: Response, done: Any) -> None:
+def _close_with(response: Response, done: Any) -> None:
     """Run ``done`` when the server closes a passed-through body (a blob's file wrapper).
 
     werkzeug hands a ``direct_passthrough`` body (send_file's, so the server can use
@@ -169,7 +169,7 @@ def register_observability(app: Flask, runtime: Runtime) -> None:
 
         if response.direct_passthrough and method != "HEAD" and 200 <= status \
                 and status not in (204, 304):
-            close_with(response, _done)
+            _close_with(response, _done)
         else:
             response.call_on_close(_done)
         return response
