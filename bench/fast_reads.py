@@ -11,6 +11,14 @@ no HTTP server (its 150-200 µs are in "The request floor", docs/performance.md)
 ``--auth basic``: htpasswd authentication, every request with Basic credentials
 (checked once, then from the process's cache), on a repository anonymous callers
 may not read. Prints medians and min-max per kind.
+
+    .venv/bin/python bench/fast_reads.py --server [--rounds 3] [--seconds 5]
+
+Under the real server instead: two registries as `python app.py` starts them (the
+defaults, gunicorn), one with ``http.fast_reads: false``, loaded in alternating
+order (manifest HEAD by tag with ab, 32 connections; GET by tag and by digest
+with wrk): requests/s, p99 and the CPU of the server's whole process tree per
+request. Needs wrk and ApacheBench. Busy machines: the per-round ratio is the figure.
 """
 
 from __future__ import annotations
@@ -49,12 +57,69 @@ def _app(data: Path, auth: str | None) -> Any:
                                             migrate=True))
 
 
+def server(rounds: int, seconds: float) -> int:
+    """Fast route on and off under gunicorn, alternating (see the module docstring)."""
+    import requests
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.loadgen import ab_head, wrk
+    from bench.proctree import tree_cpu_seconds
+    from bench.servers import OURS, Registry
+
+    tmp = Path(tempfile.mkdtemp(prefix="fast-reads-server-"))
+    rows: dict[tuple[str, bool], list[tuple[float, float, float]]] = {}
+    switch = "BENCH_OURS_OCIREGISTRY_HTTP__FAST_READS"
+    for n in range(rounds):
+        for on in ((True, False) if n % 2 == 0 else (False, True)):
+            os.environ[switch] = "true" if on else "false"
+            with Registry(OURS, tmp / f"r{n}{int(on)}") as reg:
+                config = os.urandom(1024)
+                blob = "sha256:" + hashlib.sha256(config).hexdigest()
+                requests.post(f"{reg.url}/v2/t/app/blobs/uploads/?digest={blob}",
+                              data=config).raise_for_status()
+                body = json.dumps({"schemaVersion": 2, "mediaType": MT, "layers": [],
+                                   "config": {"mediaType": "application/vnd.oci.image."
+                                              "config.v1+json", "digest": blob,
+                                              "size": len(config)}}).encode()
+                r = requests.put(f"{reg.url}/v2/t/app/manifests/latest", data=body,
+                                 headers={"Content-Type": MT})
+                r.raise_for_status()
+                digest = r.headers["Docker-Content-Digest"]
+                base = f"{reg.url}/v2/t/app/manifests/"
+                for kind, tool, url in (("HEAD by tag", ab_head, base + "latest"),
+                                        ("GET by tag", wrk, base + "latest"),
+                                        ("GET by digest", wrk, base + digest)):
+                    cpu = tree_cpu_seconds(reg.proc.pid)
+                    result = tool(url, seconds)
+                    spent = tree_cpu_seconds(reg.proc.pid) - cpu
+                    assert result.errors == 0, result
+                    rows.setdefault((kind, on), []).append(
+                        (result.rps, result.p99_ms, spent / max(result.requests, 1) * 1e6))
+    os.environ.pop(switch, None)
+    print(f"gunicorn, fast route off / on ({rounds} rounds x {seconds:g} s; median (min-max))")
+    print("| request | req/s off | req/s on | p99 ms off | p99 ms on | CPU µs/req off | on |")
+    print("|---|--:|--:|--:|--:|--:|--:|")
+    for kind in ("HEAD by tag", "GET by tag", "GET by digest"):
+        cells = []
+        for i in range(3):
+            for on in (False, True):
+                values = [row[i] for row in rows[(kind, on)]]
+                cells.append(f"{statistics.median(values):.0f} "
+                             f"({min(values):.0f}-{max(values):.0f})")
+        print(f"| {kind} | " + " | ".join(cells) + " |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--auth", choices=["none", "basic"], default="none")
+    p.add_argument("--server", action="store_true", help="under gunicorn, not in process")
+    p.add_argument("--seconds", type=float, default=5, help="--server: seconds per load")
     args = p.parse_args(argv)
+    if args.server:
+        return server(args.rounds, args.seconds)
     from werkzeug.test import EnvironBuilder
 
     from ociregistry.web.fast_reads import EXTENSION
