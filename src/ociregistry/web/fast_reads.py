@@ -54,8 +54,9 @@ from ociregistry.web.registry_api import _ROUTE_LABELS
 MANIFEST_ROUTE, BLOB_ROUTE = _ROUTE_LABELS["manifest"], _ROUTE_LABELS["blob"]
 EXTENSION = "ociregistry.fast_reads"  # app.extensions: this middleware (tests switch it)
 _MANIFESTS, _BLOBS, _UPLOADS = "/manifests/", "/blobs/", "/blobs/uploads/"
-# Request headers that send a request to Flask: Flask's manifest route ignores the
-# conditional ones, but an unusual request is not worth a second code path.
+# Request headers that send a request to Flask: Range and If-* (Flask's blob route
+# answers them; its manifest route ignores them, but an unusual request is not worth
+# a second code path), cookies (the UI's session), a query string, a body.
 _UNUSUAL = ("QUERY_STRING", "HTTP_COOKIE", "HTTP_TRANSFER_ENCODING", "HTTP_RANGE",
             "HTTP_IF_RANGE", "HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE",
             "HTTP_IF_UNMODIFIED_SINCE")
