@@ -1,5 +1,5 @@
 """The fast read route on PostgreSQL: it answers (the driver hands the payload as
-bytes) and answers what Flask does (tests/api/test_fast_reads.py's harness)."""
+bytes) and answers what Flask does (tests/api/fast_reads_support.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.test_fast_reads import Harness
+from tests.api.fast_reads_support import Harness
 
 
 @pytest.mark.parametrize("method", ["HEAD", "GET"])
