@@ -1,15 +1,17 @@
-"""The fast manifest route (web/fast_reads.py) answers exactly what Flask does.
+"""The fast read route (web/fast_reads.py) answers exactly what Flask does.
 
-In process, one app and one index: every request of a matrix (tag and digest, HEAD
-and GET, auth none / htpasswd / token, anonymous and authenticated, absent tags and
-repositories, odd Accept lists, a deleted manifest, a moved tag, refusals and bad
-credentials) is sent twice through the whole WSGI chain, once with the fast route
+In process, one app and one index: every request of a matrix (manifests by tag and
+digest, blobs, HEAD and GET, auth none / htpasswd / token, anonymous and
+authenticated, robots, absent tags and repositories, odd Accept lists, a deleted
+manifest, a moved tag, refusals and bad credentials, Range and If-*, a mirror's
+names, rate limits) is sent twice through the whole WSGI chain, once with the fast route
 on and once with it switched off (Flask answers). Equal: status, headers (names,
 values, order), body, the access-log record (all fields but the duration), the
 Prometheus samples each request adds, and the pull records and pull events of a
 GET with the actor they were made under. Each case also says which side answered,
 so a fast route that quietly always fell through fails here.
-Through gunicorn: tests/api/test_fast_reads_server.py. The harness: tests/api/fast_reads_support.py.
+Through gunicorn: tests/api/test_fast_reads_server.py. The harness:
+tests/api/fast_reads_support.py.
 """
 
 from __future__ import annotations
