@@ -284,3 +284,19 @@ def test_blobs_with_basic_auth(tmp_path: Path, method: str) -> None:
     answer = h.both(method, path, _basic("alice"), fast=True)
     assert answer["log"][1]["user"] == "alice"
     h.both(method, path, _basic("alice", "wrong"), fast=False, status=401)
+
+
+def test_behind_a_trusted_proxy(tmp_path: Path) -> None:
+    """The client behind a trusted proxy (web/proxies.py runs first): the same address
+    logged by both routes; from an untrusted peer the header is ignored by both."""
+    h = Harness(tmp_path, None, http={"trusted_proxies": ["192.0.2.0/24"]})
+    h.image("fast/proxied", "v1")
+    answer = h.both("GET", "/v2/fast/proxied/manifests/v1",
+                    {"X-Forwarded-For": "203.0.113.5", "X-Forwarded-Proto": "https"},
+                    fast=True)
+    assert answer["log"][1]["client"] == "203.0.113.5"
+    other = Harness(tmp_path / "untrusted", None)
+    other.image("fast/proxied", "v1")
+    answer = other.both("HEAD", "/v2/fast/proxied/manifests/v1",
+                        {"X-Forwarded-For": "203.0.113.5"}, fast=True)
+    assert answer["log"][1]["client"] == "192.0.2.7"
