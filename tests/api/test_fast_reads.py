@@ -300,3 +300,28 @@ def test_behind_a_trusted_proxy(tmp_path: Path) -> None:
     answer = other.both("HEAD", "/v2/fast/proxied/manifests/v1",
                         {"X-Forwarded-For": "203.0.113.5"}, fast=True)
     assert answer["log"][1]["client"] == "192.0.2.7"
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_docker_media_types(open_registry: Harness, method: str) -> None:
+    """Docker schema 2 and its manifest list: an old client that only takes a manifest
+    gets the default platform's (the core's fallback), through both routes alike."""
+    h = open_registry
+    config = h.blob("fast/docker", json.dumps({"os": "linux", "architecture": "amd64"}).encode())
+    config["mediaType"] = "application/vnd.docker.container.image.v1+json"
+    image = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": config,
+                        "layers": []}).encode()
+    image_digest = h.manifest("fast/docker", "image", image, DOCKER_MANIFEST)
+    listed = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST_LIST, "manifests": [
+        {"mediaType": DOCKER_MANIFEST, "digest": image_digest, "size": len(image),
+         "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+    list_digest = h.manifest("fast/docker", "list", listed, DOCKER_MANIFEST_LIST)
+    answer = h.both(method, "/v2/fast/docker/manifests/list", {"Accept": DOCKER_MANIFEST},
+                    fast=True)
+    assert ("Docker-Content-Digest", image_digest) in answer["headers"]
+    answer = h.both(method, "/v2/fast/docker/manifests/list",
+                    {"Accept": f"{DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}"}, fast=True)
+    assert ("Content-Type", DOCKER_MANIFEST_LIST) in answer["headers"]
+    assert ("Docker-Content-Digest", list_digest) in answer["headers"]
+    h.both(method, f"/v2/fast/docker/manifests/{image_digest}", {"Accept": DOCKER_MANIFEST},
+           fast=True)
