@@ -45,6 +45,12 @@ class HTTPSettings(_Section):
         description="/readyz writes to the database and the blob storage at most once per"
                     " this many seconds per worker, and answers from that probe meanwhile",
     )
+    fast_reads: bool = Field(
+        True,
+        description="answer plain manifest HEAD/GET requests (by tag or digest) in front of"
+                    " Flask (web/fast_reads.py): the same answer for less CPU; anything"
+                    " unusual still goes through Flask",
+    )
 
 
 class S3Settings(_Section):

@@ -12,6 +12,8 @@ from ociregistry.runtime import Runtime, build_runtime
 from ociregistry.web.api import register_api
 from ociregistry.web.auth import init_app as init_auth
 from ociregistry.web.errors import error_response, register_error_handlers
+from ociregistry.web.fast_reads import EXTENSION as FAST_READS
+from ociregistry.web.fast_reads import FastReads
 from ociregistry.web.observability import register_observability
 from ociregistry.web.registry_api import bp as registry_bp
 from ociregistry.web.sessions import CookieSessions
@@ -32,6 +34,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # Observability first: its before_request sets the anonymous actor (with the request
     # id) that authentication then names; the other way round it undid authentication.
     register_observability(app, runtime)
+    # Plain manifest HEAD/GET answered before Flask; wrapped first, so it sits inside
+    # the client-address middleware that init_auth puts around everything.
+    app.wsgi_app = app.extensions[FAST_READS] = FastReads(  # type: ignore[method-assign]
+        app.wsgi_app, runtime, app.extensions)
     init_auth(app, runtime.settings)
     app.wsgi_app = RequireHost(app.wsgi_app)  # type: ignore[method-assign]
     app.register_blueprint(registry_bp)

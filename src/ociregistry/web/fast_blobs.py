@@ -31,6 +31,22 @@ def plain(environ: dict[str, Any]) -> bool:
     return not any(key in environ for key in _CONDITIONAL)
 
 
+def plain_headers(path: str, stat: os.stat_result, digest: str) -> list[tuple[str, str]]:
+    """The headers of ``send_file``'s 200 for a plain request, in its order."""
+    now = time.time()
+    return [
+        ("Content-Disposition", f"inline; filename={os.path.basename(path)}"),
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Length", str(stat.st_size)),
+        ("Last-Modified", http_date(stat.st_mtime)),
+        ("Cache-Control", f"public, max-age={MAX_AGE}"),
+        ("Expires", http_date(int(now + MAX_AGE))),
+        ("ETag", f'"{digest}"'),
+        ("Date", http_date(now)),
+        ("Accept-Ranges", "bytes"),
+    ]
+
+
 def file_response(environ: dict[str, Any], path: str, digest: str) -> Response:
     """``send_file(path, mimetype="application/octet-stream", etag=digest,
     conditional=True, max_age=MAX_AGE)`` for a ``plain`` request.
@@ -41,16 +57,4 @@ def file_response(environ: dict[str, Any], path: str, digest: str) -> Response:
     body: Any = None
     if environ.get("REQUEST_METHOD") != "HEAD":  # send_file opened it for a HEAD too
         body = wrap_file(environ, open(path, "rb"))  # noqa: SIM115 (closed by the server)
-    now = time.time()
-    response = Response(body, direct_passthrough=True, headers=[
-        ("Content-Disposition", f"inline; filename={os.path.basename(path)}"),
-        ("Content-Type", "application/octet-stream"),
-        ("Content-Length", str(stat.st_size)),
-        ("Last-Modified", http_date(stat.st_mtime)),
-        ("Cache-Control", f"public, max-age={MAX_AGE}"),
-        ("Expires", http_date(int(now + MAX_AGE))),
-        ("ETag", f'"{digest}"'),
-        ("Date", http_date(now)),
-        ("Accept-Ranges", "bytes"),
-    ])
-    return response
+    return Response(body, direct_passthrough=True, headers=plain_headers(path, stat, digest))

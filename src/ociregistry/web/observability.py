@@ -76,6 +76,39 @@ def _close_with(response: Response, done: Any) -> None:
         response.call_on_close(done)
 
 
+def new_request_id(given: str | None) -> str:
+    """The caller's X-Request-ID when it is a sane one, else 16 random bytes in hex."""
+    return given if given and _REQUEST_ID_RE.match(given) else os.urandom(16).hex()
+
+
+def request_done(log_access: bool, started: float, route: str, method: str, status: int,
+                 received: int, sent: int, client: str, path: str, user: str,
+                 request_id: str) -> None:
+    """A request's metrics and access-log line, once its body has been sent (the Flask
+    hooks and the fast manifest route, web/fast_reads.py, both end here)."""
+    duration = time.perf_counter() - started
+    _count(route, method, status).inc()
+    _timer(route, method).observe(duration)
+    if received:
+        metrics.BYTES_RECEIVED.inc(received)
+    if sent and method != "HEAD":
+        metrics.BYTES_SENT.inc(sent)
+    if log_access and access_log.isEnabledFor(logging.INFO):
+        # The line is built here, once; the record skips logging's stack walk
+        # (findCaller): no format of ours prints a file or line number.
+        line = (f'{client} {method} {path} {status} {received} {sent} '
+                f'{duration:.4f} "{user}" {request_id}')
+        access_log.handle(access_log.makeRecord(
+            ACCESS_LOGGER, logging.INFO, "", 0, line, None, None,
+            extra={"fields": {
+                "client": client, "method": method, "path": path, "status": status,
+                "bytes_in": received, "bytes_out": sent,
+                "duration_ms": round(duration * 1000, 3), "user": user,
+                "request_id": request_id, "route": route,
+            }},
+        ))
+
+
 def register_observability(app: Flask, runtime: Runtime) -> None:
     settings = runtime.settings
     log_access = settings.log.access_log
@@ -131,27 +164,8 @@ def register_observability(app: Flask, runtime: Runtime) -> None:
         path = req.path
 
         def _done() -> None:
-            duration = perf_counter() - started
-            _count(route, method, status).inc()
-            _timer(route, method).observe(duration)
-            if received:
-                metrics.BYTES_RECEIVED.inc(received)
-            if sent and method != "HEAD":
-                metrics.BYTES_SENT.inc(sent)
-            if log_access and access_log.isEnabledFor(logging.INFO):
-                # The line is built here, once; the record skips logging's stack walk
-                # (findCaller): no format of ours prints a file or line number.
-                line = (f'{client} {method} {path} {status} {received} {sent} '
-                        f'{duration:.4f} "{user}" {request_id}')
-                access_log.handle(access_log.makeRecord(
-                    ACCESS_LOGGER, logging.INFO, "", 0, line, None, None,
-                    extra={"fields": {
-                        "client": client, "method": method, "path": path, "status": status,
-                        "bytes_in": received, "bytes_out": sent,
-                        "duration_ms": round(duration * 1000, 3), "user": user,
-                        "request_id": request_id, "route": route,
-                    }},
-                ))
+            request_done(log_access, started, route, method, status, received, sent,
+                         client, path, user, request_id)
 
         if response.direct_passthrough and method != "HEAD" and 200 <= status \
                 and status not in (204, 304):
