@@ -180,8 +180,9 @@ class _Collect(logging.Handler):
         self.records.append(record)
 
 
-# Counted by background threads (buffer flushes, delivery, schedules), not by requests.
-_BACKGROUND = ("process_", "python_", "registry_pull_stats_flushes", "registry_event",
+# Counted by background threads (buffer flushes, delivery, schedules), not by requests;
+# and the tags list cache, whose hit or miss depends on what the earlier request left.
+_BACKGROUND = ("registry_tags_list_cache_", "process_", "python_", "registry_pull_stats_flushes", "registry_event",
                "registry_gc_", "registry_retention_", "registry_mirror_evict",
                "registry_mirror_prefetch", "registry_readiness")
 
