@@ -6,6 +6,7 @@
 - filters.py   endpoint specs: validation, filters, secrets
 - pulls.py     manifest pulls, buffered and written in batches (never on the request)
 - delivery.py  the delivery worker: one lease per endpoint across the cluster
+- process.py   the delivery process (one per instance, beside the gunicorn workers)
 - service.py   endpoint management for the API, the UI and the configuration file
 
 Other capabilities emit an event inside their own write transaction with
