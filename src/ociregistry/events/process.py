@@ -231,13 +231,18 @@ def _leave_the_master(arbiter: Any) -> None:
             pass
 
 
+COMM = b"ocireg-events"  # the process's name in ps -o comm, top, /proc/<pid>/comm
+
+
 def _die_with_parent() -> None:
-    """SIGTERM when the master dies, however it dies (Linux' PR_SET_PDEATHSIG)."""
+    """SIGTERM when the master dies, however it dies (Linux' PR_SET_PDEATHSIG);
+    and a name of its own for ps and top."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        libc.prctl(15, ctypes.c_char_p(COMM), 0, 0, 0)  # 15: PR_SET_NAME
     except (OSError, AttributeError):  # not Linux: the parent check still applies
         pass
 
