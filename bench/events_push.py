@@ -58,6 +58,7 @@ class Sink:
     def __init__(self) -> None:
         self.count = 0
         self.requests = 0
+        self.marker = b'"manifest.pushed"'  # what one event looks like in a body
         lock = threading.Lock()
         owner = self
 
@@ -65,7 +66,7 @@ class Sink:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with lock:
-                    owner.count += body.count(b'"manifest.pushed"')
+                    owner.count += body.count(owner.marker)
                     owner.requests += 1
                 self.send_response(204)
                 self.end_headers()
