@@ -92,14 +92,16 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=0, help="batch_max_events (0: default)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=int, default=0, metavar="N")
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="receivers speak HTTP/1.1 and keep connections open")
     args = parser.parse_args()
     formats = args.formats.split(",") if args.formats else ["plain"] * args.endpoints
-    sinks = [Sink() for _ in formats]
+    sinks = [Sink(args.keep_alive) for _ in formats]
     endpoints = [{"name": f"sink{i}", "url": s.url, "format": fmt,
                   "actions": ["manifest.pushed"], "batch_max_events": args.batch}
                  for i, (s, fmt) in enumerate(zip(sinks, formats, strict=True))]
-    if any(fmt == "distribution" for fmt in formats):
-        for sink in sinks:  # a Distribution envelope says "push", not manifest.pushed
+    for sink, fmt in zip(sinks, formats, strict=True):
+        if fmt == "distribution":  # its envelope says "push", not manifest.pushed
             sink.marker = b'"action":"push"'
     cpu = []
     for round_ in range(args.rounds + (1 if args.profile else 0)):

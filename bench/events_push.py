@@ -55,7 +55,7 @@ class Sink:
     """A receiver that counts manifest.pushed events (several per request when batched)
     and requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_alive: bool = False) -> None:
         self.count = 0
         self.requests = 0
         self.marker = b'"manifest.pushed"'  # what one event looks like in a body
@@ -63,12 +63,16 @@ class Sink:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.0 closes every connection; 1.1 keeps it for the next request
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with lock:
                     owner.count += body.count(owner.marker)
                     owner.requests += 1
                 self.send_response(204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
