@@ -1,13 +1,14 @@
 """The delivery worker: each endpoint's events, in commit order, once per endpoint.
 
-Every gunicorn worker of every instance runs one dispatcher thread (started
-where the GC scheduler starts). Every ``poll_interval_seconds`` (jittered, or
-soon after this process committed events: once per ``batch.max_wait_seconds``
-however many) it asks the index for enabled endpoints with work due and no live
-lease, and takes the lease of each with a conditional UPDATE: one worker in the
-whole cluster wins. The winner runs a sender thread for that endpoint, which
-renews the lease before each attempt (for longer than the request may take) and
-moves the endpoint's cursor only under its lease token. So:
+Each instance runs one dispatcher thread, in its delivery process (process.py;
+under waitress, in the serving process). Every ``poll_interval_seconds``
+(jittered, or soon after a wake: the instance's workers committed events; once
+per ``batch.max_wait_seconds`` however many) it asks the index for enabled
+endpoints with work due and no live lease, and takes the lease of each with a
+conditional UPDATE: one process in the whole cluster wins. The winner runs a
+sender thread for that endpoint, which renews the lease before each attempt (for
+longer than the request may take) and moves the endpoint's cursor only under its
+lease token. So:
 
 - an endpoint's events go out one request at a time, in id (= commit) order,
   several per request (``batch.max_events``, or the endpoint's
@@ -19,7 +20,7 @@ moves the endpoint's cursor only under its lease token. So:
   events, so the same body and ``webhook-id``; each request is recorded with one
   write (one delivery log row, the cursor moved);
 - a slow or dead receiver holds up only its own thread (requests time out);
-- a worker killed mid-way leaves a lease that expires; another worker carries
+- a process killed mid-way leaves a lease that expires; another one carries
   on from the cursor. An event whose answer never got recorded (killed between
   the receiver's 2xx and the commit of the cursor) is sent again: delivery is
   at least once, and ``webhook-id`` lets a receiver drop the duplicate.
