@@ -38,6 +38,23 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+DELIVERY_COMM = "ocireg-events"  # the events delivery process (events/process.py)
+
+
+def serving_workers(pid: int) -> list[int]:
+    """The gunicorn master's serving workers: its children but the events delivery
+    process, which runs beside them (one per instance)."""
+    found = []
+    for child in children_of(pid):
+        try:
+            comm = Path(f"/proc/{child}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm != DELIVERY_COMM:
+            found.append(child)
+    return found
+
+
 class RegistryProcess:
     """A registry server process with its own data directory."""
 

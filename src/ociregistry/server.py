@@ -146,6 +146,7 @@ def _serve_gunicorn(settings: Settings, workers: int) -> int:
         from prometheus_client import multiprocess  # imported now, not in a signal handler
 
         _mark_process_dead = multiprocess.mark_process_dead
+    companions = _companions(settings)
     from gunicorn.app.base import BaseApplication
 
     class RegistryServer(BaseApplication):  # type: ignore[misc]
@@ -181,8 +182,29 @@ def _serve_gunicorn(settings: Settings, workers: int) -> int:
         def load(self) -> Any:
             return _app_factory(settings)
 
+        def run(self) -> None:
+            from ociregistry.server_arbiter import RegistryArbiter
+
+            try:
+                RegistryArbiter(self, companions).run()
+            except RuntimeError as exc:  # what gunicorn's run() does
+                print(f"\nError: {exc}\n", file=sys.stderr)
+                sys.exit(1)
+
     RegistryServer().run()
     return 0
+
+
+def _companions(settings: Settings) -> list[Any]:
+    """The processes the master runs beside its workers: event delivery, one per
+    instance, when this instance delivers (docs/events.md)."""
+    events = settings.events
+    if not (events.enabled and events.deliver):
+        return []
+    from ociregistry.events import process
+
+    process._mark_process_dead = _mark_process_dead
+    return [process.DeliveryProcess(settings)]
 
 
 def check_auth(settings: Settings) -> None:

@@ -17,7 +17,7 @@ import requests
 
 import ociregistry
 from tests.helpers import OCI_MANIFEST, assert_error, make_image, put_manifest, sha256
-from tests.server import ROOT, RegistryProcess, children_of, free_port
+from tests.server import ROOT, RegistryProcess, free_port, serving_workers
 
 REPO = "life/app"
 
@@ -38,11 +38,11 @@ def port_is_open(port: int) -> bool:
 def workers_of(pid: int, expected: int) -> list[int]:
     """The arbiter's worker processes, once all ``expected`` have been forked."""
     for _ in range(300):
-        workers = children_of(pid)
+        workers = serving_workers(pid)
         if len(workers) >= expected:
             return workers
         time.sleep(0.1)
-    return children_of(pid)
+    return serving_workers(pid)
 
 
 def running(pid: int) -> bool:

@@ -39,7 +39,7 @@ from tests.cluster.nginx import DeployNginx
 from tests.cluster.pg import PostgresCluster
 from tests.cluster.s3 import SeaweedFS
 from tests.cluster.topology import Cluster
-from tests.server import RegistryProcess, children_of
+from tests.server import RegistryProcess, serving_workers
 
 READY_TIMEOUT = 180  # seconds for every instance to say ready again (a loaded machine)
 S3_DOWN = 30  # seconds the object store stays stopped
@@ -347,7 +347,7 @@ def test_a_worker_restarted_while_the_database_is_down_boots(
         assert server.proc is not None
         own_postgres.stop_server("fast")
         try:
-            (worker,) = children_of(server.proc.pid)
+            (worker,) = serving_workers(server.proc.pid)
             os.kill(worker, signal.SIGKILL)
             deadline = time.monotonic() + READY_TIMEOUT
             while True:  # a new worker answers (503: the database is still down)
@@ -360,7 +360,7 @@ def test_a_worker_restarted_while_the_database_is_down_boots(
                     pass
                 assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
                 time.sleep(0.2)
-            assert children_of(server.proc.pid) != [worker]
+            assert serving_workers(server.proc.pid) != [worker]
         finally:
             own_postgres.start_server()
         deadline = time.monotonic() + READY_TIMEOUT

@@ -52,9 +52,12 @@ def unbatch(request: dict[str, Any]) -> list[dict[str, Any]]:
 
 class Receiver:
     def __init__(
-        self, mode: str = "ok", delay: float = 0.0, tls: tuple[Path, Path] | None = None
+        self, mode: str = "ok", delay: float = 0.0, tls: tuple[Path, Path] | None = None,
+        keep_alive: bool = False, answer: bytes = b"",
     ) -> None:
         self.mode, self.delay, self.tls = mode, delay, tls
+        self.keep_alive = keep_alive  # HTTP/1.1 persistent connections (else 1.0: one each)
+        self.answer = answer  # a 2xx answer's body (200 then; 204 when empty)
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
@@ -71,6 +74,8 @@ class Receiver:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if owner.keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with owner.lock:
@@ -79,13 +84,16 @@ class Receiver:
                             "headers": {k.lower(): v for k, v in self.headers.items()},
                             "body": body,
                             "at": time.time(),
+                            "peer": self.client_address,  # one per connection
                         }
                     )
                 if owner.mode == "slow":
                     time.sleep(owner.delay)
-                self.send_response(500 if owner.mode == "fail" else 204)
-                self.send_header("Content-Length", "0")
+                answer = owner.answer
+                self.send_response(500 if owner.mode == "fail" else 200 if answer else 204)
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.helpers import make_image, put_manifest
-from tests.server import RegistryProcess, children_of
+from tests.server import RegistryProcess, children_of, serving_workers
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
 
@@ -52,7 +52,9 @@ def test_a_default_server_maps_no_token_crypto_and_answers_both_workers_after_a_
                 _exercise(server.url, f"mem/r{round_}-{i}")
             assert server.proc is not None
             pids = [server.proc.pid, *children_of(server.proc.pid)]
-            assert len(pids) == 3  # the master and two workers; the start-up child is gone
+            # the master, two workers and the events delivery process; the start-up
+            # child is gone
+            assert len(pids) == 4 and len(serving_workers(server.proc.pid)) == 2
             for pid in pids:
                 assert CRYPTOGRAPHY_NATIVE not in _maps(pid), pid
         finally:

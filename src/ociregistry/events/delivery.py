@@ -1,13 +1,14 @@
 """The delivery worker: each endpoint's events, in commit order, once per endpoint.
 
-Every gunicorn worker of every instance runs one dispatcher thread (started
-where the GC scheduler starts). Every ``poll_interval_seconds`` (jittered, or
-soon after this process committed events: once per ``batch.max_wait_seconds``
-however many) it asks the index for enabled endpoints with work due and no live
-lease, and takes the lease of each with a conditional UPDATE: one worker in the
-whole cluster wins. The winner runs a sender thread for that endpoint, which
-renews the lease before each attempt (for longer than the request may take) and
-moves the endpoint's cursor only under its lease token. So:
+Each instance runs one dispatcher thread, in its delivery process (process.py;
+under waitress, in the serving process). Every ``poll_interval_seconds``
+(jittered, or soon after a wake: the instance's workers committed events; once
+per ``batch.max_wait_seconds`` however many) it asks the index for enabled
+endpoints with work due and no live lease, and takes the lease of each with a
+conditional UPDATE: one process in the whole cluster wins. The winner runs a
+sender thread for that endpoint, which renews the lease before each attempt (for
+longer than the request may take) and moves the endpoint's cursor only under its
+lease token. So:
 
 - an endpoint's events go out one request at a time, in id (= commit) order,
   several per request (``batch.max_events``, or the endpoint's
@@ -19,7 +20,7 @@ moves the endpoint's cursor only under its lease token. So:
   events, so the same body and ``webhook-id``; each request is recorded with one
   write (one delivery log row, the cursor moved);
 - a slow or dead receiver holds up only its own thread (requests time out);
-- a worker killed mid-way leaves a lease that expires; another worker carries
+- a process killed mid-way leaves a lease that expires; another one carries
   on from the cursor. An event whose answer never got recorded (killed between
   the receiver's 2xx and the commit of the cursor) is sent again: delivery is
   at least once, and ``webhook-id`` lets a receiver drop the duplicate.
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ociregistry import metrics
+from ociregistry.events.bodies import Bodies
 from ociregistry.events.filters import EndpointSpec
 from ociregistry.events.formats import (
     BATCH_CONTENT_TYPES,
@@ -56,6 +58,7 @@ from ociregistry.events.formats import (
     signature_headers,
 )
 from ociregistry.events.model import Event
+from ociregistry.events.sessions import drain, new_session
 from ociregistry.events.settings import EventsSettings
 from ociregistry.lazy_import import lazy_module
 from ociregistry.metadata import event_queries as q
@@ -105,6 +108,8 @@ def send(spec: EndpointSpec, secret: str, msg_id: str, body: bytes,
             excerpt = resp.raw.read(500, decode_content=True)
             latency = (time.monotonic() - started) * 1000
             text = excerpt.decode("utf-8", "replace")
+            if session is not None:
+                drain(resp)  # the connection stays open for the endpoint's next request
             return Attempt(200 <= resp.status_code < 300, resp.status_code, latency, None, text)
     except (requests.RequestException, OSError, ValueError) as exc:
         latency = (time.monotonic() - started) * 1000
@@ -154,6 +159,7 @@ class Delivery:
         self._enabled: set[int] | None = None  # which ones (None: not known yet)
         self._sent: dict[int, float] = {}  # endpoint id -> when its last request went
         self._trickle: set[int] = set()  # endpoints whose last batch was not full
+        self.bodies = Bodies(registry_url)  # events parsed and rendered once, shared
 
     # A lease outlives the request it covers (renewed before each attempt for the
     # endpoint's timeout + LEASE_MARGIN), and expires soon after a killed worker's.
@@ -236,7 +242,7 @@ class Delivery:
 
     # -- one endpoint ------------------------------------------------------------------
     def _sender(self, endpoint_id: int) -> None:
-        session = requests.Session()
+        session = new_session()
         idle = 0
         renewed = time.monotonic()  # the dispatcher has just taken the lease
         try:
@@ -306,7 +312,7 @@ class Delivery:
             # Filters look at columns only: a body is parsed for the events sent.
             head = Event.head(event_row)
             if spec.matches(head) and can_send(head, spec.format):
-                batch.append(Event.from_row(event_row))
+                batch.append(self.bodies.event(event_row))
                 event = batch[-1]
                 if len(batch) == size:
                     end = event.id
@@ -325,7 +331,7 @@ class Delivery:
             q.settle(self.store, row.id, self.token, event_id=end, redelivery=False,
                      attempt=None, advance_to=end, success=None, lease_seconds=lease)
             return True
-        body = request_body(spec, batch, size > 1, self.registry_url)
+        body = self.bodies.body(batch, spec.format, size > 1)
         assert body is not None
         self._attempt(row, spec, session, batch, body, size > 1, end, False, lease)
         if len(batch) < size:

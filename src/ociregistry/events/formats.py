@@ -63,12 +63,7 @@ _DISTRIBUTION_ACTIONS = {
 
 def render(event: Event, fmt: str, registry_url: str = "") -> bytes | None:
     """The request body for ``event`` in ``fmt``; None when the format has no such event."""
-    if fmt == "cloudevents":
-        return _dumps(cloud_event(event))
-    if fmt == "distribution":
-        envelope = distribution_envelope(event, registry_url)
-        return _dumps(envelope) if envelope is not None else None
-    return _dumps(event.as_dict())
+    return assemble([fragment(event, fmt, registry_url)], fmt, batched=False)
 
 
 def can_send(event: Event, fmt: str) -> bool:
@@ -80,20 +75,45 @@ def render_batch(events: Sequence[Event], fmt: str, registry_url: str = ""
                  ) -> tuple[bytes, list[Event]] | None:
     """One batch request's body and the events it carries (those ``fmt`` can say);
     None when it can say none of them."""
-    if fmt == "distribution":
-        entries: list[dict[str, Any]] = []
-        sent = []
-        for event in events:
-            envelope = distribution_envelope(event, registry_url)
-            if envelope is not None:
-                entries.extend(envelope["events"])
-                sent.append(event)
-        return (_dumps({"events": entries}), sent) if sent else None
-    if not events:
+    pieces = [fragment(e, fmt, registry_url) for e in events]
+    body = assemble(pieces, fmt, batched=True)
+    if body is None:
         return None
+    return body, [e for e, piece in zip(events, pieces, strict=True) if piece is not None]
+
+
+def fragment(event: Event, fmt: str, registry_url: str = "") -> bytes | None:
+    """``event``'s part of a body in ``fmt`` (None: the format cannot say it).
+
+    A body is its events' fragments joined in a fixed frame (``assemble``), byte
+    for byte what serialising the whole document gives: a delivery process renders
+    each event once per format, and the endpoints using that format share it,
+    whatever batches each cuts.
+    """
     if fmt == "cloudevents":
-        return _dumps([cloud_event(e) for e in events]), list(events)
-    return _dumps({"events": [e.as_dict() for e in events]}), list(events)
+        return _dumps(cloud_event(event))
+    if fmt == "distribution":
+        envelope = distribution_envelope(event, registry_url)
+        if envelope is None:
+            return None
+        return b",".join(_dumps(entry) for entry in envelope["events"])
+    return _dumps(event.as_dict())
+
+
+def assemble(pieces: Sequence[bytes | None], fmt: str, batched: bool) -> bytes | None:
+    """The body holding these fragments (those not None); None when none is left.
+    Alone (not ``batched``): the bare event (plain, CloudEvents) or an envelope of
+    one (Distribution)."""
+    kept = [piece for piece in pieces if piece is not None]
+    if not kept:
+        return None
+    if fmt == "distribution":
+        return b'{"events":[' + b",".join(kept) + b"]}"
+    if not batched:
+        return kept[0]
+    if fmt == "cloudevents":
+        return b"[" + b",".join(kept) + b"]"
+    return b'{"events":[' + b",".join(kept) + b"]}"
 
 
 def batch_id(endpoint_id: int, events: Sequence[Event]) -> str:
@@ -186,6 +206,6 @@ def masked(value: str) -> str:
     return value[:4] + "…" if len(value) > 8 else "…"
 
 
-__all__ = ["BATCH_CONTENT_TYPES", "CONTENT_TYPES", "FORMATS", "batch_id", "can_send",
-           "iso_time", "new_secret", "render", "render_batch", "secret_key",
-           "signature_headers"]
+__all__ = ["BATCH_CONTENT_TYPES", "CONTENT_TYPES", "FORMATS", "assemble", "batch_id",
+           "can_send", "fragment", "iso_time", "new_secret", "render", "render_batch",
+           "secret_key", "signature_headers"]

@@ -1,12 +1,13 @@
 """Events as the rest of the registry sees them: set-up, endpoint management, listings.
 
 ``setup`` (from runtime.build_runtime) turns the outbox on with this instance's
-stamp and the pull buffer; ``start_delivery`` (from each server worker) starts
-the delivery worker. ``EventsService`` is what the API, the UI and the CLI call:
-endpoints from the configuration file (source "config": only enable, disable,
-test and redeliver) or the API (source "api": everything). A secret is shown
-once, when the registry generates it; afterwards only its first characters, and
-custom header values never.
+stamp and the pull buffer; ``start_delivery`` (from each server worker) connects
+the worker's commits to the instance's delivery process (process.py), or, where
+there is none (waitress), starts delivery threads in the worker itself.
+``EventsService`` is what the API, the UI and the CLI call: endpoints from the
+configuration file (source "config": only enable, disable, test and redeliver)
+or the API (source "api": everything). A secret is shown once, when the registry
+generates it; afterwards only its first characters, and custom header values never.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ def _count_written(actions: list[str]) -> None:
 def start_delivery(store: MetadataStore, events: EventsRuntime | None,
                    registry_url: str = "") -> Delivery | None:
     if events is None or not events.settings.deliver:
+        return None
+    from ociregistry.events import process
+
+    if process.delivered_elsewhere():  # gunicorn: the instance's delivery process
+        store.events.on_commit = lambda actions: (_count_written(actions), process.wake())
         return None
     delivery = Delivery(store, events.settings, registry_url)
     store.events.on_commit = lambda actions: (_count_written(actions), delivery.wake())

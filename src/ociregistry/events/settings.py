@@ -54,8 +54,9 @@ class EventsSettings(_Section):
 
     enabled: bool = Field(True, description="write events in the transaction of each change "
                           "(kept retention_seconds, listed by the API even without endpoints)")
-    deliver: bool = Field(True, description="this instance's workers deliver events; false: "
-                          "it only writes them, other instances deliver")
+    deliver: bool = Field(True, description="this instance delivers events (one delivery "
+                          "process beside its workers); false: it only writes them, other "
+                          "instances deliver")
     instance: str = Field("", description="this instance's name in events; default: host name")
     endpoints: list[EventEndpointSettings] = []
     pulls: EventPullSettings = EventPullSettings()

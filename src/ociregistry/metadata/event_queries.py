@@ -22,6 +22,8 @@ from ociregistry.metadata.prepared import Prepared
 from ociregistry.metadata.store import MetadataStore
 
 E, EP, D, R = t.events, t.event_endpoints, t.event_deliveries, t.event_redeliveries
+LOG_COLUMNS = ("endpoint_id", "event_id", "at", "attempt", "outcome", "status_code",
+               "latency_ms", "error", "response", "last_event_id", "events")
 
 
 def _statements() -> dict[str, sa.Executable]:
@@ -43,6 +45,10 @@ def _statements() -> dict[str, sa.Executable]:
         "endpoint": sa.select(EP, redo.label("redo")).where(EP.c.id == bind("id")),
         "after": after,
         "after_until": after.where(E.c.id <= bind("until")),
+        "settle_row": sa.select(EP.c.failures, EP.c.head_attempts, EP.c.cursor,
+                                EP.c.enabled).where(EP.c.id == bind("id"),
+                                                    EP.c.lease_token == bind("token")),
+        "log": D.insert().values({c: bind(c) for c in LOG_COLUMNS}),
         "lease": EP.update().where(
             EP.c.id == bind("id"),
             sa.or_(EP.c.lease_token.is_(None), EP.c.lease_until < bind("now"),
@@ -59,6 +65,18 @@ def _sql(store: MetadataStore, name: str) -> Prepared:
     if dialect.name not in _prepared:
         _prepared[dialect.name] = {k: Prepared(v, dialect) for k, v in _statements().items()}
     return _prepared[dialect.name][name]
+
+
+def _endpoint_update(store: MetadataStore, columns: tuple[str, ...]) -> Prepared:
+    """``UPDATE event_endpoints SET <columns> WHERE id = :id``, compiled once per set
+    of columns (settle writes a handful of different sets)."""
+    statements = _prepared.setdefault(store.engine.dialect.name, {})
+    key = "update:" + ",".join(columns)
+    if key not in statements:
+        bind = sa.bindparam
+        statements[key] = Prepared(EP.update().where(EP.c.id == bind("id")).values(
+            {c: bind(c) for c in columns}), store.engine.dialect)
+    return statements[key]
 
 
 def max_event_id(conn: Connection) -> int:
@@ -197,15 +215,14 @@ def settle(store: MetadataStore, endpoint_id: int, token: str, *, event_id: int,
     """
     now = time.time()
     with store.progress_write() as conn:  # as take_lease
-        row = conn.execute(sa.select(EP.c.failures, EP.c.head_attempts, EP.c.cursor,
-                                     EP.c.enabled).where(
-            EP.c.id == endpoint_id, EP.c.lease_token == token)).first()
+        row = _sql(store, "settle_row").run(conn, id=endpoint_id, token=token).first()
         if row is None:
             return False  # the lease was lost: another worker owns the endpoint now
         values: dict[str, Any] = {"updated_at": now, "lease_until": now + lease_seconds}
         if attempt is not None:
-            conn.execute(D.insert().values(endpoint_id=endpoint_id, event_id=event_id,
-                                           at=now, **attempt))
+            logged = {c: None for c in LOG_COLUMNS}
+            logged.update(attempt, endpoint_id=endpoint_id, event_id=event_id, at=now)
+            _sql(store, "log").run(conn, **logged)
         if success is True:
             values.update(failures=0, head_attempts=0, next_attempt_at=0)
         elif success is False:
@@ -224,7 +241,8 @@ def settle(store: MetadataStore, endpoint_id: int, token: str, *, event_id: int,
         if disable:
             values.update(enabled=False, disabled_reason=disable, lease_token=None,
                           lease_until=None)
-        conn.execute(EP.update().where(EP.c.id == endpoint_id).values(**values))
+        columns = tuple(sorted(values))
+        _endpoint_update(store, columns).run(conn, id=endpoint_id, **values)
         return bool(row.enabled) and not disable
 
 
