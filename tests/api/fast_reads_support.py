@@ -182,7 +182,8 @@ class _Collect(logging.Handler):
 
 # Counted by background threads (buffer flushes, delivery, schedules), not by requests;
 # and the tags list cache, whose hit or miss depends on what the earlier request left.
-_BACKGROUND = ("registry_tags_list_cache_", "process_", "python_", "registry_pull_stats_flushes", "registry_event",
+_BACKGROUND = ("registry_tags_list_cache_", "process_", "python_",
+               "registry_pull_stats_flushes", "registry_event",
                "registry_gc_", "registry_retention_", "registry_mirror_evict",
                "registry_mirror_prefetch", "registry_readiness")
 
