@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.events.test_delivery import push
 from tests.server import children_of
@@ -126,3 +127,31 @@ def test_no_delivery_process_when_the_instance_does_not_deliver(start_registry, 
     time.sleep(2.0)  # the master's loop has run
     assert delivery_pids(registry.proc.pid) == []
     assert len(children_of(registry.proc.pid)) == 2
+
+
+def _wait_log(registry, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in registry.log_path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{text!r} never logged"
+        time.sleep(0.1)
+
+
+def test_no_endpoint_no_delivery_process_until_one_is_added(start_registry, receiver):
+    # An instance without receivers keeps no delivery process (its memory is the
+    # cost); adding an endpoint through the API starts one at once.
+    registry = start_registry([], poll_interval_seconds=60)
+    master = registry.proc.pid
+    _wait_log(registry, "no endpoint enabled, no delivery process")
+    before = push(registry.url, "idle/app", "v0")  # committed while nobody delivers
+    time.sleep(2.0)  # the master's loop has run since
+    assert [p for p in delivery_pids(master) if alive(p)] == []
+    assert len(children_of(master)) == 2  # the two serving workers
+    r = requests.post(f"{registry.url}/api/v1/events/endpoints",
+                      json={"name": "late", "url": receiver.url,
+                            "actions": ["manifest.pushed"]}, timeout=30)
+    assert r.status_code == 201, r.text
+    # Not found by the idle recheck (5 min) nor a poll (60 s): woken by the API.
+    wait_delivery_pid(master, timeout=25)
+    after = push(registry.url, "idle/app", "v1")
+    bodies = receiver.wait_for(lambda b: any(x["digest"] == after for x in b), timeout=25)
+    assert before not in [b["digest"] for b in bodies]  # it was sent to nobody

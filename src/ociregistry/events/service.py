@@ -82,6 +82,12 @@ def start_delivery(store: MetadataStore, events: EventsRuntime | None,
     return delivery
 
 
+def _endpoints_changed() -> None:
+    from ociregistry.events import process
+
+    process.endpoints_changed()  # an idle instance starts its delivery process
+
+
 def sync_config_endpoints(store: MetadataStore, settings: EventsSettings) -> None:
     """Make the index's "config" endpoints those of the configuration file (at start)."""
     if not settings.enabled:
@@ -181,6 +187,8 @@ class EventsService:
         if not q.insert_endpoint(self.store, spec.name, "api", json.dumps(spec.as_dict()),
                                  secret, enabled, None if enabled else "disabled by an admin"):
             raise Conflict(f"an endpoint named {spec.name!r} exists")
+        if enabled:
+            _endpoints_changed()
         view = self.endpoint(spec.name)
         if not body.get("secret"):
             view["secret"] = secret  # shown this once
@@ -212,6 +220,8 @@ class EventsService:
                 values.update(enabled=False, disabled_reason="disabled by an admin")
         if values:
             q.update_endpoint(self.store, name, **values)
+            if values.get("enabled"):
+                _endpoints_changed()
         return self.endpoint(name)
 
     def delete(self, name: str) -> None:
