@@ -242,7 +242,13 @@ def test_a_write_inside_a_write_does_not_wait_for_itself(db_path: Path) -> None:
             assert queue._thread_lock.locked()
         assert queue._thread_lock.locked()
     assert queue.gave_up == 0 and not queue._thread_lock.locked()
+    other = MetadataStore(f"sqlite:///{db_path}")  # the same database: the same queue
+    assert other.writer_queue is queue
+    with store.write(), other.writer_queue.hold():
+        pass
+    assert queue.gave_up == 0 and not queue._thread_lock.locked()
     store.dispose()
+    other.dispose()
 
 
 def test_errors_and_invalidated_connections_release_the_queue(db_path: Path) -> None:

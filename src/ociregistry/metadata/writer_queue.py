@@ -44,6 +44,8 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 SUFFIX = ".writers"
+_QUEUES: dict[str, WriterQueue] = {}
+_QUEUES_LOCK = threading.Lock()
 
 
 class WriterQueue:
@@ -67,7 +69,14 @@ class WriterQueue:
         database = sa.engine.make_url(url).database
         if not database or database == ":memory:" or database.startswith("file:"):
             return cls(None, timeout)
-        return cls(os.path.abspath(database) + SUFFIX, timeout)
+        # One queue per database and process, whichever store asks: a write inside
+        # a write through another store on the same thread is still seen as nested.
+        path = os.path.abspath(database) + SUFFIX
+        with _QUEUES_LOCK:
+            queue = _QUEUES.get(path)
+            if queue is None:
+                queue = _QUEUES[path] = cls(path, timeout)
+            return queue
 
     @contextmanager
     def hold(self) -> Iterator[None]:
@@ -99,7 +108,10 @@ class WriterQueue:
     def _lock_file(self, deadline: float) -> int | None:
         """A descriptor holding the exclusive flock, or None after the timeout."""
         assert self.path is not None
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            return None  # e.g. a read-only directory: SQLite's busy handler, as before
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return fd
