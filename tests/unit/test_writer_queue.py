@@ -46,6 +46,8 @@ with store.write() as conn:
         print("in", flush=True)
         sys.stdin.readline()
 print("done", flush=True)
+if mode == "hold":
+    sys.stdin.readline()  # closing the last connection checkpoints: not while others write
 """
 
 # Holds the flock of the lock file (nothing else) until stdin closes.
@@ -132,9 +134,9 @@ def _names(db_path: Path) -> list[str]:
     return list(rows)
 
 
-def _finish(proc: subprocess.Popen[str]) -> None:
-    out, err = proc.communicate(timeout=WAIT)
-    assert proc.returncode == 0 and out.strip().endswith("done"), err
+def _finish(proc: subprocess.Popen[str], rest: str = "done") -> None:
+    out, err = proc.communicate("\n", timeout=WAIT)
+    assert proc.returncode == 0 and out.strip() == rest, err
 
 
 def test_a_second_process_waits_in_flock_and_starts_after_the_commit(db_path: Path) -> None:
@@ -150,8 +152,9 @@ def test_a_second_process_waits_in_flock_and_starts_after_the_commit(db_path: Pa
         _waits_for_flock(lock_file, second)
         first.stdin.write("commit\n")  # type: ignore[union-attr]
         first.stdin.flush()  # type: ignore[union-attr]
-        _finish(first)
+        _expect(first, "done")
         _finish(second)  # busy_timeout=0: it never met SQLite's write lock taken
+        _finish(first, rest="")
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
