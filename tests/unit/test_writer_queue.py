@@ -194,7 +194,11 @@ def test_a_stuck_flock_holder_is_waited_for_only_until_the_timeout(db_path: Path
         store.writer_queue.timeout = 0.3
         with store.write() as conn:  # goes on without the flock: SQLite's lock is free
             store.ensure_repository(conn, "anyway")
-        assert store.writer_queue.gave_up == 1
+        with store.write() as conn:  # again: the waiting thread is taken over, not doubled
+            store.ensure_repository(conn, "again")
+        assert store.writer_queue.gave_up == 2
+        waiting = [t for t in threading.enumerate() if t.name == "sqlite-writer-wait"]
+        assert len(waiting) == 1
         assert (False, holder.pid) in _flocks(lock_file)  # still held by the stuck process
         # The abandoned helper thread gets the lock once the holder goes, and passes it on.
         holder.stdin.close()  # type: ignore[union-attr]
@@ -202,13 +206,15 @@ def test_a_stuck_flock_holder_is_waited_for_only_until_the_timeout(db_path: Path
         _poll(lambda: _flock_free(lock_file), "the abandoned wait to unlock")
         with store.write() as conn:
             store.ensure_repository(conn, "after")
-        assert store.writer_queue.gave_up == 1
+        assert store.writer_queue.gave_up == 2
+        waiting[0].join(WAIT)
+        assert not waiting[0].is_alive()
         store.dispose()
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
-    assert _names(db_path) == ["anyway", "after"]
+    assert _names(db_path) == ["anyway", "again", "after"]
 
 
 def test_a_thread_waits_for_the_thread_lock_only_until_the_timeout(db_path: Path) -> None:

@@ -57,6 +57,7 @@ class WriterQueue:
         self._thread_lock = threading.Lock()
         self._pid = os.getpid()
         self._local = threading.local()
+        self._pending: _Waiter | None = None  # a given-up wait still blocked (thread lock's)
         self.gave_up = 0  # waits that timed out (tests; a sign of a stuck holder)
 
     @classmethod
@@ -87,6 +88,7 @@ class WriterQueue:
         if self._pid != os.getpid():
             # A forked child: the parent's thread lock may have been copied taken.
             self._thread_lock, self._pid = threading.Lock(), os.getpid()
+            self._pending = None  # the parent's helper thread is not in this process
         thread_lock = self._thread_lock
         deadline = time.monotonic() + self.timeout
         has_thread = thread_lock.acquire(timeout=self.timeout)
@@ -120,9 +122,17 @@ class WriterQueue:
         except OSError:
             os.close(fd)  # a file system without flock: go on as before
             return None
-        waiter = _Waiter(fd)
+        # A wait given up earlier may still be blocked in flock (a stuck holder):
+        # take it over rather than adding a thread and a descriptor per write.
+        waiter = self._pending
+        if waiter is not None and waiter.adopt():
+            os.close(fd)
+        else:
+            waiter = _Waiter(fd)
+        self._pending = None
         if waiter.wait(max(0.0, deadline - time.monotonic())):
-            return fd
+            return waiter.fd
+        self._pending = waiter
         self.gave_up += 1
         return None
 
@@ -150,6 +160,14 @@ class _Waiter:
                 # The caller went on without it: hand the lock straight on.
                 _unlock(self.fd) if locked else os.close(self.fd)
             self._done.set()
+
+    def adopt(self) -> bool:
+        """Wait for this lock again (it was given up); False if it has finished."""
+        with self._guard:
+            if self._done.is_set():
+                return False
+            self._abandoned = False
+            return True
 
     def wait(self, timeout: float) -> bool:
         """True when the lock is held (then the caller owns fd), else fd is the helper's."""
