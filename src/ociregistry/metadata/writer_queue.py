@@ -24,10 +24,11 @@ holds it (a write inside a write) does not take it again.
 
 flock has no timeout: a waiter whose non-blocking attempt fails waits in a
 helper thread for at most the timeout; if the helper gets the lock after the
-waiter gave up, it unlocks at once. Every acquisition opens its own file
-description (flock locks belong to one; a forked child must never share its
-parent's). Without fcntl (Windows) only the thread lock is taken. PostgreSQL
-needs none of this (row locks wait in the server).
+waiter gave up, it unlocks at once (the next writer that finds it still blocked
+takes it over: one such thread per process, however long a holder is stuck).
+Every acquisition opens its own file description (flock locks belong to one;
+a forked child must never share its parent's). Without fcntl (Windows) only the
+thread lock is taken. PostgreSQL needs none of this (row locks wait in the server).
 """
 
 from __future__ import annotations
