@@ -9,6 +9,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 PG_CONNECT_TIMEOUT = 10  # seconds, unless the URL gives connect_timeout
+# SQLite: how long a writer waits for the write lock (busy handler, writer_queue.py).
+SQLITE_BUSY_TIMEOUT = 60.0
 
 
 def create_engine(url: str, pool_size: int = 5, durable: bool = True) -> Engine:
@@ -41,12 +43,13 @@ def _sqlite_engine(url: str, durable: bool) -> Engine:
         # FULL: a commit returns once its WAL frames are on disk, so a 201 outlives
         # a power cut. NORMAL syncs only at checkpoints: the last commits may be lost.
         cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
+        # (MetadataStore.write() has queued it first: writer_queue.py.)
         # Writers take the write lock up front: two read-then-write transactions
         # can then never deadlock, and every check-then-write is serialised
         # (this is what makes GC and manifest pushes exclusive).

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from ociregistry.metadata import hot_reads, quota_accounting, quota_queries, repository_stats
 from ociregistry.metadata import schema as t
 from ociregistry.metadata import write_statements as w
-from ociregistry.metadata.engine import create_engine
+from ociregistry.metadata.engine import SQLITE_BUSY_TIMEOUT, create_engine
 from ociregistry.metadata.event_outbox import Outbox
 from ociregistry.metadata.hot_reads import Statement
 from ociregistry.metadata.prepared import Prepared
@@ -23,6 +23,7 @@ from ociregistry.metadata.tag_history_queries import TagHook
 from ociregistry.metadata.tag_list_cache import TagListCache
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
 from ociregistry.metadata.wal_sync import WalSync
+from ociregistry.metadata.writer_queue import WriterQueue
 
 __all__ = ["ManifestRow", "MetadataStore", "UploadRow"]
 
@@ -50,6 +51,8 @@ class MetadataStore(UploadStore):
         )
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(immediate=True)
+        # SQLite writers wait their turn in the kernel, not in the busy handler.
+        self.writer_queue = WriterQueue.for_url(url, SQLITE_BUSY_TIMEOUT)
         statements = hot_reads.statements()
         self._hot = {key: Prepared(stmt, self.engine.dialect) for key, stmt in statements.items()}
         # The same statements on a driver cursor (hot_reads.py): manifest and blob
@@ -70,7 +73,7 @@ class MetadataStore(UploadStore):
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction, on disk when the block has ended without an error."""
-        with self._writer.begin() as conn, self.events.transaction(conn):
+        with self._queued(), self._writer.begin() as conn, self.events.transaction(conn):
             yield conn
         if self.wal_sync is not None:
             self.wal_sync.sync()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,11 @@ class UploadStore:
     _writer: sa.Engine  # the engine, BEGIN IMMEDIATE on SQLite
     dialect: str
     events: Any  # event_outbox.Outbox
+    writer_queue: Any = None  # writer_queue.WriterQueue on SQLite
+
+    def _queued(self) -> AbstractContextManager[None]:
+        """Before BEGIN IMMEDIATE: wait for the write lock in the kernel (writer_queue.py)."""
+        return self.writer_queue.hold() if self.writer_queue is not None else nullcontext()
 
     def read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
@@ -64,7 +69,7 @@ class UploadStore:
         SQLite: the WAL is not flushed after it (wal_sync.py); PostgreSQL:
         synchronous_commit off, for this transaction.
         """
-        with self._writer.begin() as conn, self.events.transaction(conn):
+        with self._queued(), self._writer.begin() as conn, self.events.transaction(conn):
             if self.dialect == "postgresql":
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             yield conn
