@@ -284,8 +284,8 @@ class MetadataStore(UploadStore):
             if self.dialect == "postgresql":
                 # The stats row locked first: a concurrent push to the repository waits
                 # here, and the next statement (a new snapshot) sees its references.
-                self._hot["stats_lock"].run(conn, repo=repo_id)
-            self._hot["stats_add_manifest"].run(conn, repo=repo_id, id=manifest_id)
+                self._hot["stats_lock"].rows(conn, repo=repo_id)
+            self._hot["stats_add_manifest"].rows(conn, repo=repo_id, id=manifest_id)
         # Its bytes and its blobs' in the namespaces' usage (QuotaExceeded when over).
         quota_accounting.add_refs(self, conn, repo_id, list(dict.fromkeys(blob_digests)),
                                   (digest, len(payload)))

@@ -50,7 +50,7 @@ def current_digest(conn: Connection, repo_id: int, tag: str) -> str | None:
     return once(conn, "tag_history.current_digest", lambda: sa.select(m.c.digest).select_from(
         tg.join(m, m.c.id == tg.c.manifest_id)).where(
         tg.c.repository_id == sa.bindparam("repo"), tg.c.name == sa.bindparam("tag")),
-    ).run(conn, repo=repo_id, tag=tag).scalar()
+    ).rows(conn, repo=repo_id, tag=tag).scalar()
 
 
 def digest_of(conn: Connection, manifest_id: int) -> str:
@@ -76,7 +76,7 @@ def record(conn: Connection, repo_id: int, tag: str, action: str, digest: str | 
            previous: str | None, actor: dict[str, Any], at: float | None = None) -> None:
     h = t.tag_history
     once(conn, "tag_history.record", lambda: h.insert().values(
-        {name: sa.bindparam(name) for name in _RECORD_COLUMNS})).run(
+        {name: sa.bindparam(name) for name in _RECORD_COLUMNS})).rows(
         conn, repository_id=repo_id, tag=tag, action=action, digest=digest,
         previous_digest=previous, actor_kind=actor["kind"],
         actor_name=(actor.get("name") or None),
