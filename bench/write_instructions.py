@@ -10,8 +10,9 @@ the PUT that ends it; the config pushed whole; a 10-layer manifest PUT), each ki
 made ``--requests`` times in process through the WSGI callable after 20 uncounted
 ones (bench/write_instructions_worker.py; no HTTP server: gunicorn's cost is not in
 the figure; the default settings, fsync on). Instruction counts do not move with
-the machine's load. The baseline is exported with ``git archive`` into a temporary
-folder. ``--cpu``: CPU seconds of this tree's process instead (noisy on a busy machine).
+the machine's load. The baseline (and ``--current REV``, else the work tree) is
+exported with ``git archive`` into a temporary folder. ``--cpu``: CPU seconds of
+each process instead (noisy on a busy machine).
 Needs valgrind (Debian: valgrind).
 """
 
@@ -36,6 +37,7 @@ WORKER = Path(__file__).resolve().parent / "write_instructions_worker.py"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--baseline", help="git revision to compare with")
+    p.add_argument("--current", help="a git revision to measure instead of the work tree")
     p.add_argument("--requests", type=int, default=100, help="counted requests per kind")
     p.add_argument("--jobs", type=int, default=2, help="processes at once")
     p.add_argument("--cases", default="", help="only these kinds (indexes into CASES: 0,1,2)")
@@ -61,18 +63,24 @@ def measure(tree: Path, data: Path, case: int, args: argparse.Namespace, tmp: Pa
     return int(totals[-1].split()[1]) / args.requests
 
 
+def export(revision: str, folder: Path) -> Path:
+    """``revision``'s src/ in ``folder`` (git archive: no work tree, no checkout)."""
+    folder.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "src"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="write-instructions-"))
     builds = {"current": ROOT}
     try:
         if args.baseline:
-            base = tmp / "baseline"
-            base.mkdir()
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline, "src"],
-                                     check=True, capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
-            builds = {"baseline": base, **builds}
+            builds = {"baseline": export(args.baseline, tmp / "baseline"), **builds}
+        if args.current:
+            builds["current"] = export(args.current, tmp / "current")
         data = tmp / "data"
         subprocess.run([sys.executable, str(WORKER), "fill", str(ROOT), str(data)], check=True)
         cases = [int(c) for c in args.cases.split(",")] if args.cases else range(len(CASES))
