@@ -25,6 +25,8 @@ class MetadataStore(Protocol):
     def write(self) -> AbstractContextManager[Connection]: ...
 
 BLOB, CHILD = "blob", "child"
+# What TagHook.setting returns when it did not read the tag's current target.
+NOT_READ = "not read"
 
 
 class TagHook:
@@ -32,9 +34,12 @@ class TagHook:
     refuse the change (the transaction then rolls back, nothing changed)."""
 
     def setting(self, conn: Connection, repo_id: int, tag: str, manifest_id: int,
-                digest: str | None = None) -> None:
+                digest: str | None = None) -> str | None:
         """Before ``tag`` is pointed at ``manifest_id`` (created or moved); ``digest``:
-        the manifest's, when the caller knows it (None: read it)."""
+        the manifest's, when the caller knows it (None: read it). Returns the digest
+        the tag names now (None: no such tag), read under the tag's lock in this
+        transaction, or NOT_READ: the store's event hook then reads it itself."""
+        return NOT_READ
 
     def deleting(self, conn: Connection, repo_id: int, tag: str) -> None:
         """Before ``tag`` is deleted (it may not exist)."""

@@ -61,6 +61,15 @@ def linked_blob_size(conn: Connection, digest: str) -> int | None:
     )).rows(conn, digest=digest).scalar()
 
 
+def source_blob_size(conn: Connection, source: str, digest: str) -> int | None:
+    """The blob's size when repository ``source`` links it, else None."""
+    rb, b, r = t.repository_blobs, t.blobs, t.repositories
+    return once(conn, "write.source_blob_size", lambda: sa.select(b.c.size).select_from(
+        r.join(rb, rb.c.repository_id == r.c.id).join(b, b.c.digest == rb.c.digest)).where(
+        r.c.name == sa.bindparam("source"), rb.c.digest == sa.bindparam("digest"),
+    )).rows(conn, source=source, digest=digest).scalar()
+
+
 def linked_blob_sizes(conn: Connection, repo_id: int, digests: Sequence[str]) -> dict[str, int]:
     """Digest -> stored size of those ``digests`` (distinct) the repository links."""
     rb, b = t.repository_blobs, t.blobs
