@@ -173,7 +173,7 @@ class Suite:
         c = self.client()
         push_image(c, "bench/tags", tiny, "t0000")
         self.m["tag_puts_s"] = parallel(SETUP_CLIENTS, tag)
-        parallel(SETUP_CLIENTS, repos)
+        self.m["repo_puts_s"] = parallel(SETUP_CLIENTS, repos)
         self.m["tags_ms"] = self._walk(c, "/v2/bench/tags/tags/list", "tags", LISTED)
         self.m["catalog_ms"] = self._walk(c, "/v2/_catalog?n=100", "repositories", LISTED)
         c.close()
