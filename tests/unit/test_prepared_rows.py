@@ -145,3 +145,32 @@ def test_an_unusable_database_is_sqlalchemys_operational_error(tmp_path: Path) -
             assert w.repository_id(conn, "a/b") is None
     finally:
         db.dispose()
+
+
+def test_a_write_lock_never_granted_is_sqlalchemys_operational_error(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE runs on the driver connection (engine.py): a database locked by
+    another writer past the busy timeout is still the error the fault handling answers
+    with 503, and the store works again once the lock is released."""
+    import sqlite3
+
+    path = tmp_path / "registry.db"
+    db = MetadataStore(f"sqlite:///{path}")
+    try:
+        db.create_schema()
+        db.engine.dispose()
+        with db.engine.connect() as conn:  # the pool's only connection: waits 0.1 s, not 60
+            conn.connection.dbapi_connection.execute("PRAGMA busy_timeout=100")
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(sa_exc.OperationalError) as caught, db.write():
+                pass
+            assert unavailable(caught.value) == "database"
+            assert "BEGIN IMMEDIATE" in str(caught.value)
+        finally:
+            holder.rollback()
+            holder.close()
+        with db.write() as conn:
+            assert w.insert_repository(conn, "a/b", 1.0) is not None
+    finally:
+        db.dispose()

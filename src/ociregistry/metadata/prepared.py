@@ -103,6 +103,15 @@ class Rows:
         return dict(zip([d[0] for d in self._description], self._rows[0], strict=True))
 
 
+def begin_immediate(conn: Connection) -> None:
+    """SQLite's BEGIN IMMEDIATE on the connection's driver connection (engine.py)."""
+    dbapi = conn.connection.dbapi_connection
+    try:
+        dbapi.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, dbapi, exc, "BEGIN IMMEDIATE") from exc
+
+
 def _wrapped(conn: Connection, dbapi: Any, exc: Exception, sql: str) -> sa.exc.DBAPIError:
     dialect = conn.dialect
     lost = dialect.is_disconnect(exc, dbapi, None)
