@@ -50,3 +50,45 @@ def test_a_connection_cut_mid_transaction_is_a_database_outage(store: MetadataSt
     assert unavailable(caught.value) == "database"
     with store.write() as conn:
         assert w.repository_id(conn, "a/b") is None
+
+
+def test_mounts_and_tag_pushes_on_postgresql(pg_url: str, tmp_path) -> None:
+    """The mount's source check inside its transaction, a refused mount rolled back,
+    and a tag push's single read of the tag (tests/unit/test_small_writes.py) on
+    PostgreSQL: the same answers, events and history."""
+    import hashlib
+    import json
+
+    import sqlalchemy as sa
+
+    from ociregistry.config import Settings
+    from ociregistry.metadata import schema as t
+    from ociregistry.runtime import build_runtime
+
+    mt = "application/vnd.oci.image.manifest.v1+json"
+    rt = build_runtime(Settings(data_dir=str(tmp_path), database={"url": pg_url}), migrate=True)
+    try:
+        registry = rt.registry
+        configs = [json.dumps({"seed": i}).encode() for i in (1, 2)]
+        digests = ["sha256:" + hashlib.sha256(c).hexdigest() for c in configs]
+        manifests = []
+        for config, digest in zip(configs, digests, strict=True):
+            registry.uploads.monolithic("src/app", digest, [config])
+            manifests.append(json.dumps({"schemaVersion": 2, "mediaType": mt, "layers": [],
+                                         "config": {"mediaType": "application/x", "size":
+                                                    len(config), "digest": digest}}).encode())
+        assert registry.uploads.mount("dst/app", digests[0], "no/such") is None
+        assert registry.uploads.mount("dst/app", digests[0], "src/app") == len(configs[0])
+        assert registry.uploads.mount("dst/app", digests[1], None) == len(configs[1])
+        for manifest in (manifests[0], manifests[0], manifests[1]):
+            registry.put_manifest("dst/app", "v1", manifest, mt)
+        with rt.metadata.read() as conn:
+            actions = [a for a, in conn.execute(sa.select(t.events.c.action)
+                                                .order_by(t.events.c.id))]
+            history = [tuple(r) for r in conn.execute(sa.select(
+                t.tag_history.c.action, t.tag_history.c.previous_digest)
+                .where(t.tag_history.c.tag == "v1").order_by(t.tag_history.c.id))]
+        assert actions.count("blob.mounted") == 2 and actions.count("tag.moved") == 1
+        assert history[0][0] == "push" and history[1][0] == "move" and len(history) == 2
+    finally:
+        rt.metadata.dispose()
