@@ -173,7 +173,7 @@ class Suite:
         c = self.client()
         push_image(c, "bench/tags", tiny, "t0000")
         self.m["tag_puts_s"] = parallel(SETUP_CLIENTS, tag)
-        parallel(SETUP_CLIENTS, repos)
+        self.m["repo_puts_s"] = parallel(SETUP_CLIENTS, repos)
         # One request each (no n; Distribution 2.8 never pages tags): 21 of them, since
         # the median of 5 moved with a single slow answer (0.31-0.83x in one table).
         self.m["tags_ms"] = self._walk(c, "/v2/bench/tags/tags/list", "tags", LISTED, repeat=21)

@@ -365,22 +365,26 @@ class UploadService:
     def mount(self, name: str, digest: str, source: str | None) -> int | None:
         """Link an existing blob into ``name``; its size, or None when it can't."""
         parse_digest(digest)
-        if source is not None and self.db.repository_blob_size(source, digest) is None:
-            return None
-        with refusals("mount"), self.db.write() as conn:
-            self.db.lock_digest(conn, digest)
-            # Without "from", the blob must still be readable in some repository:
-            # one deleted everywhere (awaiting GC) can't be mounted back.
-            size = self.db.linked_blob_size(conn, digest)
-            if size is None:
-                return None
-            if not self.storage.blob_exists(digest):
-                return None
-            repo_id = self.db.ensure_repository(conn, name)
-            self.db.record_blob(conn, repo_id, digest, size)
-            self.db.events.emit(conn, "blob.mounted", repository=name, digest=digest, size=size,
-                                from_repository=source)
+        try:
+            with refusals("mount"), self.db.write() as conn:
+                self.db.lock_digest(conn, digest)
+                # From ``source``: the blob must be linked there; without: still
+                # readable in some repository (one deleted everywhere, awaiting GC,
+                # can't be mounted back). One read, under the digest's lock.
+                size = self.db.linked_blob_size(conn, digest, source)
+                if size is None or not self.storage.blob_exists(digest):
+                    raise _NotMountable
+                repo_id = self.db.ensure_repository(conn, name)
+                self.db.record_blob(conn, repo_id, digest, size)
+                self.db.events.emit(conn, "blob.mounted", repository=name, digest=digest,
+                                    size=size, from_repository=source)
+        except _NotMountable:
+            return None  # rolled back: nothing was written, nothing waits for the disk
         return size
+
+
+class _NotMountable(Exception):
+    """Ends a mount's transaction without writing (the client uploads instead)."""
 
 
 _RANGE_RE = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")

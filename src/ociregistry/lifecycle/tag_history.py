@@ -72,17 +72,18 @@ class TagLifecycle(q.TagHook):
         self.rules.store.lock_digest(conn, f"tag:{repo_id}:{tag}")
 
     def setting(self, conn: Connection, repo_id: int, tag: str, manifest_id: int,
-                digest: str | None = None) -> None:
+                digest: str | None = None) -> str | None:
         self._lock(conn, repo_id, tag)
         previous = q.current_digest(conn, repo_id, tag)
         if digest is None:
             digest = q.digest_of(conn, manifest_id)
         if previous == digest:
-            return  # the same digest again: idempotent, even on an immutable tag
+            return previous  # the same digest again: idempotent, even on an immutable tag
         action = RESTORE if _restoring.get() else (PUSH if previous is None else MOVE)
         self.rules.check(conn, lambda: q.repository_name(conn, repo_id), tag, action, previous,
                          current_actor())
         q.record(conn, repo_id, tag, action, digest, previous, _actor())
+        return previous
 
     def deleting(self, conn: Connection, repo_id: int, tag: str) -> None:
         self._lock(conn, repo_id, tag)

@@ -57,6 +57,11 @@ def _sqlite_engine(url: str, durable: bool) -> Engine:
         # snapshot in WAL mode, and the hot paths (manifest HEAD/GET, blob HEAD)
         # are single statements.
         if conn.get_execution_options().get("immediate"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # On the driver connection: every write transaction starts here, and the
+            # Connection's execution machinery costs more than the statement.
+            # prepared.begin_immediate raises a driver error as SQLAlchemy's.
+            from ociregistry.metadata.prepared import begin_immediate
+
+            begin_immediate(conn)
 
     return engine

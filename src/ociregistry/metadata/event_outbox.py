@@ -101,7 +101,7 @@ class Outbox:
         rows = [{**{k: e.get(k) for k in _COLUMNS},
                  "body": json.dumps({k: v for k, v in e.items() if k not in _COLUMNS})}
                 for e in pending]
-        self._sql["insert"].run_many(conn, rows)
+        self._sql["insert"].many(conn, rows)
         if self.on_commit is not None:
             self.on_commit([e["action"] for e in pending])
 
@@ -116,11 +116,11 @@ class Outbox:
         """Before a tag is set: a "tag.moved" event when it pointed at another manifest."""
         if not self.enabled:
             return
-        old = self._sql["old_target"].run(conn, repo=repo_id, tag=tag,
+        old = self._sql["old_target"].rows(conn, repo=repo_id, tag=tag,
                                           manifest=manifest_id).first()
         if old is None:
             return
-        new = self._sql["manifest"].run(conn, manifest=manifest_id).one()
+        new = self._sql["manifest"].rows(conn, manifest=manifest_id).one()
         self.emit(conn, "tag.moved", repository=old[1], digest=new[0], tags=[tag],
                   media_type=new[1], artifact_type=new[2], size=new[3], from_digest=old[0])
 
@@ -128,7 +128,7 @@ class Outbox:
         """The digest a tag points at (read before deleting it), when events are on."""
         if not self.enabled:
             return None
-        return self._sql["tag_target"].run(conn, repo=repo_id, tag=tag).scalar()
+        return self._sql["tag_target"].rows(conn, repo=repo_id, tag=tag).scalar()
 
     def manifests_deleting(self, conn: Connection, ids: Sequence[int]) -> None:
         """Before manifests are deleted: one "manifest.deleted" each (with the tags that

@@ -96,7 +96,7 @@ def quotas_of(store: Any, conn: Connection, repo_id: int) -> list[int]:
     qr = t.quota_repositories
     return list(once(conn, "quota.quotas_of", lambda: sa.select(qr.c.quota_id).where(
         qr.c.repository_id == sa.bindparam("repo")).order_by(qr.c.quota_id),
-    ).run(conn, repo=repo_id).scalars())
+    ).rows(conn, repo=repo_id).scalars())
 
 
 def _covering(conn: Connection) -> sa.Select:
@@ -119,7 +119,7 @@ def add_refs(store: Any, conn: Connection, repo_id: int, digests: Sequence[str],
     qr, b, qb = t.quota_repositories, t.blobs, t.quota_blobs
     # The repository's quotas, their rows locked first (see _lock_rows); none: done.
     # Every link and manifest push asks: compiled once (prepared.once).
-    if not once(conn, "quota.covering", lambda: _covering(conn)).run(
+    if not once(conn, "quota.covering", lambda: _covering(conn)).rows(
             conn, repo=repo_id).first():
         return
     parts = []
@@ -221,7 +221,7 @@ def upload_quotas(store: Any, conn: Connection, upload_id: str) -> tuple[int, li
     rows = once(conn, "quota.upload_quotas", lambda: sa.select(u.c.size, qr.c.quota_id)
                 .select_from(u.join(qr, qr.c.repository_id == u.c.repository_id))
                 .where(u.c.id == sa.bindparam("id")).order_by(qr.c.quota_id),
-                ).run(conn, id=upload_id).all()
+                ).rows(conn, id=upload_id).all()
     return (rows[0][0] if rows else 0), [row[1] for row in rows]
 
 

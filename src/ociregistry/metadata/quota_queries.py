@@ -47,7 +47,7 @@ def list_quotas(store: Any) -> list[QuotaRow]:
     with store.read() as conn:
         # Every blob push's precheck reads them: compiled once (prepared.once).
         rows = once(conn, "quota.list", lambda: sa.select(*_COLUMNS).order_by(
-            t.quotas.c.pattern)).run(conn).all()
+            t.quotas.c.pattern)).rows(conn).all()
     return [QuotaRow(*row) for row in rows]
 
 
@@ -66,7 +66,7 @@ def map_new_repository(store: Any, conn: Connection, repo_id: int, name: str,
     """A repository was just created: record which quotas cover it."""
     acc.lock(store, conn)
     patterns = once(conn, "quota.patterns", lambda: sa.select(t.quotas.c.id, t.quotas.c.pattern))
-    found = [qid for qid, pattern in patterns.run(conn) if matches(pattern, name)]
+    found = [qid for qid, pattern in patterns.rows(conn) if matches(pattern, name)]
     if found:
         conn.execute(t.quota_repositories.insert(),
                      [{"quota_id": qid, "repository_id": repo_id} for qid in sorted(found)])

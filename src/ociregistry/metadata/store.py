@@ -19,7 +19,7 @@ from ociregistry.metadata.engine import SQLITE_BUSY_TIMEOUT, create_engine
 from ociregistry.metadata.event_outbox import Outbox
 from ociregistry.metadata.hot_reads import Statement
 from ociregistry.metadata.prepared import Prepared
-from ociregistry.metadata.tag_history_queries import TagHook
+from ociregistry.metadata.tag_history_queries import NOT_READ, TagHook
 from ociregistry.metadata.tag_list_cache import TagListCache
 from ociregistry.metadata.upload_store import UploadRow, UploadStore
 from ociregistry.metadata.wal_sync import WalSync
@@ -182,9 +182,13 @@ class MetadataStore(UploadStore):
         if w.link_blob(conn, repo_id, digest, now):
             quota_accounting.add_refs(self, conn, repo_id, [digest])
 
-    def linked_blob_size(self, conn: Connection, digest: str) -> int | None:
+    def linked_blob_size(self, conn: Connection, digest: str,
+                         source: str | None = None) -> int | None:
         """A blob's size when at least one repository links it (what a mount
-        without "from" may take), else None: blob_size and blob_linked in one."""
+        without "from" may take), else None: blob_size and blob_linked in one.
+        ``source``: only when that repository links it (a mount "from" it)."""
+        if source is not None:
+            return w.source_blob_size(conn, source, digest)
         return w.linked_blob_size(conn, digest)
 
     def blob_linked(self, conn: Connection, digest: str) -> bool:
@@ -291,8 +295,8 @@ class MetadataStore(UploadStore):
             if self.dialect == "postgresql":
                 # The stats row locked first: a concurrent push to the repository waits
                 # here, and the next statement (a new snapshot) sees its references.
-                self._hot["stats_lock"].run(conn, repo=repo_id)
-            self._hot["stats_add_manifest"].run(conn, repo=repo_id, id=manifest_id)
+                self._hot["stats_lock"].rows(conn, repo=repo_id)
+            self._hot["stats_add_manifest"].rows(conn, repo=repo_id, id=manifest_id)
         # Its bytes and its blobs' in the namespaces' usage (QuotaExceeded when over).
         quota_accounting.add_refs(self, conn, repo_id, list(dict.fromkeys(blob_digests)),
                                   (digest, len(payload)))
@@ -309,8 +313,11 @@ class MetadataStore(UploadStore):
     def set_tag(self, conn: Connection, repo_id: int, tag: str, manifest_id: int,
                 digest: str | None = None) -> None:
         """Point ``tag`` at the manifest (``digest``: its digest, when the caller has it)."""
-        self.tag_hook.setting(conn, repo_id, tag, manifest_id, digest)
-        self.events.tag_moving(conn, repo_id, tag, manifest_id)
+        previous = self.tag_hook.setting(conn, repo_id, tag, manifest_id, digest)
+        # A new tag, or the same digest again, is no move: the hook's read (same
+        # transaction, under the tag's lock) says so without a second one.
+        if previous == NOT_READ or digest is None or previous not in (None, digest):
+            self.events.tag_moving(conn, repo_id, tag, manifest_id)
         w.upsert_tag(conn, repo_id, tag, manifest_id, time.time())
 
     def delete_tag(self, name: str, tag: str) -> bool:

@@ -25,6 +25,8 @@ class MetadataStore(Protocol):
     def write(self) -> AbstractContextManager[Connection]: ...
 
 BLOB, CHILD = "blob", "child"
+# What TagHook.setting returns when it did not read the tag's current target.
+NOT_READ = "not read"
 
 
 class TagHook:
@@ -32,9 +34,12 @@ class TagHook:
     refuse the change (the transaction then rolls back, nothing changed)."""
 
     def setting(self, conn: Connection, repo_id: int, tag: str, manifest_id: int,
-                digest: str | None = None) -> None:
+                digest: str | None = None) -> str | None:
         """Before ``tag`` is pointed at ``manifest_id`` (created or moved); ``digest``:
-        the manifest's, when the caller knows it (None: read it)."""
+        the manifest's, when the caller knows it (None: read it). Returns the digest
+        the tag names now (None: no such tag), read under the tag's lock in this
+        transaction, or NOT_READ: the store's event hook then reads it itself."""
+        return NOT_READ
 
     def deleting(self, conn: Connection, repo_id: int, tag: str) -> None:
         """Before ``tag`` is deleted (it may not exist)."""
@@ -50,7 +55,7 @@ def current_digest(conn: Connection, repo_id: int, tag: str) -> str | None:
     return once(conn, "tag_history.current_digest", lambda: sa.select(m.c.digest).select_from(
         tg.join(m, m.c.id == tg.c.manifest_id)).where(
         tg.c.repository_id == sa.bindparam("repo"), tg.c.name == sa.bindparam("tag")),
-    ).run(conn, repo=repo_id, tag=tag).scalar()
+    ).rows(conn, repo=repo_id, tag=tag).scalar()
 
 
 def digest_of(conn: Connection, manifest_id: int) -> str:
@@ -76,7 +81,7 @@ def record(conn: Connection, repo_id: int, tag: str, action: str, digest: str | 
            previous: str | None, actor: dict[str, Any], at: float | None = None) -> None:
     h = t.tag_history
     once(conn, "tag_history.record", lambda: h.insert().values(
-        {name: sa.bindparam(name) for name in _RECORD_COLUMNS})).run(
+        {name: sa.bindparam(name) for name in _RECORD_COLUMNS})).rows(
         conn, repository_id=repo_id, tag=tag, action=action, digest=digest,
         previous_digest=previous, actor_kind=actor["kind"],
         actor_name=(actor.get("name") or None),

@@ -33,7 +33,7 @@ def raw_rules(conn: Connection) -> tuple[tuple[Any, ...], ...]:
     once: every tag push reads them, and parses them only when they changed."""
     r = t.tag_rules
     return tuple(tuple(row) for row in once(conn, "tag_rules.raw", lambda: sa.select(
-        *(r.c[name] for name in _COLUMNS)).order_by(r.c.id)).run(conn))
+        *(r.c[name] for name in _COLUMNS)).order_by(r.c.id)).rows(conn))
 
 
 def parse_raw(rows: tuple[tuple[Any, ...], ...]) -> list[dict[str, Any]]:

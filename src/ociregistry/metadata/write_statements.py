@@ -33,7 +33,7 @@ def _insert(conn: Connection, table: sa.Table):  # type: ignore[no-untyped-def]
 def repository_id(conn: Connection, name: str) -> int | None:
     r = t.repositories
     return once(conn, "write.repository_id", lambda: sa.select(r.c.id).where(
-        r.c.name == sa.bindparam("name"))).run(conn, name=name).scalar()
+        r.c.name == sa.bindparam("name"))).rows(conn, name=name).scalar()
 
 
 def upsert_blob(conn: Connection, digest: str, size: int, now: float) -> None:
@@ -41,7 +41,7 @@ def upsert_blob(conn: Connection, digest: str, size: int, now: float) -> None:
         digest=sa.bindparam("digest"), size=sa.bindparam("size"),
         touched_at=sa.bindparam("now")).on_conflict_do_update(
         index_elements=["digest"], set_={"touched_at": sa.bindparam("now")},
-    )).run(conn, digest=digest, size=size, now=now)
+    )).rows(conn, digest=digest, size=size, now=now)
 
 
 def link_blob(conn: Connection, repo_id: int, digest: str, now: float) -> bool:
@@ -50,7 +50,7 @@ def link_blob(conn: Connection, repo_id: int, digest: str, now: float) -> bool:
     return once(conn, "write.link_blob", lambda: _insert(conn, rb).values(
         repository_id=sa.bindparam("repo"), digest=sa.bindparam("digest"),
         created_at=sa.bindparam("now")).on_conflict_do_nothing().returning(rb.c.digest),
-    ).run(conn, repo=repo_id, digest=digest, now=now).first() is not None
+    ).rows(conn, repo=repo_id, digest=digest, now=now).first() is not None
 
 
 def linked_blob_size(conn: Connection, digest: str) -> int | None:
@@ -58,7 +58,16 @@ def linked_blob_size(conn: Connection, digest: str) -> int | None:
     return once(conn, "write.linked_blob_size", lambda: sa.select(b.c.size).where(
         b.c.digest == sa.bindparam("digest"),
         sa.select(rb.c.digest).where(rb.c.digest == sa.bindparam("digest")).exists(),
-    )).run(conn, digest=digest).scalar()
+    )).rows(conn, digest=digest).scalar()
+
+
+def source_blob_size(conn: Connection, source: str, digest: str) -> int | None:
+    """The blob's size when repository ``source`` links it, else None."""
+    rb, b, r = t.repository_blobs, t.blobs, t.repositories
+    return once(conn, "write.source_blob_size", lambda: sa.select(b.c.size).select_from(
+        r.join(rb, rb.c.repository_id == r.c.id).join(b, b.c.digest == rb.c.digest)).where(
+        r.c.name == sa.bindparam("source"), rb.c.digest == sa.bindparam("digest"),
+    )).rows(conn, source=source, digest=digest).scalar()
 
 
 def linked_blob_sizes(conn: Connection, repo_id: int, digests: Sequence[str]) -> dict[str, int]:
@@ -75,7 +84,7 @@ def linked_blob_sizes(conn: Connection, repo_id: int, digests: Sequence[str]) ->
     params = {f"d{i}": d for i, d in enumerate(digests)}
     if n > MAX_PREPARED_IN:
         return dict(conn.execute(build(), {"repo": repo_id, **params}).all())
-    return dict(once(conn, f"write.linked_blob_sizes.{n}", build).run(
+    return dict(once(conn, f"write.linked_blob_sizes.{n}", build).rows(
         conn, repo=repo_id, **params).all())
 
 
@@ -83,7 +92,7 @@ def manifest_id(conn: Connection, repo_id: int, digest: str) -> int | None:
     m = t.manifests
     return once(conn, "write.manifest_id", lambda: sa.select(m.c.id).where(
         m.c.repository_id == sa.bindparam("repo"), m.c.digest == sa.bindparam("digest"),
-    )).run(conn, repo=repo_id, digest=digest).scalar()
+    )).rows(conn, repo=repo_id, digest=digest).scalar()
 
 
 _MANIFEST_COLUMNS = ("repository_id", "digest", "media_type", "size", "payload", "subject",
@@ -95,14 +104,14 @@ def insert_manifest(conn: Connection, **values: object) -> int:
     m = t.manifests
     return once(conn, "write.insert_manifest", lambda: m.insert().values(
         {name: sa.bindparam(name) for name in _MANIFEST_COLUMNS}).returning(m.c.id),
-    ).run(conn, **values).scalar_one()
+    ).rows(conn, **values).scalar_one()
 
 
 def insert_manifest_blobs(conn: Connection, manifest_id: int, digests: Sequence[str]) -> None:
     mb = t.manifest_blobs
     statement = once(conn, "write.insert_manifest_blobs", lambda: mb.insert().values(
         manifest_id=sa.bindparam("manifest"), digest=sa.bindparam("digest")))
-    statement.run_many(conn, [{"manifest": manifest_id, "digest": d} for d in digests])
+    statement.many(conn, [{"manifest": manifest_id, "digest": d} for d in digests])
 
 
 def upsert_tag(conn: Connection, repo_id: int, tag: str, manifest_id: int, now: float) -> None:
@@ -113,7 +122,7 @@ def upsert_tag(conn: Connection, repo_id: int, tag: str, manifest_id: int, now: 
     ).on_conflict_do_update(
         index_elements=["repository_id", "name"],
         set_={"manifest_id": sa.bindparam("manifest"), "updated_at": sa.bindparam("now")},
-    )).run(conn, repo=repo_id, tag=tag, manifest=manifest_id, now=now)
+    )).rows(conn, repo=repo_id, tag=tag, manifest=manifest_id, now=now)
 
 
 
@@ -126,7 +135,7 @@ _UPLOAD_COLUMNS = ("id", "repository_id", "algorithm", "size", "created_at", "up
 def create_upload(conn: Connection, **values: object) -> None:
     """Insert an uploads row (every column of _UPLOAD_COLUMNS)."""
     once(conn, "write.create_upload", lambda: t.uploads.insert().values(
-        {name: sa.bindparam(name) for name in _UPLOAD_COLUMNS})).run(conn, **values)
+        {name: sa.bindparam(name) for name in _UPLOAD_COLUMNS})).rows(conn, **values)
 
 
 def get_upload(conn: Connection, name: str, upload_id: str) -> dict[str, object] | None:
@@ -135,7 +144,7 @@ def get_upload(conn: Connection, name: str, upload_id: str) -> dict[str, object]
     row = once(conn, "write.get_upload", lambda: sa.select(u).select_from(
         u.join(r, r.c.id == u.c.repository_id)).where(
         u.c.id == sa.bindparam("id"), r.c.name == sa.bindparam("name")),
-    ).run(conn, id=upload_id, name=name).mappings().first()
+    ).rows(conn, id=upload_id, name=name).mapping()
     if row is None:
         return None
     out = dict(row)
@@ -149,7 +158,7 @@ def delete_upload(conn: Connection, upload_id: str) -> tuple[int, int] | None:
     u = t.uploads
     row = once(conn, "write.delete_upload", lambda: u.delete().where(
         u.c.id == sa.bindparam("id")).returning(u.c.repository_id, u.c.size),
-    ).run(conn, id=upload_id).first()
+    ).rows(conn, id=upload_id).first()
     return (row[0], row[1]) if row else None
 
 
@@ -159,7 +168,7 @@ def insert_repository(conn: Connection, name: str, now: float) -> int | None:
     r = t.repositories
     return once(conn, "write.insert_repository", lambda: _insert(conn, r).values(
         name=sa.bindparam("name"), created_at=sa.bindparam("now"),
-    ).on_conflict_do_nothing().returning(r.c.id)).run(conn, name=name, now=now).scalar()
+    ).on_conflict_do_nothing().returning(r.c.id)).rows(conn, name=name, now=now).scalar()
 
 
 def save_upload(conn: Connection, upload_id: str, **values: object) -> bool:
@@ -170,4 +179,4 @@ def save_upload(conn: Connection, upload_id: str, **values: object) -> bool:
         u.c.id == sa.bindparam("upload_id")).values(
         {name: sa.bindparam(name) for name in ("size", "updated_at", "hash_state",
                                                "storage_state")}),
-    ).run(conn, upload_id=upload_id, **values).rowcount > 0
+    ).rows(conn, upload_id=upload_id, **values).rowcount > 0
