@@ -30,7 +30,9 @@ def create_engine(url: str, pool_size: int = 5, durable: bool = True) -> Engine:
 
 def _sqlite_engine(url: str, durable: bool) -> Engine:
     path = sa.engine.make_url(url).database
-    if path and path != ":memory:":
+    # (a "file:" URI names its file inside the URI: making its "directory" would make
+    # a directory named "file:" under the working directory)
+    if path and path != ":memory:" and not path.startswith("file:"):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     engine = sa.create_engine(url, pool_size=8, max_overflow=16, pool_timeout=60)
 
