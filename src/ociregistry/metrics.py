@@ -287,3 +287,10 @@ _TAGS_LIST_HIT, _TAGS_LIST_MISS = TAGS_LIST_CACHE.labels("hit"), TAGS_LIST_CACHE
 
 def record_tags_list_cache(hit: bool) -> None:
     (_TAGS_LIST_HIT if hit else _TAGS_LIST_MISS).inc()
+
+
+# -- SQLite's writer queue (metadata/writer_queue.py) -----------------------------------
+WRITER_QUEUE_TIMEOUTS = Counter(
+    "registry_sqlite_writer_queue_timeouts_total",
+    "SQLite writes that waited the whole busy timeout for the writer queue and went on "
+    "without it (a writer holding it is stuck)")

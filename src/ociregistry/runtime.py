@@ -54,6 +54,8 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
     )
     if metadata.tags_cache is not None:
         metadata.tags_cache.record = metrics.record_tags_list_cache
+    if metadata.writer_queue is not None:
+        metadata.writer_queue.on_gave_up = metrics.WRITER_QUEUE_TIMEOUTS.inc
     if migrate:
         before, after = metadata.create_schema()
         if before != after:  # one line, not alembic's one per revision

@@ -192,11 +192,13 @@ def test_a_stuck_flock_holder_is_waited_for_only_until_the_timeout(db_path: Path
         _expect(holder, "in")
         store = MetadataStore(f"sqlite:///{db_path}")
         store.writer_queue.timeout = 0.3
+        told: list[int] = []
+        store.writer_queue.on_gave_up = lambda: told.append(1)  # (runtime: the metric)
         with store.write() as conn:  # goes on without the flock: SQLite's lock is free
             store.ensure_repository(conn, "anyway")
         with store.write() as conn:  # again: the waiting thread is taken over, not doubled
             store.ensure_repository(conn, "again")
-        assert store.writer_queue.gave_up == 2
+        assert store.writer_queue.gave_up == 2 and told == [1, 1]
         waiting = [t for t in threading.enumerate() if t.name == "sqlite-writer-wait"]
         assert len(waiting) == 1
         assert (False, holder.pid) in _flocks(lock_file)  # still held by the stuck process

@@ -33,17 +33,20 @@ thread lock is taken. PostgreSQL needs none of this (row locks wait in the serve
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
+log = logging.getLogger("ociregistry")
 SUFFIX = ".writers"
 _QUEUES: dict[str, WriterQueue] = {}
 _QUEUES_LOCK = threading.Lock()
@@ -60,6 +63,8 @@ class WriterQueue:
         self._local = threading.local()
         self._pending: _Waiter | None = None  # a given-up wait still blocked (thread lock's)
         self.gave_up = 0  # waits that timed out (tests; a sign of a stuck holder)
+        # Told of each timed-out wait; runtime.py wires the metric.
+        self.on_gave_up: Callable[[], Any] | None = None
 
     @classmethod
     def for_url(cls, url: str, timeout: float) -> WriterQueue | None:
@@ -96,7 +101,7 @@ class WriterQueue:
         fd = None
         try:
             if not has_thread:
-                self.gave_up += 1
+                self._gave_up()
             elif self.path is not None:
                 fd = self._lock_file(deadline)
             self._local.held = True
@@ -107,6 +112,13 @@ class WriterQueue:
                 _unlock(fd)
             if has_thread:
                 thread_lock.release()
+
+    def _gave_up(self) -> None:
+        self.gave_up += 1
+        log.warning("a SQLite write waited %.0f s for the writer queue and goes on without "
+                    "it (a writer holding it is stuck?)", self.timeout)
+        if self.on_gave_up is not None:
+            self.on_gave_up()
 
     def _lock_file(self, deadline: float) -> int | None:
         """A descriptor holding the exclusive flock, or None after the timeout."""
@@ -134,7 +146,7 @@ class WriterQueue:
         if waiter.wait(max(0.0, deadline - time.monotonic())):
             return waiter.fd
         self._pending = waiter
-        self.gave_up += 1
+        self._gave_up()
         return None
 
 
