@@ -192,6 +192,17 @@ def test_token_auth(tmp_path: Path, method: str) -> None:
     h.both(method, team, {"Authorization": f"Bearer {other}"}, fast=False, status=401)
     h.both(method, team, {"Authorization": f"Bearer {pull[:-4]}AAAA"}, fast=False, status=401)
     h.both(method, team, _basic("alice"), fast=False, status=401)
+    # Blob misses with a push token (a push's first look at a layer) and a pull token, in
+    # an existing and a new repository; without the scope: Flask's challenge.
+    unknown = "sha256:" + "4" * 64
+    new_push = _token(h, "alice", "repository:team-a/new:pull,push")
+    for repo, tok in (("team-a/app", pushing), ("team-a/app", pull), ("team-a/new", new_push)):
+        answer = h.both(method, f"/v2/{repo}/blobs/{unknown}",
+                        {"Authorization": f"Bearer {tok}"}, fast=True, status=404)
+        assert answer["log"][1]["user"] == "alice"
+    h.both(method, f"/v2/team-a/new/blobs/{unknown}", {"Authorization": f"Bearer {pull}"},
+           fast=False, status=401)
+    h.both(method, f"/v2/public/app/blobs/{unknown}", fast=True, status=404)
 
 
 def test_robots_go_to_flask(tmp_path: Path) -> None:
@@ -240,11 +251,16 @@ def test_mirrored_names_go_to_flask(tmp_path: Path) -> None:
     h.image("fast/local", "v1")
     h.both("GET", "/v2/fast/local/manifests/v1", fast=True)  # not under the prefix
     assert h._once(True, "HEAD", "/v2/hub/library/alpine/manifests/v1", {})["flask"]
+    unknown = "sha256:" + "5" * 64
+    h.both("HEAD", f"/v2/fast/local/blobs/{unknown}", fast=True, status=404)
+    # A miss under the prefix may be fetched from the upstream: Flask's.
+    assert h._once(True, "HEAD", f"/v2/hub/library/alpine/blobs/{unknown}", {})["flask"]
     # A default upstream may take any name that is not local: Flask decides them all.
     default = Harness(tmp_path / "default", None,
                       mirror={"upstreams": [{**upstream, "default": True}]})
     default.image("fast/local", "v1")
     default.both("GET", "/v2/fast/local/manifests/v1", fast=False)
+    assert default._once(True, "HEAD", f"/v2/fast/local/blobs/{unknown}", {})["flask"]
 
 
 # -- blobs --------------------------------------------------------------------------
@@ -257,10 +273,21 @@ def test_blobs(open_registry: Harness, method: str) -> None:
     assert answer["body"] == (data if method == "GET" else b"")
     assert ("Docker-Content-Digest", digest) in answer["headers"]
     h.both(method, f"/v2/fast/blobs/blobs/{digest}", {"Accept": "*/*"}, fast=True)
-    # Unknown, not linked to this repository, invalid: Flask's errors.
-    h.both(method, "/v2/fast/blobs/blobs/sha256:" + "1" * 64, fast=False, status=404)
-    h.both(method, f"/v2/fast/other/blobs/{digest}", fast=False, status=404)
+    # A miss (a push's first look at each layer): Flask's BLOB_UNKNOWN, answered fast,
+    # whether the repository exists or not (the same answer either way).
+    unknown = "sha256:" + "1" * 64
+    answer = h.both(method, f"/v2/fast/blobs/blobs/{unknown}", fast=True, status=404)
+    if method == "GET":
+        assert json.loads(answer["body"])["errors"][0]["code"] == "BLOB_UNKNOWN"
+    h.both(method, f"/v2/fast/other/blobs/{digest}", fast=True, status=404)
+    h.both(method, f"/v2/fast/never-pushed/blobs/{unknown}", fast=True, status=404)
+    h.both(method, f"/v2/fast/blobs/blobs/sha512:{'2' * 128}", fast=True, status=404)
+    # Invalid digests and names, unknown algorithms: Flask's errors.
     h.both(method, "/v2/fast/blobs/blobs/sha256:nothex", fast=False, status=400)
+    h.both(method, "/v2/fast/blobs/blobs/md5:" + "1" * 32, fast=False, status=400)
+    h.both(method, f"/v2/Fast/Upper/blobs/{unknown}", fast=False, status=400)
+    h.both(method, f"/v2/fast/blobs/blobs/{unknown}", {"Range": "bytes=0-9"}, fast=False,
+           status=404)
     # Range and conditional requests: Flask's (206, 304).
     h.both(method, f"/v2/fast/blobs/blobs/{digest}", {"Range": "bytes=0-9"}, fast=False,
            status=206)
@@ -284,6 +311,16 @@ def test_blobs_with_basic_auth(tmp_path: Path, method: str) -> None:
     answer = h.both(method, path, _basic("alice"), fast=True)
     assert answer["log"][1]["user"] == "alice"
     h.both(method, path, _basic("alice", "wrong"), fast=False, status=401)
+    # Misses (a push's blob HEAD): in an existing and a new repository, by a verified
+    # user; refused or challenged ones stay Flask's.
+    unknown = "sha256:" + "3" * 64
+    for repo in ("team-a/app", "team-a/new"):
+        answer = h.both(method, f"/v2/{repo}/blobs/{unknown}", _basic("alice"), fast=True,
+                        status=404)
+        assert answer["log"][1]["user"] == "alice"
+        h.both(method, f"/v2/{repo}/blobs/{unknown}", fast=False, status=401)
+    h.both(method, f"/v2/public/app/blobs/{unknown}", fast=True, status=404)  # anonymous
+    h.both(method, f"/v2/team-a/new/blobs/{unknown}", _basic("carol"), fast=False, status=403)
 
 
 def test_behind_a_trusted_proxy(tmp_path: Path) -> None:

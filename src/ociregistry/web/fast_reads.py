@@ -10,7 +10,9 @@ authentication and authorization (``AuthService``: anonymous, htpasswd, tokens,
 the repository rules), then for a manifest (by tag or digest) the core's
 ``Registry.manifest`` with the client's Accept list (index fallback included) and
 the pull record and pull event of a GET, for a blob the core's ``Registry.blob``
-and web/fast_blobs.py's answer from the local file (sendfile for a GET), and the
+and web/fast_blobs.py's answer from the local file (sendfile for a GET), or its
+BLOB_UNKNOWN (every push's first look at each layer is such a blob HEAD, whether the
+repository exists yet or not: the same 404 envelope either way), and the
 metrics and access-log line once the body is sent (``observability.request_done``).
 The answer is Flask's byte for byte: status, headers in the same order, body.
 
@@ -18,8 +20,8 @@ Everything else goes to Flask untouched, before anything was counted or written:
 other methods and paths, a query string, a request body, cookies, conditional and
 Range headers, credentials not already checked by this process (a first Basic
 login runs bcrypt and the failed-attempt limits there), robots (their checks record
-use), any refusal (401/403 and their challenge), any error of the lookup (unknown
-manifest, blob or repository, a database outage, a blob's file gone, a blob
+use), any refusal (401/403 and their challenge), any other error of the lookup (unknown
+manifest or repository, an invalid digest, a database outage, a blob's file gone, a blob
 store that redirects or streams: S3), names under a mirror's upstream prefix
 (pull-through cache; with a default upstream the whole route is off), and all of it
 when per-address or per-user rate limits are on (their check writes to the index).
@@ -32,6 +34,7 @@ nothing is cached here, so a tag moved by another worker or instance is seen at 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +45,7 @@ from werkzeug.wsgi import wrap_file
 from ociregistry.auth.rules import PULL, is_robot
 from ociregistry.auth.service import ANONYMOUS, AuthService, Principal
 from ociregistry.core.actor import SYSTEM, Actor, set_actor
+from ociregistry.core.errors import BlobUnknown
 from ociregistry.core.names import validate_name
 from ociregistry.mirror.routing import mirrored_prefix
 from ociregistry.runtime import Runtime
@@ -202,7 +206,11 @@ class FastReads:
         local file and missing files: Flask's."""
         try:
             blob = self.registry.blob(name, digest)
-        except Exception:  # noqa: BLE001 (unknown, invalid, outage: Flask answers it)
+        except BlobUnknown as exc:  # not in this repository (or any): a push's first look
+            if exc.status != 404 or exc.headers:
+                return None
+            return _unknown(start_response, method, exc, finish)
+        except Exception:  # noqa: BLE001 (invalid, outage: Flask answers it)
             return None
         if blob.path is None or (method == "GET" and self.storage.blob_url(blob.digest)):
             return None
@@ -234,6 +242,23 @@ class FastReads:
         except AttributeError:  # a wrapper that takes no attribute: iterate it instead
             return _Passed(body, tuple(finish))
         return body
+
+
+def _unknown(start_response: Any, method: str, exc: BlobUnknown,
+             finish: list[Any]) -> Iterable[bytes]:
+    """web/errors.py's envelope for the core's BLOB_UNKNOWN (the same JSON, the same
+    headers in Flask's order); a HEAD sends none of it but says its length, as Flask."""
+    body = json.dumps({"errors": [{"code": exc.code, "message": exc.message,
+                                   "detail": exc.detail}]}).encode()
+    size = len(body)
+    start_response("404 NOT FOUND", [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(size)),
+        ("X-Request-ID", finish[-1]),
+        ("Docker-Distribution-API-Version", "registry/2.0"),
+    ])
+    finish[2], finish[4], finish[6] = BLOB_ROUTE, 404, size
+    return _Answer((body,) if method == "GET" else (), tuple(finish))
 
 
 class _Passed:
