@@ -91,3 +91,23 @@ def test_server_answers_blobs_fast_and_flask_alike(registry, repo, method: str) 
     assert fast[2] == flask[2] == (data if method == "GET" else b"")
     # Logged once the body has gone, with its size (the file wrapper's close).
     assert _log_line(registry.log_path, ids[0]) == _log_line(registry.log_path, ids[1])
+
+
+@pytest.mark.single_node
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_server_answers_blob_misses_fast_and_flask_alike(registry, repo, method: str) -> None:
+    """A push's first look at a layer (a blob HEAD that answers 404), in a repository
+    that has blobs and in one that does not exist: the same envelope both routes."""
+    push_blob(registry.url, repo, os.urandom(100))
+    unknown = "sha256:" + os.urandom(32).hex()
+    for name in (repo, f"{repo}-never-pushed"):
+        url = f"{registry.url}/v2/{name}/blobs/{unknown}"
+        ids = [uuid.uuid4().hex, uuid.uuid4().hex]
+        fast = _raw(url, method, {"X-Request-ID": ids[0]})
+        flask = _raw(url + "?through=flask", method, {"X-Request-ID": ids[1]})
+        assert fast[0] == flask[0] == 404
+        assert _without_date(fast[1]) == [
+            (k, ids[0] if k == "x-request-id" else v) for k, v in _without_date(flask[1])]
+        assert fast[2] == flask[2]
+        assert (b"BLOB_UNKNOWN" in fast[2]) is (method == "GET")
+        assert _log_line(registry.log_path, ids[0]) == _log_line(registry.log_path, ids[1])
