@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "instructions_worker.py"
 CASES = ["HEAD manifest by tag", "GET manifest by tag", "GET manifest by digest",
-         "HEAD blob", "GET blob (1 KiB)", "GET /v2/", "GET tags/list (1,000 tags)"]
+         "HEAD blob", "GET blob (1 KiB)", "GET /v2/", "GET tags/list (1,000 tags)",
+         "HEAD blob miss (404)"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
