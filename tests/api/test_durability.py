@@ -10,6 +10,7 @@ storage/filesystem.py stage(); a rename is what commit() falls back to.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -70,7 +71,8 @@ def traced(tmp_path: Path) -> Iterator[tuple[RegistryProcess, Path]]:
     # SIGTERM the traced server itself; strace exits with it
     assert server.proc is not None
     for pid in children_of(server.proc.pid):
-        os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # (a child that just left)
+            os.kill(pid, signal.SIGTERM)
     server.proc.wait(timeout=120)
 
 

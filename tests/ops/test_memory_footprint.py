@@ -52,9 +52,9 @@ def test_a_default_server_maps_no_token_crypto_and_answers_both_workers_after_a_
                 _exercise(server.url, f"mem/r{round_}-{i}")
             assert server.proc is not None
             pids = [server.proc.pid, *children_of(server.proc.pid)]
-            # the master, two workers and the events delivery process; the start-up
-            # child is gone
-            assert len(pids) == 4 and len(serving_workers(server.proc.pid)) == 2
+            # the master and two workers (the start-up child is gone); with no endpoint
+            # the events delivery process leaves after its first look, or is about to
+            assert len(serving_workers(server.proc.pid)) == 2 and len(pids) in (3, 4)
             for pid in pids:
                 assert CRYPTOGRAPHY_NATIVE not in _maps(pid), pid
         finally:
