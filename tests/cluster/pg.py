@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from ociregistry.metadata.store import MetadataStore
 from tests.server import free_port
 
 DRIVER = "postgresql+psycopg"
@@ -136,3 +137,14 @@ def postgres() -> Iterator[PostgresCluster]:
 def pg_url(postgres: PostgresCluster) -> str:
     """A fresh database on the session's cluster."""
     return postgres.create_database()
+
+
+@pytest.fixture(name="store")
+def migrated_store(pg_url: str) -> Iterator[MetadataStore]:
+    """A MetadataStore on a fresh PostgreSQL database, schema at the newest migration
+    (a test module imports ``migrated_store`` to have it as ``store``)."""
+    db = MetadataStore(pg_url)
+    assert db.dialect == "postgresql"
+    db.create_schema()
+    yield db
+    db.dispose()

@@ -3,14 +3,11 @@ SQLite ones do (the same tests as tests/unit/test_gc_candidates.py, another stor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import sqlalchemy as sa
 
 from ociregistry.metadata import gc_queries as q
 from ociregistry.metadata import schema as t
-from ociregistry.metadata.store import MetadataStore
+from tests.cluster.pg import migrated_store  # noqa: F401  (the "store" fixture)
 from tests.unit.test_gc_candidates import (  # noqa: F401 - collected here on PostgreSQL
     push,
     test_a_run_forgets_what_is_alive_for_good_and_a_tag_deletion_records_it_again,
@@ -21,15 +18,6 @@ from tests.unit.test_gc_candidates import (  # noqa: F401 - collected here on Po
     test_the_gc_looks_at_candidates_only,
     test_within_the_grace_period_a_candidate_stays_for_a_later_run,
 )
-
-
-@pytest.fixture
-def store(pg_url: str) -> Iterator[MetadataStore]:
-    db = MetadataStore(pg_url)
-    assert db.dialect == "postgresql"
-    db.create_schema()
-    yield db
-    db.dispose()
 
 
 def test_postgres_reaches_manifests_by_key_from_the_candidates(store):

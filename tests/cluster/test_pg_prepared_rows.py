@@ -4,24 +4,14 @@ server cut mid-transaction raised as the error the fault handling answers with 5
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy.exc as sa_exc
 
 from ociregistry.faults import unavailable
 from ociregistry.metadata import write_statements as w
 from ociregistry.metadata.store import MetadataStore
+from tests.cluster.pg import migrated_store  # noqa: F401  (the "store" fixture)
 from tests.unit.test_prepared_rows import check_errors, check_one_transaction, check_same_answers
-
-
-@pytest.fixture
-def store(pg_url: str) -> Iterator[MetadataStore]:
-    db = MetadataStore(pg_url)
-    assert db.dialect == "postgresql"
-    db.create_schema()
-    yield db
-    db.dispose()
 
 
 def test_same_answers_on_postgresql(store: MetadataStore) -> None:
