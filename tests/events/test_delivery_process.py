@@ -155,3 +155,25 @@ def test_no_endpoint_no_delivery_process_until_one_is_added(start_registry, rece
     after = push(registry.url, "idle/app", "v1")
     bodies = receiver.wait_for(lambda b: any(x["digest"] == after for x in b), timeout=25)
     assert before not in [b["digest"] for b in bodies]  # it was sent to nobody
+
+
+def test_re_enabling_an_endpoint_through_patch_starts_the_idle_delivery_process(
+        start_registry, receiver):
+    # An endpoint added disabled leaves the instance idle; PATCH enabled: true wakes
+    # the master as a create does (not the 5-minute recheck, not the 60 s poll).
+    registry = start_registry([], poll_interval_seconds=60)
+    master = registry.proc.pid
+    r = requests.post(f"{registry.url}/api/v1/events/endpoints",
+                      json={"name": "later", "url": receiver.url, "enabled": False,
+                            "actions": ["manifest.pushed"]}, timeout=30)
+    assert r.status_code == 201, r.text
+    _wait_log(registry, "no endpoint enabled, no delivery process")
+    time.sleep(2.0)  # the master's loop has run since the disabled create
+    assert [p for p in delivery_pids(master) if alive(p)] == []
+    r = requests.patch(f"{registry.url}/api/v1/events/endpoints/later",
+                       json={"enabled": True}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["enabled"] is True
+    wait_delivery_pid(master, timeout=25)
+    pushed = push(registry.url, "idle/again", "v1")
+    receiver.wait_for(lambda b: any(x["digest"] == pushed for x in b), timeout=25)
