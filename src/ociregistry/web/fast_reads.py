@@ -27,6 +27,8 @@ store that redirects or streams: S3), names under a mirror's upstream prefix
 when per-address or per-user rate limits are on (their check writes to the index).
 tests/api/test_fast_reads.py holds the two answers equal over a matrix of
 requests in process; tests/api/test_fast_reads_server.py through gunicorn.
+``GET``/``HEAD /v2/`` and a tags list GET take the same steps here (``caller``,
+``begin``) and are answered by web/fast_listings.py.
 
 Tag -> digest is read from the index on every request, as Flask's route does:
 nothing is cached here, so a tag moved by another worker or instance is seen at once.
