@@ -193,8 +193,13 @@ def test_tags_list_errors_and_unusual_requests_go_to_flask(open_registry: Harnes
     h.both("GET", path, {"Cookie": "a=b"}, fast=False)
     h.both("GET", path, {"If-None-Match": '"x"'}, fast=False)
     h.both("GET", path + "/", fast=False, status=404)
-    # Another endpoint whose path ends the same way: a repository named .../manifests.
+    # A repository named .../manifests: Flask's dispatch reads its list as a tags list
+    # too (not a manifest); unknown first, then pushed.
     h.both("GET", "/v2/fast/manifests/tags/list", fast=False, status=404)
+    h.image("fast/manifests", "v1")
+    h.both("GET", "/v2/fast/manifests/tags/list", fast=True)
+    h.image("fast/blobs", "v1")
+    h.both("GET", "/v2/fast/blobs/tags/list", fast=True)
 
 
 @pytest.mark.parametrize("mode", ["basic", "token"])

@@ -74,7 +74,8 @@ WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 
 class FastReads:
-    """WSGI middleware: plain manifest and blob reads answered here, the rest by ``app``."""
+    """WSGI middleware: plain manifest and blob reads (and, through web/fast_listings.py,
+    /v2/ and tags lists) answered here, the rest by ``app``."""
 
     def __init__(self, app: WSGIApp, runtime: Runtime, extensions: dict[str, Any]) -> None:
         self.app = app
