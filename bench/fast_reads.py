@@ -1,8 +1,9 @@
-"""CPU µs per manifest or blob read in process, the fast route (web/fast_reads.py) on and off.
+"""CPU µs per read in process, the fast route (web/fast_reads.py, fast_listings.py) on and off.
 
     .venv/bin/python bench/fast_reads.py [--requests 2000] [--rounds 3] [--auth basic]
 
-One data directory (a repository, a manifest under ``latest``, a 1 KiB blob), one app built as
+One data directory (a repository, a manifest under ``latest``, a 1 KiB blob; another
+repository with 1,000 tags for the tags list), one app built as
 ``serve`` builds it (default settings, the access log on, to a file); the fast
 route switched on and off in turn (``http.fast_reads``: off is Flask's
 route, the build before it), rounds alternating. Each round makes ``--requests``
@@ -16,9 +17,10 @@ may not read. Prints medians and min-max per kind.
 
 Under the real server instead: two registries as `python app.py` starts them (the
 defaults, gunicorn), one with ``http.fast_reads: false``, loaded in alternating
-order (manifest HEAD by tag with ab, 32 connections; GET by tag and by digest
-with wrk): requests/s, p99 and the CPU of the server's whole process tree per
-request. Needs wrk and ApacheBench. Busy machines: the per-round ratio is the figure.
+order (manifest HEAD by tag with ab, 32 connections; GET by tag and by digest,
+``GET /v2/`` and the 1,000-tag list with wrk): requests/s, p99 and the CPU of the
+server's whole process tree per request. Needs wrk and ApacheBench. Busy machines:
+the per-round ratio is the figure.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 MT = "application/vnd.oci.image.manifest.v1+json"
+TAGS = 1000
 
 
 def _app(data: Path, auth: str | None) -> Any:
@@ -85,10 +88,19 @@ def server(rounds: int, seconds: float) -> int:
                                  headers={"Content-Type": MT})
                 r.raise_for_status()
                 digest = r.headers["Docker-Content-Digest"]
+                with requests.Session() as session:
+                    session.post(f"{reg.url}/v2/t/tags/blobs/uploads/?mount={blob}"
+                                 "&from=t/app").raise_for_status()
+                    for i in range(TAGS):
+                        session.put(f"{reg.url}/v2/t/tags/manifests/v{i:04d}", data=body,
+                                    headers={"Content-Type": MT}).raise_for_status()
                 base = f"{reg.url}/v2/t/app/manifests/"
                 for kind, tool, url in (("HEAD by tag", ab_head, base + "latest"),
                                         ("GET by tag", wrk, base + "latest"),
-                                        ("GET by digest", wrk, base + digest)):
+                                        ("GET by digest", wrk, base + digest),
+                                        ("GET /v2/", wrk, f"{reg.url}/v2/"),
+                                        ("GET tags/list", wrk,
+                                         f"{reg.url}/v2/t/tags/tags/list")):
                     cpu = tree_cpu_seconds(reg.proc.pid)
                     result = tool(url, seconds)
                     spent = tree_cpu_seconds(reg.proc.pid) - cpu
@@ -99,7 +111,7 @@ def server(rounds: int, seconds: float) -> int:
     print(f"gunicorn, fast route off / on ({rounds} rounds x {seconds:g} s; median (min-max))")
     print("| request | req/s off | req/s on | p99 ms off | p99 ms on | CPU µs/req off | on |")
     print("|---|--:|--:|--:|--:|--:|--:|")
-    for kind in ("HEAD by tag", "GET by tag", "GET by digest"):
+    for kind in ("HEAD by tag", "GET by tag", "GET by digest", "GET /v2/", "GET tags/list"):
         cells = []
         for i in range(3):
             for on in (False, True):
@@ -143,12 +155,21 @@ def main(argv: list[str] | None = None) -> int:
                    headers={**headers, "Content-Type": MT})
     assert r.status_code == 201, r.get_data()
     digest = r.headers["Docker-Content-Digest"]
+    # The tags list's repository (the issue's 1,000 tags): the config mounted, then tags.
+    assert client.post(f"/v2/t/tags/blobs/uploads/?mount={blob}&from=t/app",
+                       headers=headers).status_code == 201
+    for i in range(TAGS):
+        assert client.put(f"/v2/t/tags/manifests/v{i:04d}", data=manifest,
+                          headers={**headers, "Content-Type": MT}).status_code == 201
     kinds = {"HEAD by tag": ("HEAD", "/v2/t/app/manifests/latest"),
              "GET by tag": ("GET", "/v2/t/app/manifests/latest"),
              "GET by digest": ("GET", f"/v2/t/app/manifests/{digest}"),
              "HEAD blob": ("HEAD", f"/v2/t/app/blobs/{blob}"),
              "GET blob (1 KiB)": ("GET", f"/v2/t/app/blobs/{blob}"),
-             "HEAD blob miss (404)": ("HEAD", "/v2/t/app/blobs/sha256:" + "1" * 64)}
+             "HEAD blob miss (404)": ("HEAD", "/v2/t/app/blobs/sha256:" + "1" * 64),
+             "GET /v2/": ("GET", "/v2/"),
+             f"GET tags/list ({TAGS:,} tags)": ("GET", "/v2/t/tags/tags/list"),
+             "GET tags/list?n=100": ("GET", "/v2/t/tags/tags/list?n=100&last=v0500")}
     fast = app.extensions[EXTENSION]
     results: dict[tuple[str, bool], list[float]] = {}
 

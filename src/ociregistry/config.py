@@ -47,9 +47,9 @@ class HTTPSettings(_Section):
     )
     fast_reads: bool = Field(
         True,
-        description="answer plain manifest HEAD/GET requests (by tag or digest) in front of"
-                    " Flask (web/fast_reads.py): the same answer for less CPU; anything"
-                    " unusual still goes through Flask",
+        description="answer plain manifest and blob HEAD/GET requests, /v2/ and tags lists"
+                    " in front of Flask (web/fast_reads.py, web/fast_listings.py): the same"
+                    " answer for less CPU; anything unusual still goes through Flask",
     )
 
 

@@ -119,7 +119,9 @@ def test_unusual_requests_go_to_flask(open_registry: Harness) -> None:
     h.both("GET", path, {"Cookie": "a=b"}, fast=False)
     h.both("GET", "/v2/fast//odd/manifests/v", fast=False, status=400)
     h.both("HEAD", "/v2/fast/odd/manifests/v/", fast=False, status=404)
-    h.both("GET", "/v2/fast/odd/tags/list", fast=False)
+    h.both("GET", "/v2/fast/odd/referrers/" + "sha256:" + "0" * 64, fast=False)
+    # The base endpoint and tags lists: tests/api/test_fast_listings.py.
+    h.both("GET", "/v2/fast/odd/tags/list", fast=True)
 
 
 # -- htpasswd and tokens ------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 A plain manifest or blob HEAD/GET takes the fast route (web/fast_reads.py); the
 same request with a query string (which Flask's routes ignore) goes through Flask.
-Status, headers (names, order, values; not Date and a blob's Expires) and body
+So do ``GET``/``HEAD /v2/`` and a tags list (web/fast_listings.py); a tag added or
+removed is in every worker's next list. Status, headers (names, order, values; not
+Date and a blob's Expires) and body
 (a blob's through sendfile) must match, and so must
 the two access-log lines (but for the duration). That a tag moved or deleted by
 another worker or server is seen at once is tests/api/test_read_consistency.py's
@@ -13,6 +15,7 @@ test_plain_client_headers_take_the_fast_route).
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import time
 import urllib.parse
@@ -111,3 +114,56 @@ def test_server_answers_blob_misses_fast_and_flask_alike(registry, repo, method:
         assert fast[2] == flask[2]
         assert (b"BLOB_UNKNOWN" in fast[2]) is (method == "GET")
         assert _log_line(registry.log_path, ids[0]) == _log_line(registry.log_path, ids[1])
+
+
+def _fast_and_flask(registry, path: str, method: str = "GET",
+                    headers: dict[str, str] | None = None) -> tuple:
+    """``path`` as it is (the fast route) and with a query key Flask ignores (Flask's),
+    compared: status, headers but the request id and Date, body, access-log lines."""
+    ids = [uuid.uuid4().hex, uuid.uuid4().hex]
+    mark = "&" if "?" in path else "?"
+    fast = _raw(registry.url + path, method, {**(headers or {}), "X-Request-ID": ids[0]})
+    flask = _raw(registry.url + path + mark + "through=flask", method,
+                 {**(headers or {}), "X-Request-ID": ids[1]})
+    assert fast[0] == flask[0] == 200, (fast, flask)
+    assert _without_date(fast[1]) == [
+        (k, ids[0] if k == "x-request-id" else v) for k, v in _without_date(flask[1])]
+    assert fast[2] == flask[2]
+    assert _log_line(registry.log_path, ids[0]) == _log_line(registry.log_path, ids[1])
+    return fast
+
+
+@pytest.mark.single_node
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_server_answers_base_fast_and_flask_alike(registry, method: str) -> None:
+    status, headers, body = _fast_and_flask(registry, "/v2/", method)
+    assert body == (b"{}" if method == "GET" else b"")
+    assert ("Docker-Distribution-API-Version", "registry/2.0") in headers
+
+
+@pytest.mark.single_node
+def test_server_answers_tags_lists_fast_and_flask_alike(registry, repo) -> None:
+    manifest = make_image(registry.url, repo, layers=1)
+    for tag in ("b", "a", "c"):
+        assert put_manifest(registry.url, repo, tag, manifest).status_code == 201
+    path = f"/v2/{repo}/tags/list"
+    _, _, body = _fast_and_flask(registry, path)
+    assert json.loads(body) == {"name": repo, "tags": ["a", "b", "c"]}
+    _, headers, _ = _fast_and_flask(registry, path + "?n=2")
+    assert ("Link", f'</v2/{repo}/tags/list?n=2&last=b>; rel="next"') in headers
+    _fast_and_flask(registry, path + "?n=2&last=b")
+    _fast_and_flask(registry, path + "?n=0")
+    # A tag added, then removed, through the server: every worker's next list has it,
+    # then not (each page is cached per worker, under the repository's tags_version).
+    _every_worker_lists(registry, path, ["a", "b", "c"])
+    assert put_manifest(registry.url, repo, "d", manifest).status_code == 201
+    _every_worker_lists(registry, path, ["a", "b", "c", "d"])
+    status, _, _ = _raw(f"{registry.url}/v2/{repo}/manifests/d", "DELETE", {})
+    assert status == 202
+    _every_worker_lists(registry, path, ["a", "b", "c"])
+
+
+def _every_worker_lists(registry, path: str, tags: list[str]) -> None:
+    for _ in range(8):  # fresh connections: both workers answer some
+        status, _, body = _raw(registry.url + path, "GET", {})
+        assert status == 200 and json.loads(body)["tags"] == tags

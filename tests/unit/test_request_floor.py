@@ -45,9 +45,28 @@ def _full_redaction(text: str) -> str:
     "alice:$2y$04$IqVAe3RQasZsPrfIqRW8Juy9WX6VBHHguZmwILWsiwSAh1S.4bf1a",
     "a path /v2/tokens/secretive/manifests/latest",
     "",
+    # Letters (?i) folds onto ASCII ones (Kelvin sign, long s, dotless i): the regex's.
+    "to\u212aen=abc",
+    "ba\u017fic YWxpY2U6c2VjcmV0",
+    "\u017fecret: s3cret",
+    "pa\u017f\u017fword=s3cret",
+    "authorızation: x",
+    "\u00e9 EYJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl",
+    "ALICE:$2Y$04$IqVAe3RQasZsPrfIqRW8Juy9WX6VBHHguZmwILWsiwSAh1S.4bf1a",
+    "OCR_0123456789ab_" + "A" * 43,
 ])
 def test_redact_equals_the_full_substitution(text):
     assert redact.redact(text) == _full_redaction(text)
+
+
+@pytest.mark.parametrize("text", [
+    "authorization", "BASIC", "Bearer", "eyJ", "PASSW", "toKen", "Secret", "ocr_", "OCR_",
+    "$2a$", "$2B$", "$2y$", "x to\u212aen", "ba\u017fic", "authorızation",
+    "127.0.0.1 GET /v2/ 200 0 2 0.0010 \"-\" 5f0c", "$2c$", "ocr-", "eyk", "",
+])
+def test_the_quick_check_is_the_regex(text):
+    """The words test on ASCII text and the regex elsewhere agree with the regex."""
+    assert redact._may_hold_secret(text) is (redact._ANY_SECRET.search(text) is not None)
 
 
 def test_redact_still_masks_a_robot_token():

@@ -32,10 +32,26 @@ _PATTERNS = [
 # Every pattern above matches only where this one does: one search clears the
 # common case (an access-log line, most messages) instead of six substitutions.
 _ANY_SECRET = re.compile(r"(?i)authorization|basic|bearer|eyJ|passw|token|secret|ocr_|\$2[aby]\$")
+# The same words for ASCII text (every access-log line): on ASCII, str.lower() is what
+# (?i) does, and ten substring tests cost a seventh of the case-insensitive scan.
+# Other text keeps the regex: (?i) also folds a few non-ASCII letters (the Kelvin
+# sign, the long s, the dotless i) onto these ASCII ones, lower() does not.
+_WORDS = ("authorization", "basic", "bearer", "eyj", "passw", "token", "secret", "ocr_",
+          "$2a$", "$2b$", "$2y$")
+
+
+def _may_hold_secret(text: str) -> bool:
+    if text.isascii():
+        lowered = text.lower()
+        for word in _WORDS:
+            if word in lowered:
+                return True
+        return False
+    return _ANY_SECRET.search(text) is not None
 
 
 def redact(text: str) -> str:
-    if _ANY_SECRET.search(text) is None:
+    if not _may_hold_secret(text):
         return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)

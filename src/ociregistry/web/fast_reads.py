@@ -27,6 +27,8 @@ store that redirects or streams: S3), names under a mirror's upstream prefix
 when per-address or per-user rate limits are on (their check writes to the index).
 tests/api/test_fast_reads.py holds the two answers equal over a matrix of
 requests in process; tests/api/test_fast_reads_server.py through gunicorn.
+``GET``/``HEAD /v2/`` and a tags list GET take the same steps here (``caller``,
+``begin``) and are answered by web/fast_listings.py.
 
 Tag -> digest is read from the index on every request, as Flask's route does:
 nothing is cached here, so a tag moved by another worker or instance is seen at once.
@@ -50,7 +52,8 @@ from ociregistry.core.names import validate_name
 from ociregistry.mirror.routing import mirrored_prefix
 from ociregistry.runtime import Runtime
 from ociregistry.web import auth as access
-from ociregistry.web import fast_blobs
+from ociregistry.web import fast_blobs, fast_listings
+from ociregistry.web.fast_listings import Answer as _Answer
 from ociregistry.web.observability import new_request_id, request_done
 from ociregistry.web.registry_api import _ROUTE_LABELS
 
@@ -61,31 +64,18 @@ _MANIFESTS, _BLOBS, _UPLOADS = "/manifests/", "/blobs/", "/blobs/uploads/"
 # Request headers that send a request to Flask: Range and If-* (Flask's blob route
 # answers them; its manifest route ignores them, but an unusual request is not worth
 # a second code path), cookies (the UI's session), a query string, a body.
-_UNUSUAL = ("QUERY_STRING", "HTTP_COOKIE", "HTTP_TRANSFER_ENCODING", "HTTP_RANGE",
-            "HTTP_IF_RANGE", "HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE",
-            "HTTP_IF_UNMODIFIED_SINCE")
+# The tags list reads its own query (web/fast_listings.py): the headers alone.
+UNUSUAL_HEADERS = ("HTTP_COOKIE", "HTTP_TRANSFER_ENCODING", "HTTP_RANGE", "HTTP_IF_RANGE",
+                   "HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE",
+                   "HTTP_IF_UNMODIFIED_SINCE")
+_UNUSUAL = ("QUERY_STRING", *UNUSUAL_HEADERS)
 
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 
-class _Answer:
-    """The body (the manifest, or nothing for a HEAD); the server's ``close`` logs it."""
-
-    __slots__ = ("body", "finish")
-
-    def __init__(self, body: tuple[bytes, ...], finish: tuple[Any, ...]) -> None:
-        self.body = body
-        self.finish = finish
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.body)
-
-    def close(self) -> None:
-        request_done(*self.finish)
-
-
 class FastReads:
-    """WSGI middleware: plain manifest and blob reads answered here, the rest by ``app``."""
+    """WSGI middleware: plain manifest and blob reads (and, through web/fast_listings.py,
+    /v2/ and tags lists) answered here, the rest by ``app``."""
 
     def __init__(self, app: WSGIApp, runtime: Runtime, extensions: dict[str, Any]) -> None:
         self.app = app
@@ -116,53 +106,82 @@ class FastReads:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
         path = environ.get("PATH_INFO") or ""
-        if (
-            not self.enabled
-            or (method != "HEAD" and method != "GET")
-            or not path.startswith("/v2/")
-            or (_MANIFESTS not in path and _BLOBS not in path)
-        ):
+        if not self.enabled or (method != "HEAD" and method != "GET") or \
+                not path.startswith("/v2/"):
             return self.app(environ, start_response)
-        answer = self._answer(environ, start_response, method, path)
+        if path == "/v2/" or path.endswith(fast_listings.TAGS_LIST):
+            answer = fast_listings.answer(self, environ, start_response, method, path)
+        elif _MANIFESTS in path or _BLOBS in path:
+            answer = self._answer(environ, start_response, method, path)
+        else:
+            answer = None
         if answer is None:
             return self.app(environ, start_response)
         return answer
 
-    def _answer(self, environ: dict[str, Any], start_response: Any, method: str,
-                path: str) -> Iterable[bytes] | None:
-        for key in _UNUSUAL:
-            if environ.get(key):
-                return None
-        if environ.get("CONTENT_LENGTH") not in (None, "", "0") or "//" in path:
-            return None  # a doubled slash: Flask's URL map has its own answer
-        routed = _route(path[4:])
-        if routed is None:
-            return None
-        kind, name, ref = routed
-        try:
-            validate_name(name)
-        except Exception:  # noqa: BLE001 (Flask answers the error)
-            return None
-        if self.mirror is not None and mirrored_prefix(self.mirror, name) is not None:
-            return None
+    def caller(self, environ: dict[str, Any], name: str | None) -> Principal | None:
+        """Who is calling, when this route may answer them; None: Flask's (a rate limit,
+        credentials to check or record, a refusal or challenge). ``name``: pull on that
+        repository is needed; None: the base endpoint, which challenges anonymous callers
+        when authentication is on (web/auth.py's hook)."""
         auth = self._service()
         if auth is None:
             return None
-        who = ANONYMOUS
-        if auth.enabled:
-            found = _principal(auth, environ.get("HTTP_AUTHORIZATION"))
-            if found is None or not auth.can(found, name, PULL):
-                return None  # a challenge, a refusal or a first login: Flask's
-            who = found
+        if not auth.enabled:
+            return ANONYMOUS
+        found = _principal(auth, environ.get("HTTP_AUTHORIZATION"))
+        if found is None:
+            return None  # a challenge, a refusal or a first login: Flask's
+        if name is None:
+            return None if found is ANONYMOUS else found
+        return found if auth.can(found, name, PULL) else None
+
+    def begin(self, environ: dict[str, Any], method: str, path: str,
+              who: Principal) -> list[Any]:
+        """The request id and the actor (observability's and auth's before-request hooks);
+        the fields ``request_done`` will log (route, status and size still to fill in).
+        The caller sets the actor back to SYSTEM when it is done (Flask's teardown)."""
         started = time.perf_counter()
         request_id = new_request_id(environ.get("HTTP_X_REQUEST_ID"))
         client = environ.get("REMOTE_ADDR")
         actor = Actor("anonymous", None, client, request_id)
-        if auth.enabled:
+        if self._auth is not None and self._auth.enabled:
             actor = actor.as_user(who.user, robot=False)
         set_actor(actor)
-        finish = [self.log_access, started, "", method, 200, 0, 0, client or "-", path,
-                  who.user or "-", request_id]
+        return [self.log_access, started, "", method, 200, 0, 0, client or "-", path,
+                who.user or "-", request_id]
+
+    def plain_request(self, environ: dict[str, Any], path: str, query: bool = False) -> bool:
+        """No header that makes Flask's answer differ or need Flask, no query string
+        (unless ``query``: the caller reads it), no body, no doubled slash (Flask's URL
+        map has its own answer)."""
+        for key in UNUSUAL_HEADERS if query else _UNUSUAL:
+            if environ.get(key):
+                return False
+        return environ.get("CONTENT_LENGTH") in (None, "", "0") and "//" not in path
+
+    def local_name(self, name: str) -> bool:
+        """A valid repository name, not under a mirror's upstream prefix."""
+        try:
+            validate_name(name)
+        except Exception:  # noqa: BLE001 (Flask answers the error)
+            return False
+        return self.mirror is None or mirrored_prefix(self.mirror, name) is None
+
+    def _answer(self, environ: dict[str, Any], start_response: Any, method: str,
+                path: str) -> Iterable[bytes] | None:
+        if not self.plain_request(environ, path):
+            return None
+        routed = _route(path[4:])
+        if routed is None:
+            return None
+        kind, name, ref = routed
+        if not self.local_name(name):
+            return None
+        who = self.caller(environ, name)
+        if who is None:
+            return None
+        finish = self.begin(environ, method, path, who)
         try:
             if kind == "manifest":
                 return self._manifest(environ, start_response, method, name, ref, finish)

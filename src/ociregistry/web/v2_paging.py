@@ -14,13 +14,18 @@ MAX_PAGE = 10000  # the largest page a client gets, whatever n it asks for
 
 def page_args() -> tuple[int | None, str | None]:
     """(n, last) of the request; 400 PAGINATION_NUMBER_INVALID for a bad n."""
-    raw = request.args.get("n")
-    n = None
-    if raw is not None and raw != "":
-        if not (raw.isascii() and raw.isdigit()):  # isdigit() alone takes "²"
-            raise PaginationNumberInvalid(detail={"n": raw[:50]})
-        n = min(int(raw), MAX_PAGE) if len(raw) < 19 else MAX_PAGE
-    return n, request.args.get("last") or None
+    return parse_n(request.args.get("n")), request.args.get("last") or None
+
+
+def parse_n(raw: str | None) -> int | None:
+    """The page size ``n`` from its query value (None or empty: no limit; at most
+    MAX_PAGE); 400 PAGINATION_NUMBER_INVALID for anything but digits. Also what the
+    fast route (web/fast_listings.py) reads it with."""
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit()):  # isdigit() alone takes "²"
+        raise PaginationNumberInvalid(detail={"n": raw[:50]})
+    return min(int(raw), MAX_PAGE) if len(raw) < 19 else MAX_PAGE
 
 
 def next_link(path: str, n: int, last: str, **extra: str) -> str:
