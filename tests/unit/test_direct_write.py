@@ -398,7 +398,6 @@ def test_a_long_upload_is_read_back_whole_either_way(storage, monkeypatch, popul
         real(fd, offset, length, behind, gate)
 
     monkeypatch.setattr(direct_write, "read_back_later", recording)
-    monkeypatch.setattr(direct_write, "PIECE", 2 * STAGE)
     size = populate.LAG + 6 * STAGE
     upload_id = new_upload(storage)
     with storage.append_upload(upload_id) as writer:

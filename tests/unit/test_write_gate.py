@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -153,3 +154,38 @@ def test_a_large_pull_holds_the_gate_until_closed(storage, tmp_path):
     other = FilesystemStorage(str(tmp_path / "other"), fsync=True)  # no gate: as before
     with opened_for_pull(other, str(big), write_gate.PULL_MIN) as f:
         assert not isinstance(f, write_gate.GatedFile)
+
+
+def test_a_long_upload_is_read_back_whole_in_pieces(storage, monkeypatch):
+    import shutil
+
+    from tests.unit.test_direct_write import cached_bytes
+
+    if shutil.which("fincore") is None:
+        pytest.skip("util-linux fincore is Linux-only")
+    monkeypatch.setattr(direct_write, "PIECE", 2 * STAGE)
+    calls: list[tuple[int, int, bool]] = []
+    real = direct_write.read_back_later
+
+    def recording(fd: int, offset: int, length: int, behind: bool = False,
+                  gate: object = None) -> None:
+        assert gate is storage.write_gate
+        calls.append((offset, length, behind))
+        real(fd, offset, length, behind, gate)
+
+    monkeypatch.setattr(direct_write, "read_back_later", recording)
+    size = populate.LAG + 6 * STAGE
+    upload_id = str(uuid.uuid4())
+    storage.create_upload(upload_id)
+    with storage.append_upload(upload_id) as writer:
+        for _ in range(size // (2 * STAGE)):
+            writer.write_many(aligned_chunks(STAGE, STAGE))
+    assert direct_write.read_backs_done()
+    assert sum(length for _, length, _ in calls) == size
+    assert all(length >= 2 * STAGE for _, length, behind in calls if behind)
+    assert calls[0][2] and not calls[-1][2]
+    path = storage._upload_file(upload_id)
+    deadline = time.monotonic() + 30
+    while cached_bytes(path) < size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cached_bytes(path) == size

@@ -24,6 +24,10 @@ the push finds the blob there as it did before: ranges well behind the write fro
 by populating a mapping (storage/populate.py, cheaper), the last ones of a request
 with readahead(2) (measured in docs/performance.md, Pushes).
 
+With ``storage.read_back_when_idle`` the read-backs wait while uploads write or large
+blobs are pulled (storage/write_gate.py): the disk reads them back then, not beside the
+push's own writes (measured in docs/performance.md, Pushes, round three).
+
 Where O_DIRECT is refused (tmpfs before Linux 6.6, some network or FUSE file
 systems, other platforms) the file is opened and written as before.
 """
@@ -70,8 +74,8 @@ _reader: threading.Thread | None = None
 READ_STEP = 1 << 20  # bytes per readahead(2) call (the kernel caps one call at the
 # device's larger of read_ahead_kb and max_sectors_kb, often 128 KiB and 1 MiB)
 GATE_STEP = 8 << 20  # bytes read back between two looks at the write gate
-PIECE = 32 << 20  # bytes per queued range behind the write front (MAX_READ_BACKS of
-# them hold a deferred 2 GiB; pieces of populate.STEP filled the queue in 128 MiB)
+PIECE = 32 << 20  # bytes per queued range behind the write front when read-backs wait
+# at a write gate (MAX_READ_BACKS of them hold 2 GiB; populate.STEP's, 128 MiB)
 
 
 def _read_back_loop() -> None:
@@ -259,10 +263,12 @@ class DirectAppender:
 
     def _written(self) -> None:
         # Read back what is now populate.LAG behind the write front, in pieces of at
-        # least PIECE; the rest goes at flush() (readahead there: at the end of the
-        # file populating is the dearer way).
+        # least populate.STEP (PIECE when they wait at a gate: more of them queue up);
+        # the rest goes at flush() (readahead there: at the end of the file populating
+        # is the dearer way).
         upto = self.disk - populate.LAG
-        if self._readahead is not None and upto - self._unread >= PIECE:
+        piece = PIECE if self._gate is not None else populate.STEP
+        if self._readahead is not None and upto - self._unread >= piece:
             self._read_back(self._unread, upto - self._unread, behind=True)
             self._unread = upto
 
