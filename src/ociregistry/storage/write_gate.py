@@ -3,20 +3,23 @@
 A blob written around the page cache (storage/direct_write.py) is read back into the
 cache afterwards, so that a pull right after the push finds it there. On the bench
 machine that read-back is a second pass over the disk: the device shares its
-bandwidth between the reads and the uploads' writes, and a 256 MiB push reached 530
-MiB/s with its read-back running beside it against 820 without (docs/performance.md,
-"Pushes, round three"). So the read-back thread waits while any upload of the same
-storage root is writing, in this process or another worker, and reads when the disk
-is left to it (or once a range has waited ``MAX_DEFER`` seconds: a registry that is
-never idle reads back as it did before).
+bandwidth between the reads and the uploads' writes, and a 256 MiB push (without
+HTTP, bench/push_pipeline.py) reached 394-559 MiB/s with its read-back beside it
+against 568-819 without. With ``storage.read_back_when_idle`` the read-back thread
+waits while any upload of the same storage root is writing, or a large blob is being
+pulled, in this process or another worker, and reads when the disk is left to it (or
+once a range has waited ``MAX_DEFER`` seconds: a registry that is never idle reads
+back as it did before). The price: a pull right after the push reads the disk, which
+is why it is off by default (docs/performance.md, "Pushes, round three").
 
 The signal is a ``flock`` on one file under the storage root: every process writing
-an upload holds a shared lock on it (taken by its first writer, dropped by its last),
-and the read-back thread asks for an exclusive one without waiting, through a
-descriptor of its own (flock locks belong to open file descriptions, so the two
-conflict within one process too), and lets it go at once. Neither side ever blocks on
-the other: a writer that finds the file locked exclusively (the reader's instant)
-goes on without the shared lock, and the gate is only a hint.
+an upload (or sending a large blob) holds a shared lock on it, taken by its first
+such request and dropped by its last, and the read-back thread asks for an exclusive
+one without waiting, through a descriptor of its own (flock locks belong to open file
+descriptions, so the two conflict within one process too), and lets it go at once.
+Neither side ever blocks on the other: a writer that finds the file locked
+exclusively (the reader's instant) goes on without the shared lock; the gate is only
+a hint.
 """
 
 from __future__ import annotations
@@ -113,27 +116,20 @@ class WriteGate:
             time.sleep(POLL)
 
 
-PULL_MIN = 8 << 20  # a GET of a blob from this size on holds the gate and reads ahead
+PULL_MIN = 8 << 20  # a GET of a blob from this size on holds the gate
 
 
 class GatedFile:
     """A large blob file opened for a GET: while it is being sent, read-backs wait (as
-    for an upload: the disk may be reading this very file, which a read-back of other
-    blobs would slow down), and the kernel is asked to read the whole file ahead at
-    once, so that an uncached blob (written around the cache, not read back yet) is
-    read by the disk in large requests in parallel instead of the sequential
-    readahead's 128 KiB steps; for a cached one the advice walks its pages.
-    ``fileno`` is what the server's sendfile needs; ``close`` gives the gate back."""
+    for an upload: the disk may be reading this very file, which read-backs of other
+    blobs would slow down). ``fileno`` is what the server's sendfile needs; ``close``
+    gives the gate back."""
 
     def __init__(self, file: Any, gate: WriteGate | None) -> None:
         self._file = file
         self._gate = gate
         if gate is not None:
             gate.enter()
-        try:
-            os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
-        except (OSError, AttributeError):  # a hint: other platforms, odd files
-            pass
 
     def fileno(self) -> int:
         return self._file.fileno()
