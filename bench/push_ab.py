@@ -1,17 +1,19 @@
 """Big pushes, this tree against an earlier revision, interleaved start by start.
 
     .venv/bin/python bench/push_ab.py --baseline REV [--rounds 3] [--reps 3]
-                                      [--kinds mono,chunked,x4] [--blob-mib 256]
+                                      [--kinds mono,chunked,x4,pull] [--blob-mib 256]
 
 bench/push_ratio.py takes one push of each kind per build and run; on a busy machine
 one push is one sample of a few seconds, and its ratios move with whatever else ran
 then. This one starts each build fresh ``--rounds`` times, alternating (baseline,
 tree, baseline, tree, ...), pushes ``--reps`` times of each kind per start (256 MiB
-monolithic, 256 MiB in 8 MiB PATCHes, 4 × 64 MiB at once), and prints each start's
-medians of MiB/s and of the whole process tree's CPU per MiB (from /proc), then
-the medians over the starts. The figures in docs/performance.md's "Pushes, round
-two" come from this. BENCH_OURS_OCIREGISTRY_X=v sets a setting for both builds
-(bench/servers.py).
+monolithic, 256 MiB in 8 MiB PATCHes, 4 × 64 MiB at once; ``pull`` then GETs the
+blob of that rep's monolithic push, as bench/compare.py pulls after its pushes),
+and prints each start's medians of MiB/s and of the whole process tree's CPU per
+MiB (from /proc), then the medians over the starts. The figures in
+docs/performance.md's "Pushes, round two" and "round three" come from this.
+BENCH_OURS_OCIREGISTRY_X=v sets a setting for both builds, BENCH_TREE_X=v an
+environment variable for this tree's only (bench/servers.py).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from bench.loads import parallel  # noqa: E402
 from bench.proctree import MiB  # noqa: E402
 from bench.servers import OURS, ROOT, Registry  # noqa: E402
 
-KINDS = ("mono", "chunked", "x4")
+KINDS = ("mono", "chunked", "x4", "pull")
 
 
 def one_start(source: Path, workdir: Path, blobs: dict, kinds: list[str], reps: int,
@@ -52,8 +54,17 @@ def one_start(source: Path, workdir: Path, blobs: dict, kinds: list[str], reps: 
 
                         parallel(4, quarter)
                         size = sum(b.size for b in blobs["quarters"])
+                    elif kind == "pull":
+                        # The blob this rep's monolithic push just stored, as compare.py
+                        # pulls it after its pushes (from the page cache, if read back).
+                        c, blob = Client(reg.url), blobs["mono"][rep % len(blobs["mono"])]
+                        c.pull_blob(f"ab/mono{start}-{rep}", blob.digest, blob.size)
+                        c.close()
+                        size = blob.size
                     else:
-                        c, blob = Client(reg.url), blobs["big"]
+                        c = Client(reg.url)
+                        blob = (blobs["mono"][rep % len(blobs["mono"])] if kind == "mono"
+                                else blobs["big"])
                         push = c.push_monolithic if kind == "mono" else c.push_chunked
                         with open(blob.path, "rb") as f:
                             push(f"ab/{kind}{start}-{rep}", f, blob.size, blob.digest)
@@ -76,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [k for k in args.kinds.split(",") if k]
     if not set(kinds) <= set(KINDS):
         p.error(f"--kinds: choose from {', '.join(KINDS)}")
+    if "pull" in kinds and ("mono" not in kinds or kinds.index("pull") < kinds.index("mono")):
+        p.error("--kinds: pull reads the blob of the monolithic push before it")
     tmp = Path(tempfile.mkdtemp(prefix="push-ab-"))
     try:
         base = tmp / "baseline"
@@ -84,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
                                   "app.py"], check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
         size = args.blob_mib * MiB
+        # A blob of its own per monolithic push (so that "pull" reads what that push
+        # wrote, not an earlier copy); chunked pushes send another one.
         blobs = {"big": make_blob(tmp / "big", size, 1),
+                 "mono": [make_blob(tmp / f"mono{i}", size, 100 + i) for i in range(args.reps)]
+                 if "mono" in kinds else [],
                  "quarters": [make_blob(tmp / f"q{i}", size // 4, 10 + i) for i in range(4)]}
         builds = [("baseline", base), ("tree", ROOT)]
         results: dict[str, list[dict[str, tuple[float, float]]]] = {b: [] for b, _ in builds}
@@ -93,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 got = one_start(source, tmp / f"{label}-{start}", blobs, kinds, args.reps,
                                 start)
                 results[label].append(got)
+                subprocess.run(["rm", "-rf", str(tmp / f"{label}-{start}")], check=False)
                 print(f"start {start + 1} {label:8s} " + "  ".join(
                     f"{k} {got[k][0]:,.0f} MiB/s {got[k][1]:.2f} ms/MiB" for k in kinds),
                     f" load {os.getloadavg()[0]:.1f}", file=sys.stderr)

@@ -96,6 +96,9 @@ class Registry:
         if self.kind == OURS:
             env.update({k.removeprefix("BENCH_OURS_"): v for k, v in os.environ.items()
                         if k.startswith("BENCH_OURS_OCIREGISTRY_")})
+            if self.source == ROOT:  # this tree only, not an earlier revision (push_ab.py)
+                env.update({k.removeprefix("BENCH_TREE_"): v for k, v in os.environ.items()
+                            if k.startswith("BENCH_TREE_")})
         if self.kind == OURS:
             env["PYTHONPATH"] = os.pathsep.join(
                 [str(self.source / "src"), *filter(None, [env.get("PYTHONPATH")])])

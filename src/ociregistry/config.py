@@ -111,6 +111,13 @@ class StorageSettings(_Section):
         " is written (readahead), so that a pull right after the push is served from"
         " memory; false saves that CPU (about 0.2-0.4 ms per MiB pushed)",
     )
+    read_back_when_idle: bool = Field(
+        False,
+        description="with cache_new_blobs: read new blobs back only while no upload is"
+        " written and no large blob pulled (10 s late at most), so that a push has the"
+        " disk to itself; a pull right after the push then reads the disk"
+        " (docs/performance.md, Pushes, round three)",
+    )
 
 
 class DatabaseSettings(_Section):

@@ -392,9 +392,10 @@ def test_a_long_upload_is_read_back_whole_either_way(storage, monkeypatch, popul
     calls: list[tuple[int, int, bool]] = []
     real = direct_write.read_back_later
 
-    def recording(fd: int, offset: int, length: int, behind: bool = False) -> None:
+    def recording(fd: int, offset: int, length: int, behind: bool = False,
+                  gate: object = None) -> None:
         calls.append((offset, length, behind))
-        real(fd, offset, length, behind)
+        real(fd, offset, length, behind, gate)
 
     monkeypatch.setattr(direct_write, "read_back_later", recording)
     size = populate.LAG + 6 * STAGE

@@ -24,6 +24,10 @@ the push finds the blob there as it did before: ranges well behind the write fro
 by populating a mapping (storage/populate.py, cheaper), the last ones of a request
 with readahead(2) (measured in docs/performance.md, Pushes).
 
+With ``storage.read_back_when_idle`` the read-backs wait while uploads write or large
+blobs are pulled (storage/write_gate.py): the disk reads them back then, not beside the
+push's own writes (measured in docs/performance.md, Pushes, round three).
+
 Where O_DIRECT is refused (tmpfs before Linux 6.6, some network or FUSE file
 systems, other platforms) the file is opened and written as before.
 """
@@ -41,7 +45,7 @@ import threading
 import time
 from typing import Any
 
-from ociregistry.storage import populate
+from ociregistry.storage import populate, write_gate
 
 ALIGN = 4096
 STAGE = 1 << 20  # bytes per direct write (and per staging buffer)
@@ -69,27 +73,36 @@ _reader: threading.Thread | None = None
 
 READ_STEP = 1 << 20  # bytes per readahead(2) call (the kernel caps one call at the
 # device's larger of read_ahead_kb and max_sectors_kb, often 128 KiB and 1 MiB)
+GATE_STEP = 8 << 20  # bytes read back between two looks at the write gate
+PIECE = 32 << 20  # bytes per queued range behind the write front when read-backs wait
+# at a write gate (MAX_READ_BACKS of them hold 2 GiB; populate.STEP's, 128 MiB)
 
 
 def _read_back_loop() -> None:
     while True:
-        fd, offset, length, behind = _read_backs.get()
+        fd, offset, length, behind, gate, deadline = _read_backs.get()
         try:
-            if behind and populate.populate(fd, offset, length):
-                continue  # (the finally clause closes the descriptor)
             end = offset + length
             while offset < end:
-                _READAHEAD(fd, offset, min(READ_STEP, end - offset))
-                offset += READ_STEP
+                if gate is not None:
+                    # The disk reads these pages: not while uploads write (write_gate.py).
+                    gate.wait_idle(deadline)
+                step = min(GATE_STEP, end - offset)
+                if not (behind and populate.populate(fd, offset, step)):
+                    for start in range(offset, offset + step, READ_STEP):
+                        _READAHEAD(fd, start, min(READ_STEP, offset + step - start))
+                offset += step
         except Exception:  # noqa: BLE001 - a hint to the cache: losing one costs a disk read
             pass
         finally:
             os.close(fd)
 
 
-def read_back_later(fd: int, offset: int, length: int, behind: bool = False) -> None:
+def read_back_later(fd: int, offset: int, length: int, behind: bool = False,
+                    gate: write_gate.WriteGate | None = None) -> None:
     """The range into the cache on the process's read-back thread: populated when it is
-    ``behind`` the end of the file by populate.LAG (cheaper), else readahead(2). The
+    ``behind`` the end of the file by populate.LAG (cheaper), else readahead(2); with a
+    ``gate``, once no upload writes (or write_gate.MAX_DEFER seconds from now). The
     descriptor is duplicated: the upload may close its own before the read runs."""
     global _reader
     if _READAHEAD is None or _read_backs.qsize() >= MAX_READ_BACKS:
@@ -103,7 +116,7 @@ def read_back_later(fd: int, offset: int, length: int, behind: bool = False) -> 
         copy = os.dup(fd)
     except OSError:  # out of descriptors: the push goes on, the pull reads the disk
         return
-    _read_backs.put((copy, offset, length, behind))
+    _read_backs.put((copy, offset, length, behind, gate, time.monotonic() + write_gate.MAX_DEFER))
 
 
 def read_backs_done(timeout: float = 30.0) -> bool:
@@ -156,9 +169,10 @@ def _give_buffer(buffer: mmap.mmap) -> None:
 class DirectAppender:
     """Appends to ``fd`` (opened O_WRONLY | O_APPEND | O_DIRECT) whose size is ``size``."""
 
-    def __init__(self, fd: int, size: int, readahead: bool = True, path: str | None = None
-                 ) -> None:
+    def __init__(self, fd: int, size: int, readahead: bool = True, path: str | None = None,
+                 gate: write_gate.WriteGate | None = None) -> None:
         self.fd = fd
+        self._gate = gate  # read-backs wait while uploads write (write_gate.py)
         self._readahead = _READAHEAD if readahead and path is not None else None
         self._path = path
         self._read_fd: int | None = None  # the read-backs' own descriptor (_read_back)
@@ -249,10 +263,12 @@ class DirectAppender:
 
     def _written(self) -> None:
         # Read back what is now populate.LAG behind the write front, in pieces of at
-        # least populate.STEP; the rest goes at flush() (readahead there: at the end
-        # of the file populating is the dearer way).
+        # least populate.STEP (PIECE when they wait at a gate: more of them queue up);
+        # the rest goes at flush() (readahead there: at the end of the file populating
+        # is the dearer way).
         upto = self.disk - populate.LAG
-        if self._readahead is not None and upto - self._unread >= populate.STEP:
+        piece = PIECE if self._gate is not None else populate.STEP
+        if self._readahead is not None and upto - self._unread >= piece:
             self._read_back(self._unread, upto - self._unread, behind=True)
             self._unread = upto
 
@@ -266,7 +282,7 @@ class DirectAppender:
             except OSError:  # gone (cancelled) or out of descriptors: no hint then
                 self._readahead = None
                 return
-        read_back_later(self._read_fd, offset, length, behind)
+        read_back_later(self._read_fd, offset, length, behind, self._gate)
 
     def close(self) -> None:
         if self._read_fd is not None:

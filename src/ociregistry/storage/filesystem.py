@@ -13,6 +13,8 @@ from typing import Any
 
 from ociregistry.storage.base import BlobStorage, StoredBlob, UploadWriter
 from ociregistry.storage.direct_write import DirectAppender, open_direct
+from ociregistry.storage.write_gate import NAME as GATE_NAME
+from ociregistry.storage.write_gate import WriteGate
 
 _UPLOAD_ID_RE = re.compile(r"^[a-f0-9-]{8,64}$")
 
@@ -66,8 +68,8 @@ class _FileUploadWriter(UploadWriter):
         self._linked: str | None = None  # the blob's name stage() gave these bytes
         # With fsync on, bytes go around the page cache where the file system lets
         # them (storage/direct_write.py); flush() ends each request's writes.
-        self._direct = (DirectAppender(fd, self.offset, storage.cache_new_blobs, self._path)
-                        if direct else None)
+        self._direct = (DirectAppender(fd, self.offset, storage.cache_new_blobs, self._path,
+                                       storage.write_gate) if direct else None)
         self.write_behind = direct  # a direct write waits for the disk, not the CPU
 
     def write(self, data: bytes | memoryview) -> None:
@@ -167,7 +169,7 @@ class _FileUploadWriter(UploadWriter):
 class FilesystemStorage(BlobStorage):
     def __init__(
         self, root: str, fsync: bool = True, direct_writes: bool = True,
-        cache_new_blobs: bool = True,
+        cache_new_blobs: bool = True, read_back_when_idle: bool = False,
     ) -> None:
         self.root = os.path.abspath(root)
         self.fsync = fsync
@@ -177,6 +179,11 @@ class FilesystemStorage(BlobStorage):
         self._uploads = os.path.join(self.root, "uploads")
         self._make_dirs(self._blobs)
         self._make_dirs(self._uploads)
+        # With read_back_when_idle, read-backs of direct writes wait while uploads write
+        # or large blobs are pulled (storage/write_gate.py).
+        self.write_gate = (WriteGate(os.path.join(self._uploads, GATE_NAME))
+                           if self.direct_writes and cache_new_blobs and read_back_when_idle
+                           else None)
 
     def _make_dirs(self, path: str) -> None:
         """os.makedirs; with fsync, each new directory's entry is flushed in its parent."""
@@ -221,10 +228,14 @@ class FilesystemStorage(BlobStorage):
         if fd is None:
             fd = os.open(path, flags)
         writer = None
+        gate = None
         try:
             # One writer at a time, whichever process: concurrent PATCHes to one
             # session must not interleave their bytes.
             fcntl.flock(fd, fcntl.LOCK_EX)
+            gate = self.write_gate if direct else None
+            if gate is not None:
+                gate.enter()  # until the request's writes and fsync are done
             writer = _FileUploadWriter(self, upload_id, fd, direct)
             yield writer
             writer.flush()  # bytes written are in the file once the writer ends
@@ -233,6 +244,8 @@ class FilesystemStorage(BlobStorage):
             # rolls the file back to the request's start anyway.
             if writer is not None:
                 writer.close()
+            if gate is not None:
+                gate.leave()
             os.close(fd)
 
     def delete_upload(self, upload_id: str, state: dict[str, Any] | None = None) -> None:

@@ -20,6 +20,8 @@ from flask import Response
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
+from ociregistry.storage.write_gate import opened_for_pull
+
 MAX_AGE = 31536000  # a blob never changes: a year, as send_file was told
 # Request headers that make send_file's answer depend on more than the file.
 _CONDITIONAL = ("HTTP_RANGE", "HTTP_IF_RANGE", "HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH",
@@ -47,7 +49,8 @@ def plain_headers(path: str, stat: os.stat_result, digest: str) -> list[tuple[st
     ]
 
 
-def file_response(environ: dict[str, Any], path: str, digest: str) -> Response:
+def file_response(environ: dict[str, Any], path: str, digest: str, storage: Any = None
+                  ) -> Response:
     """``send_file(path, mimetype="application/octet-stream", etag=digest,
     conditional=True, max_age=MAX_AGE)`` for a ``plain`` request.
 
@@ -56,5 +59,6 @@ def file_response(environ: dict[str, Any], path: str, digest: str) -> Response:
     stat = os.stat(path)
     body: Any = None
     if environ.get("REQUEST_METHOD") != "HEAD":  # send_file opened it for a HEAD too
-        body = wrap_file(environ, open(path, "rb"))  # noqa: SIM115 (closed by the server)
+        # Closed by the server; a large blob's GET keeps read-backs off the disk meanwhile.
+        body = wrap_file(environ, opened_for_pull(storage, path, stat.st_size))
     return Response(body, direct_passthrough=True, headers=plain_headers(path, stat, digest))

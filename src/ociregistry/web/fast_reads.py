@@ -51,6 +51,7 @@ from ociregistry.core.errors import BlobUnknown
 from ociregistry.core.names import validate_name
 from ociregistry.mirror.routing import mirrored_prefix
 from ociregistry.runtime import Runtime
+from ociregistry.storage.write_gate import opened_for_pull
 from ociregistry.web import auth as access
 from ociregistry.web import fast_blobs, fast_listings
 from ociregistry.web.fast_listings import Answer as _Answer
@@ -235,7 +236,9 @@ class FastReads:
             return None
         try:
             stat = os.stat(blob.path)
-            file = open(blob.path, "rb") if method == "GET" else None  # noqa: SIM115
+            # A large blob's GET keeps read-backs off the disk meanwhile (write_gate.py).
+            file = (opened_for_pull(self.storage, blob.path, stat.st_size)
+                    if method == "GET" else None)
         except OSError:
             return None
         headers = fast_blobs.plain_headers(blob.path, stat, blob.digest)

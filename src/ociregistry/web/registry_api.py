@@ -274,7 +274,8 @@ def get_blob(name: str, digest: str) -> Response:
             return ranged
         try:
             if fast_blobs.plain(request.environ):  # the common pull: send_file's answer, lean
-                response = fast_blobs.file_response(request.environ, blob.path, blob.digest)
+                response = fast_blobs.file_response(request.environ, blob.path, blob.digest,
+                                                    _runtime().storage)
                 response.headers.update(headers)
                 return response
             response = send_file(
