@@ -19,8 +19,9 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-# Directory flushes in flight at once, across the process's requests.
-POOL_THREADS = 4
+# Directory flushes in flight at once: as many as requests may publish at once (gunicorn
+# threads), so that none waits for a free thread (threads are started only as needed).
+POOL_THREADS = 32
 
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0
