@@ -41,9 +41,29 @@ def test_a_failed_directory_flush_is_raised(tmp_path: Path) -> None:
 
 
 def test_a_failed_file_flush_is_raised_once_the_directories_are_done(tmp_path: Path) -> None:
+    read, write = os.pipe()  # fsync of a pipe: EINVAL
+    try:
+        with pytest.raises(OSError):
+            durable.fsync_together(read, [str(tmp_path)])
+        with pytest.raises(OSError):
+            durable.fsync_together(read, [])
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_while_the_interpreter_exits_the_flushes_run_in_a_row(tmp_path: Path, monkeypatch) -> None:
+    """concurrent.futures refuses new work once the interpreter is exiting (a worker's
+    graceful stop); a publication still in flight then flushes on its own thread."""
+    class Refusing:
+        def submit(self, *_args: object) -> None:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(durable, "_executor", Refusing)
     fd = os.open(tmp_path / "file", os.O_CREAT | os.O_WRONLY, 0o644)
-    os.close(fd)  # a descriptor no longer open: EBADF
-    with pytest.raises(OSError):
+    try:
         durable.fsync_together(fd, [str(tmp_path)])
-    with pytest.raises(OSError):
-        durable.fsync_together(fd, [])
+        with pytest.raises(FileNotFoundError):
+            durable.fsync_together(fd, [str(tmp_path / "gone")])
+    finally:
+        os.close(fd)

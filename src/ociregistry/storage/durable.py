@@ -53,10 +53,20 @@ def fsync_together(fd: int, directories: list[str]) -> None:
         os.fsync(fd)
         return
     pool = _executor()
-    futures: list[Future[None]] = [pool.submit(fsync_dir, d) for d in dict.fromkeys(directories)]
+    futures: list[Future[None]] = []
+    inline: list[str] = []
+    for directory in dict.fromkeys(directories):
+        try:
+            futures.append(pool.submit(fsync_dir, directory))
+        except RuntimeError:
+            # The interpreter is exiting (a worker's graceful stop: concurrent.futures
+            # takes no new work while the requests still in flight finish): in a row.
+            inline.append(directory)
     error: BaseException | None = None
     try:
         os.fsync(fd)
+        for directory in inline:
+            fsync_dir(directory)
     except BaseException as exc:  # noqa: BLE001 - raised once the others have ended
         error = exc
     for future in futures:
