@@ -2,10 +2,11 @@
 
 storage/filesystem.py stage() links the upload to the blob's name and then flushes
 the bytes and the name together (storage/durable.py), before the index records the
-blob. Here the worker is kill -9'd inside that flush (strace holds its fsync calls),
-the bytes under the name are then spoilt as a power cut could leave them, and the
-registry restarted on the same data: the blob is unknown (HEAD, GET, a mount from
-anywhere), and pushing it again gives the right bytes under its name.
+blob. Here the worker is kill -9'd inside that flush (strace, which the server runs
+under, holds the fsync of the name's directory), the bytes under the name are then
+spoilt as a power cut could leave them, and the registry restarted on the same data:
+the blob is unknown (HEAD, GET, a mount from anywhere), and pushing it again gives
+the right bytes under its name.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from tests.helpers import push_blob, sha256
-from tests.server import RegistryProcess, serving_workers
+from tests.server import RegistryProcess, children_of, serving_workers
 
 pytestmark = pytest.mark.single_node("kills one local process in the middle of a push")
 
@@ -40,17 +40,20 @@ def test_a_push_killed_between_link_and_flush_leaves_nothing_visible(tmp_path: P
     strace = shutil.which("strace")
     assert strace, "strace is needed (run-tests.sh installs it)"
     data_dir = tmp_path / "data"
-    server = RegistryProcess(data_dir, workers=1).start()
+    data = os.urandom(200_000)
+    digest = sha256(data)
+    directory = data_dir / "blobs" / "sha256" / digest[7:9]
+    name = directory / digest[7:]
+    # The server runs under strace (its own child: no attaching), which holds every
+    # fsync of the blob's directory for 120 s: the push stops in stage(), linked.
+    server = RegistryProcess(data_dir, workers=1, wrapper=[
+        strace, "-f", "-qq", "-o", "/dev/null", "-P", str(directory), "-e", "trace=fsync",
+        "-e", "inject=fsync:delay_enter=120000000", "--"]).start()
     base = os.urandom(3000)
     push_blob(server.url, "crash/base", base)  # a repository to mount from
     assert server.proc is not None
-    [worker] = serving_workers(server.proc.pid)
-    # Every fsync of the worker (all its threads) waits 120 s: the push stops in stage().
-    held = subprocess.Popen([strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync",
-                             "-e", "inject=fsync:delay_enter=120000000", "-p", str(worker)])
-    data = os.urandom(200_000)
-    digest = sha256(data)
-    name = data_dir / "blobs" / "sha256" / digest[7:9] / digest[7:]
+    [tracer_child] = children_of(server.proc.pid)  # strace's child: the gunicorn master
+    [worker] = serving_workers(tracer_child)
     outcome: list[object] = []
 
     def push() -> None:
@@ -60,27 +63,28 @@ def test_a_push_killed_between_link_and_flush_leaves_nothing_visible(tmp_path: P
             outcome.append(exc)
 
     try:
-        time.sleep(1.0)  # strace attached to every thread
         pusher = threading.Thread(target=push, daemon=True)
         pusher.start()
-        _wait_for(name.exists)  # linked: the worker now waits in a flush
+        _wait_for(name.exists)  # linked: the worker now waits in the directory's flush
         time.sleep(0.2)
         assert not outcome, "the push ended although its flush was held"
         os.kill(worker, signal.SIGKILL)
         # Its threads die once strace lets go of them (a thread held at an fsync's
         # entry with SIGKILL pending never runs the call).
-        held.kill()
-        held.wait(timeout=60)
+        server.stop(signal.SIGKILL)  # strace itself; the master and the rest with it
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(tracer_child, signal.SIGKILL)
         pusher.join(timeout=60)
         assert outcome and isinstance(outcome[0], requests.RequestException)
     finally:
-        held.kill()
-        held.wait(timeout=60)
-        server.stop(signal.SIGKILL)
+        if server.proc is not None and server.proc.poll() is None:
+            server.stop(signal.SIGKILL)
+    _wait_for(lambda: not Path(f"/proc/{tracer_child}").exists()
+              or "zombie" in Path(f"/proc/{tracer_child}/status").read_text())
     # What a power cut may leave of bytes never flushed: nothing, or other bytes.
     name.write_bytes(b"" if spoil == "empty" else os.urandom(len(data)))
 
-    server = RegistryProcess(data_dir, workers=1, port=server.port).start()
+    server = RegistryProcess(data_dir, workers=1).start()
     try:
         url = server.url
         assert requests.head(f"{url}/v2/crash/app/blobs/{digest}", timeout=30).status_code == 404
