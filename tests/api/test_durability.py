@@ -1,11 +1,13 @@
 """A 201 survives a power cut (storage.fsync: true, the default).
 
-The order is proved on the system calls of a real registry run under strace:
-the upload file is fsynced, hard-linked (or renamed) to blobs/<alg>/<xx>/<hex>,
-the directory that holds the new name is fsynced (and, for a directory just
-made, its parent), then SQLite's commit syncs its WAL, and only then does the
-201 go out. (The link and its directory flush come before the index transaction,
-storage/filesystem.py stage(); a rename is what commit() falls back to.)
+The order is proved on the system calls of a real registry run under strace
+(every thread, on one time line): the upload file is hard-linked (or renamed) to
+blobs/<alg>/<xx>/<hex>; the upload file's bytes and the directory that holds the
+new name (and, for a directory just made, its parent) are fsynced, together
+(storage/durable.py: the flushes may overlap, but each starts after what it must
+cover); all of them end before SQLite writes the commit into its WAL, whose fsync
+ends before the 201 goes out. (The link and its flushes come before the index
+transaction, storage/filesystem.py stage(); a rename is what commit() falls back to.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +31,13 @@ from tests.server import RegistryProcess, children_of
 pytestmark = pytest.mark.single_node("traces the system calls of one process")
 
 TRACED = ("fsync,fdatasync,rename,renameat,renameat2,link,linkat,mkdir,mkdirat,"
-          "sendto,sendmsg,write,writev")
-# strace -y: fd arguments carry their path, as in fsync(7</data/blobs/sha256/ab>)
-_CALL = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)\s+= (?P<ret>-?\d+)")
+          "sendto,sendmsg,write,writev,pwrite64")
+# strace -ttt -T -y: "<start> fsync(7</data/blobs/sha256/ab>) = 0 <seconds taken>"
+_CALL = re.compile(r"^(?P<start>\d+\.\d+) (?P<name>\w+)\((?P<args>.*)\)\s+= (?P<ret>-?\d+)"
+                   r".*<(?P<took>\d+\.\d+)>$")
 _FD_PATH = re.compile(r"^\d+<(?P<path>[^>]*)>")
 _STRINGS = re.compile(r'"((?:[^"\\]|\\.)*)"')
+SYNCS = ("fsync", "fdatasync")
 
 
 @dataclass
@@ -41,6 +45,8 @@ class Call:
     name: str
     path: str  # the fd's path, or the first string argument
     args: str
+    start: float
+    end: float
 
 
 def parse(trace: Path) -> list[Call]:
@@ -53,7 +59,8 @@ def parse(trace: Path) -> list[Call]:
         fd = _FD_PATH.match(args)
         strings = _STRINGS.findall(args)
         path = fd["path"] if fd else (strings[0] if strings else "")
-        calls.append(Call(match["name"], path, args))
+        start = float(match["start"])
+        calls.append(Call(match["name"], path, args, start, start + float(match["took"])))
     return calls
 
 
@@ -64,7 +71,7 @@ def traced(tmp_path: Path) -> Iterator[tuple[RegistryProcess, Path]]:
     prefix = tmp_path / "trace"
     server = RegistryProcess(
         tmp_path / "data", workers=1,
-        wrapper=[strace, "-f", "-ff", "-y", "-s", "64", "-e", f"trace={TRACED}",
+        wrapper=[strace, "-f", "-ff", "-ttt", "-T", "-y", "-s", "64", "-e", f"trace={TRACED}",
                  "-o", str(prefix), "--"],
     ).start()
     yield server, tmp_path
@@ -92,43 +99,51 @@ def test_a_pushed_blob_is_on_disk_before_its_201(traced):
     def publishes(c: Call) -> bool:  # the blob's name made: a hard link or a rename
         return c.name.startswith(("rename", "link")) and target in c.args
 
-    # the thread that served the push: its trace holds the link. strace writes a
-    # call's line once the call has returned, which may be just after the client has
-    # the response: read until the trace shows the 201 going out (or give up).
+    # Every thread's calls on one time line. strace writes a call's line once the
+    # call has returned, which may be just after the client has the response: read
+    # until the trace shows the 201 going out (or give up).
     deadline = time.monotonic() + 60
     while True:
-        threads = [parse(path) for path in tmp.glob("trace.*")]
-        served = [calls for calls in threads
-                  if any(publishes(c) for c in calls)]
-        sent = served and any("HTTP/1.1 201" in c.args for c in served[0])
+        calls = sorted((c for path in tmp.glob("trace.*") for c in parse(path)),
+                       key=lambda c: c.start)
+        links = [c for c in calls if publishes(c)]
+        sent = links and any("HTTP/1.1 201" in c.args and c.start > links[0].end
+                             for c in calls)
         if sent or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert len(served) == 1, "no (or more than one) thread put the blob in place"
-    calls = served[0]
+    assert len(links) == 1, "no (or more than one) call put the blob in place"
+    link = links[0]
 
-    def first(start: int, test) -> int:  # noqa: ANN001
-        for i in range(start, len(calls)):
-            if test(calls[i]):
-                return i
-        raise AssertionError(f"not found after call {start}: {[c.name for c in calls]}")
+    def first(after: float, test: Callable[[Call], bool]) -> Call:
+        for c in calls:
+            if c.start >= after and test(c):
+                return c
+        raise AssertionError(f"not found after {after}: {[c.name for c in calls]}")
 
-    rename = first(0, publishes)
-    upload = _STRINGS.findall(calls[rename].args)[0]
+    upload = _STRINGS.findall(link.args)[0]
     assert "/uploads/" in upload
-    sync_upload = max(i for i, c in enumerate(calls[:rename])
-                      if c.name in ("fsync", "fdatasync") and c.path == upload)
-    assert sync_upload < rename
-    sync_dir = first(rename, lambda c: c.name in ("fsync", "fdatasync") and c.path == directory)
-    commit = first(sync_dir, lambda c: c.name in ("fsync", "fdatasync") and c.path == wal)
-    response = first(commit, lambda c: c.name in ("sendto", "sendmsg", "write", "writev")
+    # the commit: the first WAL write after the name was made
+    commit = first(link.end, lambda c: c.name.startswith("pwrite") and c.path == wal)
+    written = [c.end for c in calls if c.path == upload and c.name.startswith(("write", "pwrite"))]
+    assert written, "the upload's bytes were written"
+
+    def synced(path: str, after: float) -> Call:
+        """A flush of ``path`` that started after ``after`` and ended before the commit."""
+        done = [c for c in calls if c.name in SYNCS and c.path == path
+                and c.start >= after and c.end <= commit.start]
+        assert done, f"{path} not fsynced between {after} and the commit at {commit.start}"
+        return done[0]
+
+    synced(upload, max(written))  # the bytes
+    synced(directory, link.end)  # the name
+    wal_sync = first(commit.end, lambda c: c.name in SYNCS and c.path == wal)
+    response = first(wal_sync.end, lambda c: c.name in ("sendto", "sendmsg", "write", "writev")
                      and "HTTP/1.1 201" in c.args)
-    assert sync_upload < rename < sync_dir < commit < response
+    assert link.end <= commit.start < wal_sync.end <= response.start
     # every directory made for the blob is flushed in its parent before the commit
-    made = [(i, c.path) for i, c in enumerate(calls[:commit])
-            if c.name.startswith("mkdir") and c.path.startswith(blobs)]
+    made = [c for c in calls if c.name.startswith("mkdir") and c.path.startswith(blobs)
+            and c.end <= commit.start]
     assert made, "a fresh registry makes blobs/sha256/<xx>: the trace should show it"
-    for i, path in made:
-        parent = os.path.dirname(path)
-        assert any(c.name in ("fsync", "fdatasync") and c.path == parent
-                   for c in calls[i:commit]), f"{parent} not fsynced after mkdir {path}"
+    for c in made:
+        synced(os.path.dirname(c.path), c.end)

@@ -35,3 +35,19 @@ def test_small_buffers_are_not_pooled_and_the_pool_is_bounded() -> None:
     lease.release()
     assert len(BufferLease._free) == BufferLease.KEEP
     BufferLease._free.clear()
+
+
+def test_a_medium_body_takes_the_start_of_a_pooled_buffer() -> None:
+    """The small layers of an image (64 KiB to 1 MiB) reuse the pool's buffers too."""
+    BufferLease._free.clear()
+    first = BufferLease()
+    whole = first.get(BUFFER)
+    first.release()
+    lease = BufferLease()
+    medium = lease.get(256 << 10)
+    assert len(medium) == 256 << 10
+    assert address(medium) == address(whole)  # the start of the pooled one, page-aligned
+    lease.release()
+    assert len(BufferLease._free) == 1 and len(BufferLease._free[0]) == BUFFER  # back whole
+    assert len(BufferLease().get((64 << 10) - 1)) == (64 << 10) - 1  # below: not pooled
+    BufferLease._free.clear()

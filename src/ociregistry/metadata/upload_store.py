@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ociregistry.metadata import quota_accounting, write_statements
+from ociregistry.metadata import hot_reads, quota_accounting, write_statements
 from ociregistry.metadata import schema as t
 
 
@@ -43,6 +43,8 @@ class UploadStore:
     dialect: str
     events: Any  # event_outbox.Outbox
     writer_queue: Any = None  # writer_queue.WriterQueue on SQLite
+    engine: sa.Engine
+    _get_upload_statement: Any = None  # hot_reads.Statement, made on first use
 
     def _queued(self) -> AbstractContextManager[None]:
         """Before BEGIN IMMEDIATE: wait for the write lock in the kernel (writer_queue.py)."""
@@ -89,10 +91,21 @@ class UploadStore:
         return int(conn.execute(query).scalar() or 0)
 
     def get_upload(self, name: str, upload_id: str) -> UploadRow | None:
-        """An upload session, only if it belongs to the named repository."""
-        with self.read() as conn:
-            row = write_statements.get_upload(conn, name, upload_id)
-        return UploadRow(**row) if row else None  # type: ignore[arg-type]
+        """An upload session, only if it belongs to the named repository.
+
+        Every PATCH and PUT reads it first: one statement, so on a pooled driver
+        connection (hot_reads.py) rather than through a SQLAlchemy Connection."""
+        statement = self._get_upload_statement
+        if statement is None:
+            statement = self._get_upload_statement = hot_reads.Statement(
+                write_statements.get_upload_query(), self.engine)
+        row = statement.first(id=upload_id, name=name)
+        if row is None:
+            return None
+        values = dict(zip(write_statements.UPLOAD_ROW_COLUMNS, row, strict=True))
+        if values["hash_state"] is not None:
+            values["hash_state"] = bytes(values["hash_state"])  # PostgreSQL: a memoryview
+        return UploadRow(**values)
 
     def save_upload(
         self,

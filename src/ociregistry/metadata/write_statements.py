@@ -138,13 +138,21 @@ def create_upload(conn: Connection, **values: object) -> None:
         {name: sa.bindparam(name) for name in _UPLOAD_COLUMNS})).rows(conn, **values)
 
 
-def get_upload(conn: Connection, name: str, upload_id: str) -> dict[str, object] | None:
+# The columns get_upload_query() selects, in its order (metadata/upload_store.py).
+UPLOAD_ROW_COLUMNS = tuple(c.name for c in t.uploads.c)
+
+
+def get_upload_query() -> sa.Select:
     """The session's row (every column) if it belongs to repository ``name``."""
     u, r = t.uploads, t.repositories
-    row = once(conn, "write.get_upload", lambda: sa.select(u).select_from(
-        u.join(r, r.c.id == u.c.repository_id)).where(
-        u.c.id == sa.bindparam("id"), r.c.name == sa.bindparam("name")),
-    ).rows(conn, id=upload_id, name=name).mapping()
+    return sa.select(u).select_from(u.join(r, r.c.id == u.c.repository_id)).where(
+        u.c.id == sa.bindparam("id"), r.c.name == sa.bindparam("name"))
+
+
+def get_upload(conn: Connection, name: str, upload_id: str) -> dict[str, object] | None:
+    """The session's row (every column) if it belongs to repository ``name``."""
+    row = once(conn, "write.get_upload", get_upload_query).rows(
+        conn, id=upload_id, name=name).mapping()
     if row is None:
         return None
     out = dict(row)

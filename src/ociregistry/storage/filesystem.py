@@ -13,6 +13,8 @@ from typing import Any
 
 from ociregistry.storage.base import BlobStorage, StoredBlob, UploadWriter
 from ociregistry.storage.direct_write import DirectAppender, open_direct
+from ociregistry.storage.durable import fsync_dir as _fsync_dir
+from ociregistry.storage.durable import fsync_together
 from ociregistry.storage.write_gate import NAME as GATE_NAME
 from ociregistry.storage.write_gate import WriteGate
 
@@ -36,14 +38,6 @@ _SYNC_FILE_RANGE_WRITE = 2
 # With fsync on, start writing an upload's bytes back every this many bytes, so the
 # fsync that publishes the blob waits for the tail, not for the whole blob.
 FLUSH_BEHIND = 8 << 20
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _same_file(path: str, fd: int) -> bool:
@@ -128,27 +122,37 @@ class _FileUploadWriter(UploadWriter):
         self.flush()
         if not self._storage.fsync:
             return
-        os.fsync(self._fd)
-        # The blob's name, made durable here, before the index transaction: that
-        # directory fsync (a disk round trip) then no longer runs while the database's
-        # write lock is held, which every other push waits for. A hard link, so the
-        # upload keeps its own name until commit() (GC may remove an unrecorded blob
-        # file meanwhile: commit() then puts it back). Only where no file is: one
-        # there may be a corrupt copy, which commit() replaces as before.
+        # The blob's name, made durable here, before the index transaction: those
+        # flushes (disk round trips) then no longer run while the database's write
+        # lock is held, which every other push waits for. A hard link, so the upload
+        # keeps its own name until commit() (GC may remove an unrecorded blob file
+        # meanwhile: commit() then puts it back). Only where no file is: one there
+        # may be a corrupt copy, which commit() replaces as before. The link comes
+        # first so that the bytes and the name are flushed together (durable.py):
+        # until the row records it, a name whose bytes a crash lost is only an
+        # unrecorded file, which the next push of the digest replaces.
         target = self._storage._blob_file(digest)
-        if os.path.exists(target):
-            return
-        directory = os.path.dirname(target)
-        self._storage._make_dirs(directory)
+        directories: list[str] = []  # whose entries must reach the disk
+        linked = False
+        if not os.path.exists(target):
+            directory = os.path.dirname(target)
+            directories = self._storage._make_dirs_unsynced(directory)
+            try:
+                os.link(self._path, target)
+                linked = True
+                directories.append(directory)
+            except OSError:
+                pass  # another upload of the digest just now, or no hard links here:
+                # commit() replaces or renames as before
         try:
-            os.link(self._path, target)
-        except FileExistsError:
-            return  # another upload of the digest, just now: commit() replaces it
-        except OSError:
-            return  # no hard links here: commit() renames as before
-        _fsync_dir(directory)
-        self._linked = target
-        self.published_early = True
+            fsync_together(self._fd, directories)
+        except BaseException:
+            if linked and _same_file(target, self._fd):
+                os.unlink(target)  # never left behind by a push that failed
+            raise
+        if linked:
+            self._linked = target
+            self.published_early = True
 
     def commit(self, digest: str) -> None:
         target = self._storage._blob_file(digest)
@@ -197,6 +201,19 @@ class FilesystemStorage(BlobStorage):
             pass  # made meanwhile by another writer, which may not have flushed it yet
         if self.fsync:
             _fsync_dir(parent)
+
+    def _make_dirs_unsynced(self, path: str) -> list[str]:
+        """_make_dirs without its flushes: the parents to fsync (the caller does,
+        before anything that depends on the new directories is recorded)."""
+        if os.path.isdir(path):
+            return []
+        parent = os.path.dirname(path)
+        pending = self._make_dirs_unsynced(parent)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass  # made meanwhile by another writer, which may not have flushed it yet
+        return [*pending, parent]
 
     # Paths are built only from validated digests and generated upload ids.
     def _blob_file(self, digest: str) -> str:

@@ -36,10 +36,16 @@ class BufferLease:
     quarter of an 8 MiB PATCH's Python time); up to ``KEEP`` whole ones are kept
     per process. The caller releases the lease only once nothing reads the
     chunks any more (core/hashpipe.py's helpers are joined before the upload
-    service returns).
+    service returns). A body under ``BUFFER`` but at least ``DIRECT_MIN`` (the
+    small layers of an image) is received into the start of a pooled buffer too.
     """
 
-    KEEP = 4
+    # Whole buffers kept per process: what concurrent pushes hold at once (each up
+    # to core/hashpipe.py's ring of 4), so that a push flow's uploads find theirs
+    # here rather than fault in and zero a fresh MiB each (3-5 % of the server's
+    # CPU in bench/loads.py's push flow with 4). Kept only once used: the peak of
+    # the process's memory is what those pushes held anyway.
+    KEEP = 16
     _free: list[memoryview] = []
     _lock = threading.Lock()
 
@@ -47,14 +53,14 @@ class BufferLease:
         self._taken: list[memoryview] = []
 
     def get(self, size: int) -> memoryview:
-        if size != BUFFER:
+        if size > BUFFER or size < DIRECT_MIN:
             return _buffer(size)
         with self._lock:
             view = self._free.pop() if self._free else None
         if view is None:
             view = _buffer(BUFFER)
         self._taken.append(view)
-        return view
+        return view if size == BUFFER else view[:size]
 
     def release(self) -> None:
         taken, self._taken = self._taken, []
