@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from werkzeug.exceptions import ClientDisconnected
+from werkzeug.wsgi import get_input_stream
 
 from ociregistry.auth.rules import PULL, PUSH
 from ociregistry.auth.service import ANONYMOUS, AuthService
@@ -208,7 +209,10 @@ class FastWrites:
         payload = bytearray()
         try:
             try:
-                for chunk in body_chunks(environ, environ.get("wsgi.input"), self.timeout):
+                # The stream Flask's request.stream is (gunicorn's own, or limited to
+                # the Content-Length); body_chunks reads gunicorn's socket directly.
+                stream = get_input_stream(environ)
+                for chunk in body_chunks(environ, stream, self.timeout):
                     payload += chunk
             except ClientDisconnected:
                 raise ManifestInvalid("request body ended early",
