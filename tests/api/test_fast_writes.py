@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from ociregistry.auth.robots import parse_scope
 from tests.api.fast_reads_support import OCI_CONFIG, SERVICE, _digest
@@ -52,6 +53,10 @@ def _twins(h: WriteHarness, repo: str, data: bytes = CONFIG,
         assert r.status_code == 201, r.get_data()
 
 
+def _written(action: str) -> float:
+    return REGISTRY.get_sample_value("registry_events_written_total", {"action": action}) or 0
+
+
 @pytest.fixture
 def open_registry(tmp_path: Path) -> WriteHarness:
     return WriteHarness(tmp_path, None)
@@ -62,8 +67,10 @@ def test_mounts(open_registry: WriteHarness) -> None:
     h = open_registry
     _twins(h, "src")
     mount = f"/v2/{{p}}/dst/blobs/uploads/?mount={CONFIG_DIGEST}&from={{p}}/src"
+    written = _written("blob.mounted")
     answer = h.pair("POST", mount, fast=True, status=201)
     assert [e["action"] for e in answer["events"]] == ["repository.created", "blob.mounted"]
+    assert _written("blob.mounted") == written + 2  # counted on both sides
     assert answer["events"][1]["body"]["actor"]["address"] == "192.0.2.7"
     assert answer["log"][1]["route"] == "/v2/{name}/blobs/uploads/{id}"
     h.pair("POST", mount, fast=True, status=201)  # linked already: 201 again
