@@ -51,6 +51,12 @@ class HTTPSettings(_Section):
                     " in front of Flask (web/fast_reads.py, web/fast_listings.py): the same"
                     " answer for less CPU; anything unusual still goes through Flask",
     )
+    fast_writes: bool = Field(
+        True,
+        description="answer a plain cross-repository mount and manifest PUT in front of"
+                    " Flask (web/fast_writes.py): the same answer and the same writes for"
+                    " less CPU; anything unusual still goes through Flask",
+    )
 
 
 class S3Settings(_Section):

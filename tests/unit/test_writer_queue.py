@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ociregistry.metadata import schema
+from ociregistry.metadata import schema, writer_queue
 from ociregistry.metadata.store import MetadataStore
 from ociregistry.metadata.writer_queue import SUFFIX
 
@@ -209,14 +209,79 @@ def test_a_stuck_flock_holder_is_waited_for_only_until_the_timeout(db_path: Path
         with store.write() as conn:
             store.ensure_repository(conn, "after")
         assert store.writer_queue.gave_up == 2
-        waiting[0].join(WAIT)
-        assert not waiting[0].is_alive()
+        # The helper thread lives on for the next wait (one per queue and process).
+        assert [t for t in threading.enumerate() if t.name == "sqlite-writer-wait"] == waiting
         store.dispose()
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
     assert _names(db_path) == ["anyway", "again", "after"]
+
+
+def test_waits_for_the_flock_share_one_helper_thread(db_path: Path) -> None:
+    """Each write that finds the flock taken waits for it in the same long-lived helper
+    thread (a thread started per wait cost its creation on most writes under load)."""
+    lock_file = Path(str(db_path) + SUFFIX)
+    store = MetadataStore(f"sqlite:///{db_path}")
+    helpers: list[threading.Thread] = []
+    try:
+        for i in range(4):
+            other = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(other, fcntl.LOCK_EX)  # another process's writer, as it were
+            done: list[str] = []
+
+            def write(i: int = i, done: list[str] = done) -> None:
+                with store.write() as conn:
+                    store.ensure_repository(conn, f"w/{i}")
+                done.append("ok")
+
+            writer = threading.Thread(target=write)
+            writer.start()
+            _poll(lambda: (True, os.getpid()) in _flocks(lock_file), "the write to wait")
+            assert done == []
+            fcntl.flock(other, fcntl.LOCK_UN)
+            os.close(other)
+            writer.join(WAIT)
+            assert done == ["ok"]
+            helpers.append(store.writer_queue._helper.thread)  # type: ignore[union-attr]
+        assert len(set(helpers)) == 1 and helpers[0].is_alive()
+        assert store.writer_queue.gave_up == 0
+    finally:
+        store.dispose()
+    assert _names(db_path) == [f"w/{i}" for i in range(4)]
+
+
+def test_an_idle_helper_leaves_and_the_next_wait_starts_another(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer_queue._Helper, "IDLE", 0.05)
+    lock_file = Path(str(db_path) + SUFFIX)
+    store = MetadataStore(f"sqlite:///{db_path}")
+    try:
+        helpers = []
+        for i in range(2):
+            other = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(other, fcntl.LOCK_EX)
+            writer = threading.Thread(target=lambda i=i: _write(store, f"idle/{i}"))
+            writer.start()
+            _poll(lambda: (True, os.getpid()) in _flocks(lock_file), "the write to wait")
+            fcntl.flock(other, fcntl.LOCK_UN)
+            os.close(other)
+            writer.join(WAIT)
+            helper = store.writer_queue._helper  # type: ignore[union-attr]
+            helper.thread.join(WAIT)  # idle: it leaves
+            assert not helper.thread.is_alive()
+            assert not helper.submit(None)  # type: ignore[arg-type]
+            helpers.append(helper)
+        assert helpers[0] is not helpers[1]
+    finally:
+        store.dispose()
+    assert _names(db_path) == ["idle/0", "idle/1"]
+
+
+def _write(store: MetadataStore, name: str) -> None:
+    with store.write() as conn:
+        store.ensure_repository(conn, name)
 
 
 def test_a_thread_waits_for_the_thread_lock_only_until_the_timeout(db_path: Path) -> None:

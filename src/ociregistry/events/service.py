@@ -60,9 +60,15 @@ def setup(store: MetadataStore, settings: EventsSettings) -> EventsRuntime | Non
     return EventsRuntime(settings, instance, pulls)
 
 
+_WRITTEN: dict[str, Any] = {}  # the counter's child per action (labels() locks, checks)
+
+
 def _count_written(actions: list[str]) -> None:
     for action in actions:
-        metrics.EVENTS_WRITTEN.labels(action).inc()
+        child = _WRITTEN.get(action)
+        if child is None:
+            child = _WRITTEN[action] = metrics.EVENTS_WRITTEN.labels(action)
+        child.inc()
 
 
 def start_delivery(store: MetadataStore, events: EventsRuntime | None,

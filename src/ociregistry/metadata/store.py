@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from ociregistry.metadata import hot_reads, quota_accounting, quota_queries, repository_stats
 from ociregistry.metadata import schema as t
 from ociregistry.metadata import write_statements as w
+from ociregistry.metadata.driver_transaction import driver_transaction
 from ociregistry.metadata.engine import SQLITE_BUSY_TIMEOUT, create_engine
 from ociregistry.metadata.event_outbox import Outbox
 from ociregistry.metadata.hot_reads import Statement
@@ -73,7 +74,9 @@ class MetadataStore(UploadStore):
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction, on disk when the block has ended without an error."""
-        with self._queued(), self._writer.begin() as conn, self.events.transaction(conn):
+        # Begun and ended on the driver connection (driver_transaction.py).
+        with self._queued(), driver_transaction(self.engine) as conn, \
+                self.events.transaction(conn):
             yield conn
         if self.wal_sync is not None:
             self.wal_sync.sync()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,6 +63,7 @@ class WriterQueue:
         self._pid = os.getpid()
         self._local = threading.local()
         self._pending: _Waiter | None = None  # a given-up wait still blocked (thread lock's)
+        self._helper: _Helper | None = None  # the thread that waits in flock (started lazily)
         self.gave_up = 0  # waits that timed out (tests; a sign of a stuck holder)
         # Told of each timed-out wait; runtime.py wires the metric.
         self.on_gave_up: Callable[[], Any] | None = None
@@ -95,6 +97,7 @@ class WriterQueue:
             # A forked child: the parent's thread lock may have been copied taken.
             self._thread_lock, self._pid = threading.Lock(), os.getpid()
             self._pending = None  # the parent's helper thread is not in this process
+            self._helper = None
         thread_lock = self._thread_lock
         deadline = time.monotonic() + self.timeout
         has_thread = thread_lock.acquire(timeout=self.timeout)
@@ -142,6 +145,9 @@ class WriterQueue:
             os.close(fd)
         else:
             waiter = _Waiter(fd)
+            if self._helper is None or not self._helper.submit(waiter):
+                self._helper = _Helper()
+                self._helper.submit(waiter)
         self._pending = None
         if waiter.wait(max(0.0, deadline - time.monotonic())):
             return waiter.fd
@@ -150,8 +156,53 @@ class WriterQueue:
         return None
 
 
+class _Helper:
+    """The thread per queue and process that waits in flock for the writers.
+
+    A thread started per wait cost its creation and teardown (clone, a stack mapped
+    and unmapped) on most writes under load, when the lock is usually taken; this
+    one lives on while there are waits (it leaves after ``IDLE`` seconds without).
+    It serves one wait at a time, which is all there is: the waiting thread holds
+    the process's thread lock, and a wait given up while still blocked is taken over
+    by the next writer instead of adding another (``_pending``).
+    """
+
+    IDLE = 30.0
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Waiter] = queue.SimpleQueue()
+        self._guard = threading.Lock()
+        self._alive = True
+        self.thread = threading.Thread(target=self._serve, name="sqlite-writer-wait",
+                                       daemon=True)
+        self.thread.start()
+
+    def submit(self, waiter: _Waiter) -> bool:
+        """Hand ``waiter`` to the thread; False when it has left (start another)."""
+        with self._guard:
+            if not self._alive:
+                return False
+            self._jobs.put(waiter)
+            return True
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                waiter = self._jobs.get(timeout=self.IDLE)
+            except queue.Empty:
+                with self._guard:
+                    if self._jobs.empty():
+                        self._alive = False
+                        return
+                continue
+            try:
+                waiter.run()
+            except Exception:  # an unlock that failed: this thread must serve the next
+                log.exception("the SQLite writer queue's helper failed a wait")
+
+
 class _Waiter:
-    """A blocking flock in a helper thread, which the caller may stop waiting for."""
+    """A blocking flock in the helper thread, which the caller may stop waiting for."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -159,9 +210,8 @@ class _Waiter:
         self._guard = threading.Lock()
         self._abandoned = False
         self._locked = False
-        threading.Thread(target=self._run, name="sqlite-writer-wait", daemon=True).start()
 
-    def _run(self) -> None:
+    def run(self) -> None:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
             locked = True

@@ -14,6 +14,8 @@ from ociregistry.web.auth import init_app as init_auth
 from ociregistry.web.errors import error_response, register_error_handlers
 from ociregistry.web.fast_reads import EXTENSION as FAST_READS
 from ociregistry.web.fast_reads import FastReads
+from ociregistry.web.fast_writes import EXTENSION as FAST_WRITES
+from ociregistry.web.fast_writes import FastWrites
 from ociregistry.web.observability import register_observability
 from ociregistry.web.registry_api import bp as registry_bp
 from ociregistry.web.sessions import CookieSessions
@@ -36,6 +38,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     register_observability(app, runtime)
     # Plain manifest HEAD/GET answered before Flask; wrapped first, so it sits inside
     # the client-address middleware that init_auth puts around everything.
+    # Plain mounts and manifest PUTs too (web/fast_writes.py), inside the read route.
+    app.wsgi_app = app.extensions[FAST_WRITES] = FastWrites(  # type: ignore[method-assign]
+        app.wsgi_app, runtime, app.extensions)
     app.wsgi_app = app.extensions[FAST_READS] = FastReads(  # type: ignore[method-assign]
         app.wsgi_app, runtime, app.extensions)
     init_auth(app, runtime.settings)

@@ -1,0 +1,271 @@
+"""A cross-repository mount and a manifest PUT answered in front of Flask.
+
+Creating repositories (bench/loads.py: per repository a mount of the config blob,
+then a manifest PUT) is a stream of small writes; on a 2-core box their throughput
+follows the server's CPU per request, and about 40 % of that went to werkzeug's
+request and response objects, Flask's context, hooks and dispatch (py-spy; the index
+transaction itself is the same either way). Like web/fast_reads.py for reads, this
+WSGI middleware (inside it, in front of Flask) answers these two requests itself,
+step for step with the functions Flask's route and hooks call: the request id and
+actor (observability), authentication and authorization (``AuthService``: push on
+the repository, pull on a mount's source), the core's ``UploadService.mount`` or
+``Registry.put_manifest`` (quotas, immutable tags, tag history, events, referrers,
+the commit on disk before the 201: all in the core, unchanged), then the metrics and
+access-log line once the answer is sent (``observability.request_done``).
+
+Which requests: ``POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<name>`` without
+a body, and ``PUT /v2/<name>/manifests/<reference>`` with a Content-Length within the
+manifest limit and no query string (``?tag=`` goes to Flask). Everything else goes
+to Flask untouched, before anything was read, counted or written: other paths and
+methods, other or repeated query parameters, cookies, chunked bodies, credentials not
+already checked by this process (a first Basic login, robots), a caller the rules
+refuse (the challenge), a mirror's names, rate limits on, and a mount that cannot be
+made (Flask tries it again, it rolls back again, and Flask opens the upload).
+
+Errors once the request is ours (the body read, the core's refusal, an outage) are
+answered here with what Flask's error handlers give (web/errors.py: the OCI envelope,
+503 for a dependency down, 500 logged), never by sending the request on to Flask: a
+write must not run twice. tests/api/test_fast_writes.py holds the answers (status,
+headers, body, log line, metrics, events and tag history with their actor) equal to
+Flask's in process; tests/api/test_fast_writes_server.py through gunicorn;
+tests/cluster/test_pg_fast_writes.py on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import unquote
+
+from werkzeug.exceptions import ClientDisconnected
+from werkzeug.wsgi import get_input_stream
+
+from ociregistry.auth.rules import PULL, PUSH
+from ociregistry.auth.service import ANONYMOUS, AuthService
+from ociregistry.core.actor import SYSTEM, Actor, set_actor
+from ociregistry.core.errors import ManifestInvalid, RegistryError
+from ociregistry.core.names import validate_name
+from ociregistry.mirror.routing import mirrored_prefix
+from ociregistry.runtime import Runtime
+from ociregistry.web import auth as access
+from ociregistry.web import errors
+from ociregistry.web.body import MalformedBody, body_chunks
+from ociregistry.web.fast_reads import _principal
+from ociregistry.web.observability import new_request_id, request_done
+from ociregistry.web.registry_api import _ROUTE_LABELS
+
+MANIFEST_ROUTE, UPLOAD_ROUTE = _ROUTE_LABELS["manifest"], _ROUTE_LABELS["upload"]
+EXTENSION = "ociregistry.fast_writes"  # app.extensions: this middleware (tests switch it)
+_MANIFESTS, _UPLOADS = "/manifests/", "/blobs/uploads/"
+# A cookie is the UI's session; a chunked body is framed by the server: Flask's.
+_UNUSUAL = ("HTTP_COOKIE", "HTTP_TRANSFER_ENCODING")
+# What werkzeug's Location handling (iri_to_uri) leaves as it is, so the header
+# built here is Flask's: a digest or name with anything else goes to Flask.
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._=-/")
+# Flask's answer to a 201 without a body (registry_api's Response(status=201)).
+_HTML = ("Content-Type", "text/html; charset=utf-8")
+
+WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+
+
+class _Answer:
+    """An answer's body; the server's ``close`` logs it (request_done)."""
+
+    __slots__ = ("body", "finish")
+
+    def __init__(self, body: Iterable[bytes], finish: tuple[Any, ...]) -> None:
+        self.body, self.finish = body, finish
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            request_done(*self.finish)
+
+
+class FastWrites:
+    """WSGI middleware: plain mounts and manifest PUTs answered here, the rest by ``app``."""
+
+    def __init__(self, app: WSGIApp, runtime: Runtime, extensions: dict[str, Any]) -> None:
+        self.app = app
+        self.registry = runtime.registry
+        settings = runtime.settings
+        self.log_access = settings.log.access_log
+        self.timeout = settings.http.timeout
+        mirror = settings.mirror
+        self.mirror = mirror if mirror.upstreams else None
+        self.enabled = settings.http.fast_writes and (
+            self.mirror is None or self.mirror.default is None)
+        self._extensions = extensions  # auth's objects, registered after this wraps Flask
+        self._auth: AuthService | None = None
+
+    def _service(self) -> AuthService | None:
+        """The auth service, or None when a rate limit is on (then Flask answers all)."""
+        auth = self._auth
+        if auth is None:
+            by_address, by_user = self._extensions[access.EXTENSION + ".limits"]
+            if by_address is not None or by_user is not None:
+                self.enabled = False
+                return None
+            auth = self._auth = self._extensions[access.EXTENSION]
+        return auth
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD")
+        if self.enabled and (method == "PUT" or method == "POST"):
+            path = environ.get("PATH_INFO") or ""
+            if path.startswith("/v2/"):
+                answer = self._answer(environ, start_response, method, path)
+                if answer is not None:
+                    return answer
+        return self.app(environ, start_response)
+
+    def _answer(self, environ: dict[str, Any], start_response: Any, method: str,
+                path: str) -> Iterable[bytes] | None:
+        for key in _UNUSUAL:
+            if environ.get(key):
+                return None
+        if "//" in path:
+            return None  # a doubled slash: Flask's URL map has its own answer
+        length = environ.get("CONTENT_LENGTH") or ""
+        source: str | None = None
+        if method == "PUT":
+            name, _, ref = path[4:].rpartition(_MANIFESTS)
+            if (not name or not ref or "/" in ref or not ref.isascii()
+                    or environ.get("QUERY_STRING") or not length.isdigit()
+                    or int(length) > self.registry.options.max_manifest_size):
+                return None
+        else:
+            rest = path[4:]
+            if not rest.endswith(_UPLOADS) or length not in ("", "0"):
+                return None
+            name = rest[:-len(_UPLOADS)]
+            mount = _mount_query(environ.get("QUERY_STRING") or "")
+            if mount is None:
+                return None
+            ref, source = mount
+        try:
+            validate_name(name)
+            if source is not None:
+                validate_name(source)
+        except Exception:  # noqa: BLE001 (Flask answers the error)
+            return None
+        if self.mirror is not None and mirrored_prefix(self.mirror, name) is not None:
+            return None
+        auth = self._service()
+        if auth is None:
+            return None
+        who = ANONYMOUS
+        if auth.enabled:
+            found = _principal(auth, environ.get("HTTP_AUTHORIZATION"))
+            if found is None or not auth.can(found, name, PUSH):
+                return None  # a challenge, a refusal or a first login: Flask's
+            if method == "POST" and (source is None or not auth.can(found, source, PULL)):
+                return None  # no mount (web/auth.may_mount_from): Flask opens an upload
+            who = found
+        started = time.perf_counter()
+        request_id = new_request_id(environ.get("HTTP_X_REQUEST_ID"))
+        client = environ.get("REMOTE_ADDR")
+        actor = Actor("anonymous", None, client, request_id)
+        if auth.enabled:
+            actor = actor.as_user(who.user, robot=False)
+        set_actor(actor)
+        finish = [self.log_access, started, "", method, 201, 0, 0, client or "-", path,
+                  who.user or "-", request_id]
+        try:
+            if method == "POST":
+                return self._mount(environ, start_response, name, ref, source, finish)
+            return self._manifest(environ, start_response, name, ref, int(length), finish)
+        finally:
+            set_actor(SYSTEM)  # as Flask's teardown: gthread reuses the thread
+
+    def _mount(self, environ: dict[str, Any], start_response: Any, name: str, digest: str,
+               source: str | None, finish: list[Any]) -> Iterable[bytes] | None:
+        """registry_api.start_upload's mount and its 201 (registry_api._blob_created)."""
+        finish[2] = UPLOAD_ROUTE
+        try:
+            size = self.registry.uploads.mount(name, digest, source)
+        except Exception as exc:  # noqa: BLE001 (answered as Flask's handlers do)
+            return self._failed(environ, start_response, exc, finish)
+        if size is None:
+            return None  # rolled back, nothing written: Flask opens an upload instead
+        start_response("201 CREATED", [
+            _HTML, ("Location", f"/v2/{name}/blobs/{digest}"),
+            ("Docker-Content-Digest", digest), ("Content-Length", "0"),
+            ("X-Request-ID", finish[-1]), ("Docker-Distribution-API-Version", "registry/2.0"),
+        ])
+        return _Answer((), tuple(finish))
+
+    def _manifest(self, environ: dict[str, Any], start_response: Any, name: str, ref: str,
+                  length: int, finish: list[Any]) -> Iterable[bytes]:
+        """registry_api.put_manifest and its 201, with what its errors answer."""
+        finish[2] = MANIFEST_ROUTE
+        payload = bytearray()
+        try:
+            try:
+                # The stream Flask's request.stream is (gunicorn's own, or limited to
+                # the Content-Length); body_chunks reads gunicorn's socket directly.
+                stream = get_input_stream(environ)
+                for chunk in body_chunks(environ, stream, self.timeout):
+                    payload += chunk
+            except ClientDisconnected:
+                raise ManifestInvalid("request body ended early",
+                                      {"expected": length, "received": len(payload)}) from None
+            except MalformedBody as exc:
+                raise ManifestInvalid(exc.description) from exc
+            finally:
+                finish[5] = len(payload)
+            pushed = self.registry.put_manifest(name, ref, bytes(payload),
+                                                environ.get("CONTENT_TYPE"), [])
+        except Exception as exc:  # noqa: BLE001 (answered as Flask's handlers do)
+            return self._failed(environ, start_response, exc, finish)
+        headers = [_HTML, ("Location", f"/v2/{name}/manifests/{pushed.digest}"),
+                   ("Docker-Content-Digest", pushed.digest)]
+        if pushed.subject:
+            headers.append(("OCI-Subject", pushed.subject))
+        headers += [("X-Request-ID", finish[-1]),
+                    ("Docker-Distribution-API-Version", "registry/2.0"), ("Content-Length", "0")]
+        start_response("201 CREATED", headers)
+        return _Answer((), tuple(finish))
+
+    def _failed(self, environ: dict[str, Any], start_response: Any, exc: Exception,
+                finish: list[Any]) -> Iterable[bytes]:
+        """web/errors.py's answer to ``exc`` and observability's headers, as Flask's."""
+        if isinstance(exc, RegistryError):
+            response = errors.error_response(exc.code, exc.message, exc.status, exc.detail,
+                                             exc.headers)
+        else:
+            # Body framing errors arrive mapped (web/body.py): an outage or a 500.
+            response = errors.unavailable_response(exc)
+            if response is None:
+                errors.log.exception("unhandled error", exc_info=exc)
+                response = errors.error_response("UNKNOWN", "internal server error", 500)
+        response.headers["X-Request-ID"] = finish[-1]
+        response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
+        finish[4], finish[6] = response.status_code, response.content_length or 0
+        body = response(environ, start_response)
+        return _Answer(body, tuple(finish))
+
+
+def _mount_query(query: str) -> tuple[str, str] | None:
+    """(digest, source) of ``mount=<digest>&from=<name>`` (in either order, each once,
+    percent-encoded or not, as docker sends them); None for anything else."""
+    if not query or "+" in query:
+        return None
+    values: dict[str, str] = {}
+    for part in query.split("&"):
+        key, sep, value = part.partition("=")
+        if not sep or key in values or key not in ("mount", "from"):
+            return None
+        values[key] = unquote(value) if "%" in value else value  # bad UTF-8: U+FFFD
+    digest, source = values.get("mount"), values.get("from")
+    if not digest or not source or not _PLAIN.issuperset(digest) \
+            or not _PLAIN.issuperset(source):
+        return None
+    return digest, source

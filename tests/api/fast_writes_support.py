@@ -1,0 +1,147 @@
+"""The harness of tests/api/test_fast_writes.py (and tests/cluster/test_pg_fast_writes.py).
+
+A write can't be sent twice to the same place, so each request is sent to two twin
+repositories that hold the same content: ``{p}`` in the path (and body) is "wa" for
+Flask's side (the fast write route switched off) and "wb" for the route as
+configured. Compared, with "wa/" read as "wb/": status, headers (names, values,
+order), body, the access-log record (all but the duration), the Prometheus samples
+the request adds, and the rows it wrote to the events outbox and the tag history
+(with their actor), but for ids and times.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from werkzeug.test import EnvironBuilder
+
+from ociregistry.metadata import schema as t
+from ociregistry.web.fast_writes import EXTENSION
+from ociregistry.web.observability import ACCESS_LOGGER
+from tests.api.fast_reads_support import Harness, _Collect, _delta, _samples
+
+SIDES = ("wa", "wb")  # Flask's, the fast route's
+
+
+class WriteHarness(Harness):
+    def __init__(self, tmp_path: Path, mode: str | None, **settings: Any) -> None:
+        super().__init__(tmp_path, mode, **settings)
+        self.writes = self.app.extensions[EXTENSION]
+        self.write_flask_calls = 0
+        inner = self.writes.app
+
+        def counted(environ: dict, start_response: Any) -> Any:
+            self.write_flask_calls += 1
+            return inner(environ, start_response)
+
+        self.writes.app = counted
+
+    def _rows(self, table: sa.Table, after: int) -> list[dict]:
+        with self.runtime.metadata.read() as conn:
+            rows = conn.execute(sa.select(table).where(table.c.id > after)
+                                .order_by(table.c.id)).mappings().all()
+        return [dict(row) for row in rows]
+
+    def _last(self, table: sa.Table) -> int:
+        with self.runtime.metadata.read() as conn:
+            return conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))
+                                ).scalar_one()
+
+    def send(self, fast: bool, method: str, path: str, body: bytes = b"",
+             headers: dict[str, str] | None = None) -> dict:
+        """One request; ``fast`` False: the fast write route switched off."""
+        enabled = self.writes.enabled
+        if not fast:
+            self.writes.enabled = False
+        handler = _Collect(self.records)
+        logger = logging.getLogger(ACCESS_LOGGER)
+        logger.addHandler(handler)
+        level = logger.level
+        logger.setLevel(logging.INFO)
+        before_samples = _samples()
+        calls = self.write_flask_calls
+        events, history = self._last(t.events), self._last(t.tag_history)
+        path, _, query = path.partition("?")
+        builder = EnvironBuilder(path=path, query_string=query, method=method,
+                                 headers=headers or {}, data=body,
+                                 environ_base={"REMOTE_ADDR": "192.0.2.7"})
+        environ = builder.get_environ()
+        builder.close()
+        if "Content-Length" in (headers or {}):  # as sent, even when it is not the body's
+            environ["CONTENT_LENGTH"] = headers["Content-Length"]  # type: ignore[index]
+        captured: dict[str, Any] = {}
+
+        def start_response(status: str, response_headers: list, exc_info: Any = None) -> Any:
+            captured["status"] = status
+            captured["headers"] = list(response_headers)
+            return io.BytesIO().write
+
+        try:
+            body_iter = self.app.wsgi_app(environ, start_response)
+            answer = b"".join(body_iter)
+            close = getattr(body_iter, "close", None)
+            if close is not None:
+                close()
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            self.writes.enabled = enabled
+        assert handler.records, "no access-log line"
+        record = handler.records[-1]
+        fields = dict(record.fields)  # type: ignore[attr-defined]
+        fields.pop("duration_ms")
+        line = record.getMessage().split(" ")
+        del line[-3]  # the duration
+        return {
+            "status": captured["status"], "headers": captured["headers"], "body": answer,
+            "log": (line, fields), "metrics": _delta(before_samples, _samples()),
+            "events": [{**{k: v for k, v in e.items() if k not in ("id", "uid", "created_at")},
+                        "body": _without(json.loads(e["body"]), "time", "id")}
+                       for e in self._rows(t.events, events)],
+            "history": [{k: v for k, v in h.items() if k not in ("id", "at", "repository_id")}
+                        for h in self._rows(t.tag_history, history)],
+            "flask": self.write_flask_calls > calls,
+        }
+
+    def pair(self, method: str, path: str, body: bytes = b"",
+             headers: dict[str, str] | None = None, *, fast: bool, status: int,
+             same: bool = True) -> dict:
+        """The request on Flask's twin, then on the fast route's; ``fast``: the fast route
+        answered it; ``same`` False: only status and route compared (a new upload's id)."""
+        headers = {"X-Request-ID": "parity-1", **(headers or {})}
+        sides = [self.send(on, method, path.replace("{p}", side),
+                           body.replace(b"{p}", side.encode()), headers)
+                 for on, side in ((False, SIDES[0]), (True, SIDES[1]))]
+        reference, answer = (_renamed(sides[0]), sides[1])
+        assert reference["flask"]
+        assert answer["flask"] is (not fast), f"{method} {path}: fast route expected {fast}"
+        assert int(reference["status"].split()[0]) == status, reference
+        if not same:
+            assert answer["status"] == reference["status"]
+            return answer
+        for key in ("status", "headers", "body", "log", "metrics", "events", "history"):
+            assert answer[key] == reference[key], (key, method, path)
+        return answer
+
+
+def _without(body: dict, *keys: str) -> dict:
+    return {k: v for k, v in body.items() if k not in keys}
+
+
+def _renamed(value: Any) -> Any:
+    """``value`` with Flask's twin named as the fast route's ("wa/" read as "wb/")."""
+    old, new = SIDES[0] + "/", SIDES[1] + "/"
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, bytes):
+        return value.replace(old.encode(), new.encode())
+    if isinstance(value, dict):
+        return {_renamed(k): _renamed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_renamed(v) for v in value)
+    return value
