@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ociregistry.core.digests import new_hasher
+from ociregistry.storage.durable import fsync_dir  # noqa: F401 (restore.py and take.py)
 
 MARKER = "backup.json"
 IN_PROGRESS = "in-progress"
@@ -36,14 +37,6 @@ def blob_file(root: str, digest: str) -> str:
     if not encoded.isalnum() or not algorithm.isalnum():
         raise BackupError(f"not a digest: {digest!r}")
     return os.path.join(root, "blobs", algorithm, encoded[:2], encoded)
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_atomic(path: str, data: bytes) -> None:

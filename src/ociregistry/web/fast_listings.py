@@ -53,7 +53,7 @@ class Answer:
 
     __slots__ = ("body", "finish")
 
-    def __init__(self, body: tuple[bytes, ...], finish: tuple[Any, ...]) -> None:
+    def __init__(self, body: Iterable[bytes], finish: tuple[Any, ...]) -> None:
         self.body = body
         self.finish = finish
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from werkzeug.wsgi import wrap_file
@@ -55,6 +55,7 @@ from ociregistry.storage.write_gate import opened_for_pull
 from ociregistry.web import auth as access
 from ociregistry.web import fast_blobs, fast_listings
 from ociregistry.web.fast_listings import Answer as _Answer
+from ociregistry.web.fast_route import FastRoute, WSGIApp
 from ociregistry.web.observability import new_request_id, request_done
 from ociregistry.web.registry_api import _ROUTE_LABELS
 
@@ -71,38 +72,13 @@ UNUSUAL_HEADERS = ("HTTP_COOKIE", "HTTP_TRANSFER_ENCODING", "HTTP_RANGE", "HTTP_
                    "HTTP_IF_UNMODIFIED_SINCE")
 _UNUSUAL = ("QUERY_STRING", *UNUSUAL_HEADERS)
 
-WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
-
-
-class FastReads:
+class FastReads(FastRoute):
     """WSGI middleware: plain manifest and blob reads (and, through web/fast_listings.py,
     /v2/ and tags lists) answered here, the rest by ``app``."""
 
     def __init__(self, app: WSGIApp, runtime: Runtime, extensions: dict[str, Any]) -> None:
-        self.app = app
-        self.registry = runtime.registry
+        super().__init__(app, runtime, extensions, runtime.settings.http.fast_reads)
         self.storage = runtime.storage
-        settings = runtime.settings
-        self.log_access = settings.log.access_log
-        # Names under a mirror's upstream prefix are routed (and may be fetched) by
-        # Flask's route; a default upstream may take any name: then Flask answers all.
-        mirror = settings.mirror
-        self.mirror = mirror if mirror.upstreams else None
-        self.enabled = settings.http.fast_reads and (
-            self.mirror is None or self.mirror.default is None)
-        self._extensions = extensions  # auth's objects, registered after this wraps Flask
-        self._auth: AuthService | None = None
-
-    def _service(self) -> AuthService | None:
-        """The auth service, or None when a rate limit is on (then Flask answers all)."""
-        auth = self._auth
-        if auth is None:
-            by_address, by_user = self._extensions[access.EXTENSION + ".limits"]
-            if by_address is not None or by_user is not None:
-                self.enabled = False
-                return None
-            auth = self._auth = self._extensions[access.EXTENSION]
-        return auth
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")

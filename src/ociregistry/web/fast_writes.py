@@ -34,7 +34,7 @@ tests/cluster/test_pg_fast_writes.py on PostgreSQL.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
 
@@ -42,17 +42,18 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wsgi import get_input_stream
 
 from ociregistry.auth.rules import PULL, PUSH
-from ociregistry.auth.service import ANONYMOUS, AuthService
+from ociregistry.auth.service import ANONYMOUS
 from ociregistry.core.actor import SYSTEM, Actor, set_actor
 from ociregistry.core.errors import ManifestInvalid, RegistryError
 from ociregistry.core.names import validate_name
 from ociregistry.mirror.routing import mirrored_prefix
 from ociregistry.runtime import Runtime
-from ociregistry.web import auth as access
 from ociregistry.web import errors
 from ociregistry.web.body import MalformedBody, body_chunks
+from ociregistry.web.fast_listings import Answer
 from ociregistry.web.fast_reads import _principal
-from ociregistry.web.observability import new_request_id, request_done
+from ociregistry.web.fast_route import FastRoute, WSGIApp
+from ociregistry.web.observability import new_request_id
 from ociregistry.web.registry_api import _ROUTE_LABELS
 
 MANIFEST_ROUTE, UPLOAD_ROUTE = _ROUTE_LABELS["manifest"], _ROUTE_LABELS["upload"]
@@ -66,19 +67,11 @@ _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 # Flask's answer to a 201 without a body (registry_api's Response(status=201)).
 _HTML = ("Content-Type", "text/html; charset=utf-8")
 
-WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
+class _Answer(Answer):
+    """An answer whose body may be a werkzeug response's (an error): closed first."""
 
-class _Answer:
-    """An answer's body; the server's ``close`` logs it (request_done)."""
-
-    __slots__ = ("body", "finish")
-
-    def __init__(self, body: Iterable[bytes], finish: tuple[Any, ...]) -> None:
-        self.body, self.finish = body, finish
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.body)
+    __slots__ = ()
 
     def close(self) -> None:
         try:
@@ -86,35 +79,15 @@ class _Answer:
             if close is not None:
                 close()
         finally:
-            request_done(*self.finish)
+            super().close()
 
 
-class FastWrites:
+class FastWrites(FastRoute):
     """WSGI middleware: plain mounts and manifest PUTs answered here, the rest by ``app``."""
 
     def __init__(self, app: WSGIApp, runtime: Runtime, extensions: dict[str, Any]) -> None:
-        self.app = app
-        self.registry = runtime.registry
-        settings = runtime.settings
-        self.log_access = settings.log.access_log
-        self.timeout = settings.http.timeout
-        mirror = settings.mirror
-        self.mirror = mirror if mirror.upstreams else None
-        self.enabled = settings.http.fast_writes and (
-            self.mirror is None or self.mirror.default is None)
-        self._extensions = extensions  # auth's objects, registered after this wraps Flask
-        self._auth: AuthService | None = None
-
-    def _service(self) -> AuthService | None:
-        """The auth service, or None when a rate limit is on (then Flask answers all)."""
-        auth = self._auth
-        if auth is None:
-            by_address, by_user = self._extensions[access.EXTENSION + ".limits"]
-            if by_address is not None or by_user is not None:
-                self.enabled = False
-                return None
-            auth = self._auth = self._extensions[access.EXTENSION]
-        return auth
+        super().__init__(app, runtime, extensions, runtime.settings.http.fast_writes)
+        self.timeout = runtime.settings.http.timeout
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
