@@ -57,6 +57,13 @@ class HTTPSettings(_Section):
                     " Flask (web/fast_writes.py): the same answer and the same writes for"
                     " less CPU; anything unusual still goes through Flask",
     )
+    keepalive_linger_ms: float = Field(
+        2, ge=0, le=1000,
+        description="after answering on a kept-alive connection, its thread waits this"
+                    " long for the next request and serves it itself, while the worker"
+                    " has no more connections than threads (0: hand every connection"
+                    " back to the worker's poller at once, as gunicorn does)",
+    )
 
 
 class S3Settings(_Section):

@@ -161,6 +161,10 @@ def _serve_gunicorn(settings: Settings, workers: int) -> int:
     companions = _companions(settings)
     from gunicorn.app.base import BaseApplication
 
+    from ociregistry.server_worker import RegistryThreadWorker
+
+    RegistryThreadWorker.linger = settings.http.keepalive_linger_ms / 1000  # forked along
+
     class RegistryServer(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options = {

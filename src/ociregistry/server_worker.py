@@ -29,6 +29,7 @@ on says ``Connection: close``, those of requests that began before included.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -97,6 +98,9 @@ class RegistryResponse(wsgi.Response):
 
 class RegistryThreadWorker(ThreadWorker):
     _drained = False
+    # Seconds a thread waits for a kept-alive connection's next request (server.py sets
+    # it from http.keepalive_linger_ms before the workers are forked; 0: never).
+    linger = 0.0
 
     def init_process(self) -> None:
         RegistryResponse.worker = self
@@ -134,9 +138,24 @@ class RegistryThreadWorker(ThreadWorker):
 
     def handle(self, conn: Any) -> tuple[bool, Any]:
         keepalive, conn = self._handle_one(conn)
-        while keepalive and self.alive and _next_request_buffered(conn):
+        while keepalive and self.alive and (
+                _next_request_buffered(conn) or self._next_request_soon(conn)):
             keepalive, conn = self._handle_one(conn)
         return keepalive, conn
+
+    def _next_request_soon(self, conn: Any) -> bool:
+        """True when the connection's next request arrives within ``linger``, while
+        this worker has no more connections than threads (none is kept from a thread)
+        and the last request's body was read to its end (so what arrives is a request)."""
+        if self.linger <= 0 or self.nr_conns > self.cfg.threads or not _body_read(conn):
+            return False
+        try:
+            poll = select.poll()
+            poll.register(conn.sock, select.POLLIN)
+            ready = poll.poll(self.linger * 1000)
+        except (OSError, ValueError):
+            return False
+        return bool(ready) and self.alive
 
     def _handle_one(self, conn: Any) -> tuple[bool, Any]:
         if not self.cfg.is_ssl and not getattr(conn, "tls_probe_done", False):
@@ -152,6 +171,21 @@ class RegistryThreadWorker(ThreadWorker):
                     pass
                 return (False, conn)
         return super().handle(conn)
+
+
+def _body_read(conn: Any) -> bool:
+    """True when the last request's body was read to its end and nothing follows it
+    in the parser's buffer."""
+    message = getattr(conn.parser, "mesg", None)
+    if message is None:
+        return False
+    reader = message.body.reader
+    if isinstance(reader, LengthReader):
+        if reader.length:
+            return False
+    elif not (isinstance(reader, ChunkedReader) and reader.parser is None):
+        return False
+    return conn.parser.unreader.buf.getbuffer().nbytes == 0
 
 
 def _next_request_buffered(conn: Any) -> bool:
