@@ -490,7 +490,6 @@ def test_uploads_that_go_to_flask(open_registry: WriteHarness) -> None:
     # The PUT: anything but one plain digest, a body, a Content-Range, chunked, a cookie.
     put = "/v2/{p}/fl/blobs/uploads/{u}"
     for query, status in ((f"digest={LAYER_DIGEST}&digest={LAYER_DIGEST}", 201),
-                          (f"digest={LAYER_DIGEST.replace(':', '%3A')}", 201),
                           (f"digest={LAYER_DIGEST}&x=1", 201),
                           ("digest=", 400), ("", 400), ("x=1", 400),
                           (f"digest={LAYER_DIGEST.replace('sha256', 'sha256+x')}", 400)):
@@ -498,6 +497,11 @@ def test_uploads_that_go_to_flask(open_registry: WriteHarness) -> None:
         _patch(h, "fl", uploads)
         h.pair("PUT", f"{put}?{query}" if query else put, fast=False, status=status,
                uploads=uploads)
+    # Go clients' form (skopeo, docker, containerd): the digest percent-encoded.
+    uploads = _open(h, "fl")
+    _patch(h, "fl", uploads)
+    h.pair("PUT", f"{put}?digest={LAYER_DIGEST.replace(':', '%3A')}", fast=True,
+           status=201, uploads=uploads)
     for body, headers, status in (
             (LAYER, {}, 201),  # the last chunk with the PUT
             (LAYER, {"Content-Range": f"0-{len(LAYER) - 1}"}, 201),

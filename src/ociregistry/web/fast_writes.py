@@ -20,16 +20,17 @@ then the metrics and access-log line once the answer is sent
 Which requests: ``POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<name>`` without
 a body; ``POST /v2/<name>/blobs/uploads/`` with no query string and no body (a sha256
 session, 202); ``PUT /v2/<name>/blobs/uploads/<id>?digest=<digest>`` with that one
-plain parameter, no body and no Content-Range (registry_api.put_upload's 201, or its
-RangeInvalid answer with Location and Range); and ``PUT /v2/<name>/manifests/<reference>``
-with a Content-Length within the manifest limit and no query string (``?tag=`` goes
-to Flask). Everything else goes to Flask untouched, before anything was read, counted
-or written: other paths and methods (a PATCH always), other, repeated or
-percent-encoded query parameters (a monolithic ``?digest=`` POST, ``digest-algorithm``),
-a body or Content-Range on an upload request, cookies, chunked bodies, credentials not
-already checked by this process (a first Basic login, robots), a caller the rules
-refuse (the challenge), a mirror's names, rate limits on, and a mount that cannot be
-made (Flask tries it again, it rolls back again, and Flask opens the upload).
+parameter (plain or percent-encoded, as Go clients send it), no body and no
+Content-Range (registry_api.put_upload's 201, or its RangeInvalid answer with Location
+and Range); and ``PUT /v2/<name>/manifests/<reference>`` with a Content-Length within
+the manifest limit and no query string (``?tag=`` goes to Flask). Everything else goes
+to Flask untouched, before anything was read, counted or written: other paths and
+methods (a PATCH always), other or repeated query parameters (a monolithic
+``?digest=`` POST, ``digest-algorithm``), a body or Content-Range on an upload
+request, cookies, chunked bodies, credentials not already checked by this process (a
+first Basic login, robots), a caller the rules refuse (the challenge), a mirror's
+names, rate limits on, and a mount that cannot be made (Flask tries it again, it rolls
+back again, and Flask opens the upload).
 
 Errors once the request is ours (the body read, the core's refusal such as an unknown
 session or a wrong digest, an outage) are answered here with what Flask's error
@@ -185,7 +186,7 @@ class FastWrites(FastRoute):
                 return self._mount(environ, start_response, name, ref, source, finish)
             if kind == "open":
                 return self._open(environ, start_response, name, owner, finish)
-            size = None if environ.get("CONTENT_LENGTH") is None else 0  # request.content_length
+            size = 0 if environ.get("CONTENT_LENGTH") == "0" else None  # request.content_length
             return self._close(environ, start_response, name, upload, ref, size, owner, finish)
         finally:
             set_actor(SYSTEM)  # as Flask's teardown: gthread reuses the thread
@@ -300,10 +301,17 @@ def _blob_created(start_response: Any, name: str, digest: str,
 
 
 def _digest_query(query: str) -> str | None:
-    """The digest of ``digest=<digest>``, alone and plain (what clients send); None for
-    anything else (percent-escapes, "+", other or repeated parameters: Flask's)."""
+    """The digest of ``digest=<digest>``, alone, plain or percent-encoded (Go clients
+    send ``sha256%3A...``); None for anything else ("+", other or repeated parameters,
+    a value that decodes to anything but a digest's characters: Flask's)."""
+    if "+" in query:
+        return None
     key, _, value = query.partition("=")
-    if key != "digest" or not value or not _PLAIN.issuperset(value):
+    if key != "digest" or "&" in value:
+        return None
+    if "%" in value:
+        value = unquote(value)  # bad UTF-8: U+FFFD, refused below as Flask's
+    if not value or not _PLAIN.issuperset(value):
         return None
     return value
 
