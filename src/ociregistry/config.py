@@ -53,8 +53,9 @@ class HTTPSettings(_Section):
     )
     fast_writes: bool = Field(
         True,
-        description="answer a plain cross-repository mount and manifest PUT in front of"
-                    " Flask (web/fast_writes.py): the same answer and the same writes for"
+        description="answer a plain cross-repository mount, a manifest PUT and the"
+                    " body-less upload POST and PUT ?digest= in front of Flask"
+                    " (web/fast_writes.py): the same answer and the same writes for"
                     " less CPU; anything unusual still goes through Flask",
     )
     keepalive_linger_ms: float = Field(

@@ -110,14 +110,23 @@ class WriteHarness(Harness):
 
     def pair(self, method: str, path: str, body: bytes = b"",
              headers: dict[str, str] | None = None, *, fast: bool, status: int,
-             same: bool = True) -> dict:
+             same: bool = True, uploads: dict[str, str] | None = None) -> dict:
         """The request on Flask's twin, then on the fast route's; ``fast``: the fast route
-        answered it; ``same`` False: only status and route compared (a new upload's id)."""
+        answered it; ``same`` False: only status and route compared.
+
+        ``{u}`` in the path is each twin's own upload session (``uploads``, by side).
+        An upload's id (that one, or the one a POST opened: Docker-Upload-UUID) is
+        read as ``{u}`` in either answer; the answer's ``uploads`` holds both ids."""
         headers = {"X-Request-ID": "parity-1", **(headers or {})}
-        sides = [self.send(on, method, path.replace("{p}", side),
-                           body.replace(b"{p}", side.encode()), headers)
-                 for on, side in ((False, SIDES[0]), (True, SIDES[1]))]
+        sides, ids = [], {}
+        for on, side in ((False, SIDES[0]), (True, SIDES[1])):
+            upload = (uploads or {}).get(side, "")
+            sent = self.send(on, method, path.replace("{p}", side).replace("{u}", upload),
+                             body.replace(b"{p}", side.encode()), headers)
+            ids[side] = upload or dict(sent["headers"]).get("Docker-Upload-UUID", "")
+            sides.append(_masked(sent, ids[side]) if ids[side] else sent)
         reference, answer = (_renamed(sides[0]), sides[1])
+        answer["uploads"] = ids
         assert reference["flask"]
         assert answer["flask"] is (not fast), f"{method} {path}: fast route expected {fast}"
         assert int(reference["status"].split()[0]) == status, reference
@@ -131,6 +140,19 @@ class WriteHarness(Harness):
 
 def _without(body: dict, *keys: str) -> dict:
     return {k: v for k, v in body.items() if k not in keys}
+
+
+def _masked(value: Any, upload: str) -> Any:
+    """``value`` with the upload id ``upload`` read as "{u}"."""
+    if isinstance(value, str):
+        return value.replace(upload, "{u}")
+    if isinstance(value, bytes):
+        return value.replace(upload.encode(), b"{u}")
+    if isinstance(value, dict):
+        return {_masked(k, upload): _masked(v, upload) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_masked(v, upload) for v in value)
+    return value
 
 
 def _renamed(value: Any) -> Any:

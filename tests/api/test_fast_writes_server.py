@@ -7,13 +7,16 @@ Each pair writes to its own twin repository: status, headers (names, order, valu
 not Date, and the repository's name read as the other's) and body must match, and so
 must the access-log lines (but for the duration). Also: a manifest body shorter than
 its Content-Length (the client hangs up) stores nothing and a keep-alive connection
-carries several fast writes in a row.
+carries several fast writes in a row. A blob pushed as clients do (POST, PATCH, PUT
+?digest=: the POST and PUT on the fast route, the PATCH on Flask's) answers what the
+same sequence through Flask does, each side on one keep-alive connection.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import time
 import urllib.parse
 import uuid
@@ -125,3 +128,91 @@ def test_server_fast_writes_keep_alive_and_hang_up(registry, repo) -> None:
     r = requests.get(f"{registry.url}/v2/{repo}/cut/manifests/v1",
                      headers={"Accept": DOCKER_MANIFEST})
     assert r.status_code == 404, r.text
+
+
+def _one_connection(url: str) -> http.client.HTTPConnection:
+    parts = urllib.parse.urlsplit(url)
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+
+
+def _on(conn: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str],
+        body: bytes = b"") -> tuple[int, list, bytes]:
+    """A request on ``conn``, which must stay the same connection (keep-alive)."""
+    before = conn.sock
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    answer = r.status, r.getheaders(), r.read()
+    assert before is None or conn.sock is before, f"{method} {path}: connection re-opened"
+    assert r.getheader("Connection", "").lower() != "close", answer
+    return answer
+
+
+@pytest.mark.single_node
+def test_server_upload_sequence_fast_and_flask_alike(registry, repo) -> None:
+    names = (f"{repo}/fast", f"{repo}/slow")
+    extras = ("", "through=flask")  # a query parameter Flask's routes ignore
+    conns = [_one_connection(registry.url) for _ in names]
+    try:
+        for size in (300_000, 4096, 0):
+            data = os.urandom(size)
+            digest = sha256(data)
+            ids = [uuid.uuid4().hex, uuid.uuid4().hex]
+            answers: list[list[tuple]] = [[], []]
+            sessions = []
+            for i, (conn, name, extra) in enumerate(zip(conns, names, extras, strict=True)):
+                post = _on(conn, "POST", f"/v2/{name}/blobs/uploads/"
+                                         + (f"?{extra}" if extra else ""),
+                           {"X-Request-ID": ids[i], "Content-Length": "0"})
+                assert post[0] == 202, post
+                location = dict(post[1])["Location"]
+                sessions.append(dict(post[1])["Docker-Upload-UUID"])
+                patch = _on(conn, "PATCH", location,
+                            {"Content-Type": "application/octet-stream"}, data)
+                assert patch[0] == 202, patch
+                put = _on(conn, "PUT", f"{location}?digest={digest}"
+                                       + (f"&{extra}" if extra else ""),
+                          {"X-Request-ID": ids[i], "Content-Length": "0"})
+                assert put[0] == 201, put
+                answers[i] = [post, put]
+            for fast, flask in zip(answers[0], answers[1], strict=True):
+                masked = tuple(_masked(a, sessions[i]) for i, a in enumerate((fast, flask)))
+                _same(masked[0], masked[1], ids, names)
+            # The access-log lines: the POST's and the PUT's, alike but for the
+            # session, the twin's name and Flask's extra parameter.
+            ours, theirs = (_log_lines(registry.log_path, rid) for rid in ids)
+            assert len(ours) == len(theirs) == 2
+            assert [[w.replace(sessions[0], "{u}") for w in line] for line in ours] == [
+                [w.replace(names[1], names[0]).replace(sessions[1], "{u}")
+                 .replace(f"?{extras[1]}", "").replace(f"&{extras[1]}", "")
+                 for w in line] for line in theirs]
+            # The blob is there, in either twin, with its bytes and digest.
+            for conn, name in zip(conns, names, strict=True):
+                got = _on(conn, "GET", f"/v2/{name}/blobs/{digest}", {})
+                assert got[0] == 200 and got[2] == data
+                assert dict(got[1])["Docker-Content-Digest"] == digest
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def _masked(answer: tuple, session: str) -> tuple:
+    status, headers, body = answer
+    return status, [(k, v.replace(session, "{u}")) for k, v in headers], body
+
+
+def _log_lines(path, request_id: str) -> list[list[str]]:
+    """Both access-log lines (POST and PUT) of ``request_id``, without the duration."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = []
+        for line in path.read_text(errors="replace").splitlines():
+            if line.endswith(" " + request_id) and " /v2/" in line:
+                words = line.split(" ")
+                start = next(i for i, w in enumerate(words) if w in ("PUT", "POST")) - 1
+                words = words[start:]
+                del words[-3]
+                found.append(words[:-1])
+        if len(found) >= 2:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no access-log lines for {request_id}")

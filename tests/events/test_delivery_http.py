@@ -4,6 +4,8 @@ not one per request."""
 
 from __future__ import annotations
 
+import time
+
 import requests
 
 from tests.events.receivers import Receiver
@@ -24,8 +26,15 @@ def test_requests_to_an_endpoint_reuse_its_connection(start_registry):
         assert [b["digest"] for b in bodies] == digests
         assert len(receiver.requests) == len(tags)
         assert len({r["peer"] for r in receiver.requests}) == 1  # one connection
+        # The receiver has answered the last request; its outcome is written to the
+        # delivery log just after: wait for it there.
         log = registry.url + "/api/v1/events/endpoints/alive/deliveries"
-        items = requests.get(log, timeout=30).json()["items"]
+        deadline = time.monotonic() + 60
+        while True:
+            items = requests.get(log, timeout=30).json()["items"]
+            if len(items) >= len(tags) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert [i["status_code"] for i in items] == [200] * len(tags)
         assert all(i["response"] == ("ok " * 400)[:500] for i in items)
     finally:

@@ -5,7 +5,10 @@ Problems found, and what --repair does with each:
   quarantine/ (left alone if a push of that digest touched it while checked)
 - missing blob (row, no bytes): row dropped, so clients push it again (unless the
   bytes came back meanwhile)
-- orphan blob file (bytes, no row), older than a minute: deleted
+- orphan blob file (bytes, no row), older than a minute: deleted (a younger one is
+  not reported: a publication links the blob's name before its row commits,
+  storage/durable.py, so it may be a push in flight or one a crash just cut short,
+  which GC or a later check removes)
 - stray upload file (no session row), older than an hour: deleted
 - upload session without its file: row dropped
 - manifest whose bytes don't match its digest: reported (not repairable)
@@ -137,12 +140,12 @@ class IntegrityChecker:
         known = {digest for digest, _ in q.iter_blob_rows(self.db)}
         now = time.time()
         for stored in self.storage.iter_blobs():
-            if stored.digest in known:
+            if stored.digest in known or stored.modified >= now - ORPHAN_MIN_AGE:
                 continue
             problem = Problem(
                 "orphan-blob-file", stored.digest, f"{stored.size} bytes, no index row"
             )
-            if repair and stored.modified < now - ORPHAN_MIN_AGE:
+            if repair:
                 problem.repaired = remove_unrecorded_bytes(
                     self.db, stored.digest, self.storage.delete_blob
                 )
