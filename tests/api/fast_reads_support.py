@@ -123,30 +123,15 @@ class Harness:
         builder.close()
         captured: dict[str, Any] = {}
 
-        def start_response(status: str, response_headers: list, exc_info: Any = None) -> Any:
-            captured["status"] = status
-            captured["headers"] = list(response_headers)
-            return io.BytesIO().write
-
         try:
-            body_iter = self.app.wsgi_app(environ, start_response)
-            body = b"".join(body_iter)
-            close = getattr(body_iter, "close", None)
-            if close is not None:
-                close()
+            body = call_wsgi(self.app.wsgi_app, environ, captured)
         finally:
             logger.removeHandler(handler)
             logger.setLevel(level)
             self.fast.enabled = enabled
-        assert handler.records, "no access-log line"
-        record = handler.records[-1]
-        fields = dict(record.fields)  # type: ignore[attr-defined]
-        fields.pop("duration_ms")
-        line = record.getMessage().split(" ")
-        del line[-3]  # the duration
         return {
             "status": captured["status"], "headers": captured["headers"], "body": body,
-            "log": (line, fields), "metrics": _delta(before_samples, _samples()),
+            "log": access_line(handler), "metrics": _delta(before_samples, _samples()),
             "pulls": self.pulls[before_pulls:],
             "flask": self.flask_calls > before_calls,
         }
@@ -203,3 +188,31 @@ def _samples() -> dict[tuple, float]:
 
 def _delta(before: dict, after: dict) -> dict:
     return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+
+
+def call_wsgi(app: Any, environ: dict[str, Any], captured: dict[str, Any]) -> bytes:
+    """The body ``app`` answers, read and closed as a server would; the status and
+    headers land in ``captured``."""
+
+    def start_response(status: str, response_headers: list, exc_info: Any = None) -> Any:
+        captured["status"] = status
+        captured["headers"] = list(response_headers)
+        return io.BytesIO().write
+
+    body_iter = app(environ, start_response)
+    body = b"".join(body_iter)
+    close = getattr(body_iter, "close", None)
+    if close is not None:
+        close()
+    return body
+
+
+def access_line(handler: _Collect) -> tuple[list[str], dict[str, Any]]:
+    """The last access-log line's words and fields, its duration left out."""
+    assert handler.records, "no access-log line"
+    record = handler.records[-1]
+    fields = dict(record.fields)  # type: ignore[attr-defined]
+    fields.pop("duration_ms")
+    line = record.getMessage().split(" ")
+    del line[-3]  # the duration
+    return line, fields

@@ -11,7 +11,6 @@ the request adds, and the rows it wrote to the events outbox and the tag history
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from pathlib import Path
@@ -23,7 +22,14 @@ from werkzeug.test import EnvironBuilder
 from ociregistry.metadata import schema as t
 from ociregistry.web.fast_writes import EXTENSION
 from ociregistry.web.observability import ACCESS_LOGGER
-from tests.api.fast_reads_support import Harness, _Collect, _delta, _samples
+from tests.api.fast_reads_support import (
+    Harness,
+    _Collect,
+    _delta,
+    _samples,
+    access_line,
+    call_wsgi,
+)
 
 SIDES = ("wa", "wb")  # Flask's, the fast route's
 
@@ -76,30 +82,15 @@ class WriteHarness(Harness):
             environ["CONTENT_LENGTH"] = headers["Content-Length"]  # type: ignore[index]
         captured: dict[str, Any] = {}
 
-        def start_response(status: str, response_headers: list, exc_info: Any = None) -> Any:
-            captured["status"] = status
-            captured["headers"] = list(response_headers)
-            return io.BytesIO().write
-
         try:
-            body_iter = self.app.wsgi_app(environ, start_response)
-            answer = b"".join(body_iter)
-            close = getattr(body_iter, "close", None)
-            if close is not None:
-                close()
+            answer = call_wsgi(self.app.wsgi_app, environ, captured)
         finally:
             logger.removeHandler(handler)
             logger.setLevel(level)
             self.writes.enabled = enabled
-        assert handler.records, "no access-log line"
-        record = handler.records[-1]
-        fields = dict(record.fields)  # type: ignore[attr-defined]
-        fields.pop("duration_ms")
-        line = record.getMessage().split(" ")
-        del line[-3]  # the duration
         return {
             "status": captured["status"], "headers": captured["headers"], "body": answer,
-            "log": (line, fields), "metrics": _delta(before_samples, _samples()),
+            "log": access_line(handler), "metrics": _delta(before_samples, _samples()),
             "events": [{**{k: v for k, v in e.items() if k not in ("id", "uid", "created_at")},
                         "body": _without(json.loads(e["body"]), "time", "id")}
                        for e in self._rows(t.events, events)],
