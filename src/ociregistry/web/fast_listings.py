@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ociregistry.core.actor import SYSTEM, set_actor
 from ociregistry.web.observability import request_done
@@ -37,7 +37,24 @@ from ociregistry.web.registry_api import _ROUTE_LABELS
 from ociregistry.web.v2_paging import next_link, parse_n
 
 if TYPE_CHECKING:
-    from ociregistry.web.fast_reads import FastReads
+    from ociregistry.auth.service import Principal
+    from ociregistry.core.registry import Registry
+
+
+class ReadRoute(Protocol):
+    """What this takes from web/fast_reads.py's ``FastReads`` (which imports this)."""
+
+    registry: Registry
+
+    def caller(self, environ: dict[str, Any], name: str | None) -> Principal | None: ...
+
+    def begin(self, environ: dict[str, Any], method: str, path: str,
+              who: Principal) -> list[Any]: ...
+
+    def plain_request(self, environ: dict[str, Any], path: str,
+                      query: bool = False) -> bool: ...
+
+    def local_name(self, name: str) -> bool: ...
 
 TAGS_LIST = "/tags/list"
 BASE_ROUTE = "/v2/"  # Flask's rule: the metrics label its dispatch gives
@@ -64,7 +81,7 @@ class Answer:
         request_done(*self.finish)
 
 
-def answer(reads: FastReads, environ: dict[str, Any], start_response: Any, method: str,
+def answer(reads: ReadRoute, environ: dict[str, Any], start_response: Any, method: str,
            path: str) -> Iterable[bytes] | None:
     """The answer to ``GET``/``HEAD /v2/`` or a tags list GET (``path`` ends with
     /tags/list), or None: Flask's."""
