@@ -11,6 +11,7 @@ the request adds, and the rows it wrote to the events outbox and the tag history
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from pathlib import Path
@@ -23,6 +24,7 @@ from ociregistry.metadata import schema as t
 from ociregistry.web.fast_writes import EXTENSION
 from ociregistry.web.observability import ACCESS_LOGGER
 from tests.api.fast_reads_support import (
+    SERVICE,
     Harness,
     _Collect,
     _delta,
@@ -30,6 +32,7 @@ from tests.api.fast_reads_support import (
     access_line,
     call_wsgi,
 )
+from tests.auth.support import PASSWORDS
 
 SIDES = ("wa", "wb")  # Flask's, the fast route's
 
@@ -158,3 +161,15 @@ def _renamed(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_renamed(v) for v in value)
     return value
+
+
+def _basic(user: str, password: str | None = None) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password or PASSWORDS[user]}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def _token(h: WriteHarness, user: str, scope: str) -> str:
+    r = h.client.get("/auth/token", query_string={"service": SERVICE, "scope": scope},
+                     headers=_basic(user))
+    assert r.status_code == 200, r.get_data()
+    return r.get_json()["token"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.api import test_fast_write_uploads as uploads
 from tests.api import test_fast_writes as cases
 from tests.api.fast_writes_support import WriteHarness
 
@@ -18,11 +19,11 @@ from tests.api.fast_writes_support import WriteHarness
 @pytest.mark.parametrize("case", [cases.test_mounts, cases.test_mounts_that_go_to_flask,
                                   cases.test_manifest_puts, cases.test_manifest_put_errors,
                                   cases.test_immutable_tag_refused,
-                                  cases.test_upload_post_and_put,
-                                  cases.test_upload_sessions_cross_routes,
-                                  cases.test_upload_put_errors, cases.test_upload_quota,
-                                  cases.test_uploads_that_go_to_flask,
-                                  cases.test_upload_outage_and_range_refusal])
+                                  uploads.test_upload_post_and_put,
+                                  uploads.test_upload_sessions_cross_routes,
+                                  uploads.test_upload_put_errors, uploads.test_upload_quota,
+                                  uploads.test_uploads_that_go_to_flask,
+                                  uploads.test_upload_outage_and_range_refusal])
 def test_fast_writes_on_postgresql(tmp_path: Path, pg_url: str,
                                    case: Callable[[WriteHarness], None]) -> None:
     h = WriteHarness(tmp_path, None, database={"url": pg_url})
