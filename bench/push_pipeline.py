@@ -80,7 +80,8 @@ def received(sock: socket.socket, total: int, ring: int):
 def one_push(blob: Path, size: int, root: str, cfg: dict, stat: Path | None) -> dict:
     hashpipe.BUFFERS, hashpipe.WRITE_BATCH = cfg["ring"], cfg["batch"]
     populate._LIBC = _LIBC if cfg.get("populate", True) else None
-    storage = FilesystemStorage(root, fsync=True, cache_new_blobs=cfg["read_back"])
+    storage = FilesystemStorage(root, fsync=True, direct_writes=cfg.get("direct", True),
+                                cache_new_blobs=cfg["read_back"])
     upload_id = os.urandom(8).hex()
     storage.create_upload(upload_id)
     ours, theirs = socket.socketpair()

@@ -113,11 +113,18 @@ class StorageSettings(_Section):
     )
     s3: S3Settings = S3Settings()
     direct_writes: bool = Field(
-        True,
+        False,
         description="with fsync on, the filesystem driver writes uploads around the page"
-        " cache (O_DIRECT, where the file system allows it): less CPU per pushed MiB, but"
-        " the first pull of a new blob reads the disk unless cache_new_blobs"
-        " (docs/performance.md, Pushes)",
+        " cache (O_DIRECT, where the file system allows it): less CPU per pushed MiB (for"
+        " hosts short of CPU), but the disk's flushes come at the end and the first pull"
+        " of a new blob reads the disk unless cache_new_blobs (docs/performance.md,"
+        " Pushes, round four)",
+    )
+    flush_ahead: bool = Field(
+        True,
+        description="with fsync on and direct_writes off: fdatasync an upload's file"
+        " every 4 MiB while it is received, so the device takes the bytes during the"
+        " push and the fsync that publishes the blob waits only for the tail",
     )
     cache_new_blobs: bool = Field(
         True,

@@ -38,7 +38,8 @@ def build_storage(settings: Settings) -> BlobStorage:
         return FilesystemStorage(settings.storage_root, fsync=settings.storage.fsync,
                                  direct_writes=settings.storage.direct_writes,
                                  cache_new_blobs=settings.storage.cache_new_blobs,
-                                 read_back_when_idle=settings.storage.read_back_when_idle)
+                                 read_back_when_idle=settings.storage.read_back_when_idle,
+                                 flush_ahead=settings.storage.flush_ahead)
     if settings.storage.driver == "s3":
         from ociregistry.storage.s3 import S3Storage  # boto3 loads only when used
 

@@ -147,3 +147,38 @@ def test_a_pushed_blob_is_on_disk_before_its_201(traced):
     assert made, "a fresh registry makes blobs/sha256/<xx>: the trace should show it"
     for c in made:
         synced(os.path.dirname(c.path), c.end)
+
+
+def test_a_long_upload_reaches_the_disk_while_it_is_still_received(traced):
+    # storage.flush_ahead (the default): the upload's file is flushed as it grows, so
+    # the fsync that publishes the blob waits for the tail only (storage/flush_ahead.py)
+    server, tmp = traced
+    data = os.urandom(13 << 20)
+    digest = sha256(data)
+    r = requests.post(f"{server.url}/v2/dur/ahead/blobs/uploads/", timeout=60)
+    assert r.status_code == 202, r.text
+    location = r.headers["Location"]
+    upload_id = location.rstrip("/").rsplit("/", 1)[1].split("?")[0]
+    r = requests.patch(f"{server.url}{location}", data=data, timeout=120,
+                       headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 202, r.text
+    r = requests.put(f"{server.url}{r.headers['Location']}", params={"digest": digest},
+                     timeout=120)
+    assert r.status_code == 201, r.text
+    got = requests.get(f"{server.url}/v2/dur/ahead/blobs/{digest}", timeout=60)
+    assert got.status_code == 200 and got.content == data
+    upload = str((server.data_dir / "uploads" / upload_id).resolve())
+    deadline = time.monotonic() + 60
+    while True:  # strace writes a line once its call has returned
+        calls = [c for path in tmp.glob("trace.*") for c in parse(path) if c.path == upload]
+        writes = [c for c in calls if c.name.startswith(("write", "pwrite"))]
+        flushes = [c for c in calls if c.name in SYNCS]
+        if (writes and flushes and max(c.start for c in flushes) > max(c.end for c in writes)) \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert writes, "the upload's bytes were written"
+    last_write = max(c.end for c in writes)
+    early = [c for c in flushes if c.start < last_write]
+    assert early, "the file was not flushed while the body was still arriving"
+    assert any(c.start >= last_write for c in flushes), "no flush after the last byte"

@@ -59,7 +59,7 @@ def test_while_the_interpreter_exits_the_flushes_run_in_a_row(tmp_path: Path, mo
         def submit(self, *_args: object) -> None:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
-    monkeypatch.setattr(durable, "_executor", Refusing)
+    monkeypatch.setattr(durable, "executor", Refusing)
     fd = os.open(tmp_path / "file", os.O_CREAT | os.O_WRONLY, 0o644)
     try:
         durable.fsync_together(fd, [str(tmp_path)])

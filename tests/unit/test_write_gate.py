@@ -29,12 +29,17 @@ def storage(tmp_path: Path) -> FilesystemStorage:
         pytest.skip("this file system refuses O_DIRECT: nothing is read back")
     if direct_write._READAHEAD is None:
         pytest.skip("readahead(2) is Linux-only")
-    return FilesystemStorage(str(tmp_path / "root"), fsync=True, read_back_when_idle=True)
+    return FilesystemStorage(str(tmp_path / "root"), fsync=True, direct_writes=True,
+                             read_back_when_idle=True)
 
 
 def test_the_gate_is_only_there_when_asked_for(tmp_path):
-    assert FilesystemStorage(str(tmp_path / "a"), fsync=True).write_gate is None
-    assert FilesystemStorage(str(tmp_path / "b"), fsync=True, cache_new_blobs=False,
+    assert FilesystemStorage(str(tmp_path / "a"), fsync=True,
+                             direct_writes=True).write_gate is None
+    assert FilesystemStorage(str(tmp_path / "b"), fsync=True, direct_writes=True,
+                             cache_new_blobs=False, read_back_when_idle=True).write_gate is None
+    # cached writes (the default) read nothing back, so nothing waits at a gate
+    assert FilesystemStorage(str(tmp_path / "c"), fsync=True,
                              read_back_when_idle=True).write_gate is None
 
 

@@ -23,9 +23,27 @@ from concurrent.futures import Future, ThreadPoolExecutor
 # threads), so that none waits for a free thread (threads are started only as needed).
 POOL_THREADS = 32
 
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
-_pool_lock = threading.Lock()
+
+class ProcessPool:
+    """A thread pool made on first use in each process: a forked child (gunicorn's
+    workers) has the parent's object but not its threads."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self.threads = threads
+        self.name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=self.name)
+                self._pid = os.getpid()
+            return self._pool
+
+
+executor = ProcessPool(POOL_THREADS, "fsync-dir")
 
 
 def fsync_dir(path: str) -> None:
@@ -36,23 +54,13 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool, _pool_pid
-    with _pool_lock:
-        # A forked child (gunicorn's workers) has the parent's object but not its threads.
-        if _pool is None or _pool_pid != os.getpid():
-            _pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="fsync-dir")
-            _pool_pid = os.getpid()
-        return _pool
-
-
 def fsync_together(fd: int, directories: list[str]) -> None:
     """fsync ``fd`` and each of ``directories``, concurrently; returns once all are
     done, raising the first failure (after every flush has ended either way)."""
     if not directories:
         os.fsync(fd)
         return
-    pool = _executor()
+    pool = executor()
     futures: list[Future[None]] = []
     inline: list[str] = []
     for directory in dict.fromkeys(directories):

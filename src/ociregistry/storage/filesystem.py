@@ -15,6 +15,7 @@ from ociregistry.storage.base import BlobStorage, StoredBlob, UploadWriter
 from ociregistry.storage.direct_write import DirectAppender, open_direct
 from ociregistry.storage.durable import fsync_dir as _fsync_dir
 from ociregistry.storage.durable import fsync_together
+from ociregistry.storage.flush_ahead import FlushAhead
 from ociregistry.storage.write_gate import NAME as GATE_NAME
 from ociregistry.storage.write_gate import WriteGate
 
@@ -64,7 +65,12 @@ class _FileUploadWriter(UploadWriter):
         # them (storage/direct_write.py); flush() ends each request's writes.
         self._direct = (DirectAppender(fd, self.offset, storage.cache_new_blobs, self._path,
                                        storage.write_gate) if direct else None)
-        self.write_behind = direct  # a direct write waits for the disk, not the CPU
+        # Cached writes: the device flushes while the rest arrives (flush_ahead.py).
+        self._ahead = (FlushAhead(self._path, self.offset)
+                       if storage.fsync and not direct and storage.flush_ahead else None)
+        # Either way the copy (or the wait for the device) runs on a helper thread,
+        # while the request thread receives the next bytes (core/hashpipe.py).
+        self.write_behind = direct or storage.fsync
 
     def write(self, data: bytes | memoryview) -> None:
         if self._direct is not None:
@@ -82,6 +88,8 @@ class _FileUploadWriter(UploadWriter):
             _SYNC_FILE_RANGE(self._fd, self._flushed, self.offset - self._flushed,
                              _SYNC_FILE_RANGE_WRITE)
             self._flushed = self.offset
+        if self._ahead is not None:
+            self._ahead.wrote(self.offset)
 
     def write_many(self, chunks: list[Any]) -> None:
         if self._direct is None:
@@ -172,13 +180,15 @@ class _FileUploadWriter(UploadWriter):
 
 class FilesystemStorage(BlobStorage):
     def __init__(
-        self, root: str, fsync: bool = True, direct_writes: bool = True,
+        self, root: str, fsync: bool = True, direct_writes: bool = False,
         cache_new_blobs: bool = True, read_back_when_idle: bool = False,
+        flush_ahead: bool = True,
     ) -> None:
         self.root = os.path.abspath(root)
         self.fsync = fsync
         self.direct_writes = fsync and direct_writes  # storage/direct_write.py
         self.cache_new_blobs = cache_new_blobs  # read direct writes back (readahead)
+        self.flush_ahead = flush_ahead  # cached writes: fdatasync while receiving
         self._blobs = os.path.join(self.root, "blobs")
         self._uploads = os.path.join(self.root, "uploads")
         self._make_dirs(self._blobs)

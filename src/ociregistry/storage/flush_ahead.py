@@ -1,0 +1,79 @@
+"""Keeping the disk flushing an upload's file while it is still being written.
+
+With ``storage.fsync`` on, a blob's bytes must be on the disk before its 201. On
+a virtual disk whose host caches writes (most cloud VMs), written pages only
+reach the device when a flush asks for it, and a flush's cost grows with what is
+waiting: with ``sync_file_range(WRITE)`` alone, the fsync that publishes a
+256 MiB blob waited 230-300 ms for the host to write it all out, a quarter of
+the push. So while an upload is written, an ``fdatasync`` of its file runs on a
+pool thread whenever ``every`` more bytes have arrived since the last one began
+(at most one in flight per file): the device takes the bytes while the rest is
+still received and hashed, and the publishing fsync waits only for the tail
+(4-30 ms for the same push; docs/performance.md, "Pushes, round four").
+
+The flush opens the file on a descriptor of its own, read-only: never a ``dup``
+of the writer's (that would share the upload's ``flock`` and hold up the next
+PATCH of the session). A flush still running when its request ends goes on by
+itself; if the upload is removed meanwhile it flushes a file nobody names, or
+finds none. Failures are not reported here: this only starts work early, and
+the publishing fsync, which must succeed, makes them the request's error.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from ociregistry.storage.durable import ProcessPool
+
+FLUSH_EVERY = 4 << 20
+# Flushes ahead running at once per process; more wait in the pool's queue (each
+# upload has at most one in flight or queued). Apart from the publication's
+# directory flushes (durable.py), which must never wait behind these.
+executor = ProcessPool(8, "flush-ahead")
+
+
+def _flush(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # finished (renamed into place) or cancelled: nothing left to start early
+    try:
+        os.fdatasync(fd)
+    except OSError:
+        pass  # the publishing fsync reports the disk's failure
+    finally:
+        os.close(fd)
+
+
+class FlushAhead:
+    """Starts an ``fdatasync`` of ``path`` each time ``every`` more bytes were written."""
+
+    def __init__(self, path: str, offset: int, every: int = FLUSH_EVERY) -> None:
+        self.path = path
+        self.every = every
+        self._started_at = offset  # bytes written when the last flush began
+        self._lock = threading.Lock()
+        self._running = False
+        self.flushes = 0  # started (tests)
+
+    def wrote(self, offset: int) -> None:
+        """The file now holds ``offset`` bytes."""
+        if offset - self._started_at < self.every or self._running:
+            return
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        self._started_at = offset
+        self.flushes += 1
+        try:
+            executor().submit(self._run)
+        except RuntimeError:
+            self._running = False  # the interpreter is exiting: the publishing fsync does it
+
+    def _run(self) -> None:
+        try:
+            _flush(self.path)
+        finally:
+            self._running = False
