@@ -1,6 +1,7 @@
 """Uploads of several MiB in pieces of odd sizes: the sizes where the body reader's
-ring of buffers, the hash thread and the direct (O_DIRECT) writes of the filesystem
-driver all take part, including a body cut short and a chunked transfer encoding."""
+ring of buffers, the hash and write helpers and the filesystem driver's flushes ahead
+(or, with storage.direct_writes, its O_DIRECT writes) all take part, including a body
+cut short and a chunked transfer encoding."""
 
 from __future__ import annotations
 
@@ -8,14 +9,38 @@ import os
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 
 from tests.helpers import get_blob, patch_chunk, send_and_hang_up, sha256, start_upload
+from tests.server import RegistryProcess
 
 MiB = 1 << 20
 
 
+@pytest.fixture(scope="module")
+def direct_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+    """Uploads written around the page cache (storage.direct_writes: true)."""
+    server = RegistryProcess(tmp_path_factory.mktemp("direct") / "data",
+                             env={"OCIREGISTRY_STORAGE__DIRECT_WRITES": "true"}).start()
+    yield server
+    server.stop()
+
+
 def test_odd_sized_patches_of_several_mib_give_the_exact_blob(registry, repo):
+    odd_sized_patches_then_put(registry, repo)
+
+
+def test_odd_sized_patches_written_around_the_cache_give_the_exact_blob(direct_registry):
+    odd_sized_patches_then_put(direct_registry, "direct/odd")
+    data = os.urandom(6 * MiB + 5)  # and one monolithic body, read back for the pull
+    r = requests.post(f"{direct_registry.url}/v2/direct/mono/blobs/uploads/",
+                      params={"digest": sha256(data)}, data=data)
+    assert r.status_code == 201, r.text
+    assert get_blob(direct_registry, "direct/mono", sha256(data)).content == data
+
+
+def odd_sized_patches_then_put(registry: RegistryProcess, repo: str) -> None:
     data = os.urandom(9 * MiB + 12345)
     cuts = [0, 4097, 3 * MiB + 1, 3 * MiB + 2, 7 * MiB - 511, len(data)]
     location = start_upload(registry.url, repo)

@@ -29,7 +29,8 @@ def cached_bytes(path: Path) -> int:
 @pytest.fixture
 def idle_registry(tmp_path: Path):
     server = RegistryProcess(tmp_path / "data",
-                             env={"OCIREGISTRY_STORAGE__READ_BACK_WHEN_IDLE": "true"}).start()
+                             env={"OCIREGISTRY_STORAGE__DIRECT_WRITES": "true",
+                                  "OCIREGISTRY_STORAGE__READ_BACK_WHEN_IDLE": "true"}).start()
     yield server
     server.stop()
 
