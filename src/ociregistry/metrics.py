@@ -289,6 +289,17 @@ def record_tags_list_cache(hit: bool) -> None:
     (_TAGS_LIST_HIT if hit else _TAGS_LIST_MISS).inc()
 
 
+# -- the filesystem driver's flushes (storage/filesystem.py, storage/flush_ahead.py) ------
+PUBLISH_FLUSH = Histogram(
+    "registry_storage_publish_flush_seconds",
+    "How long a pushed blob waited for its bytes and its name to reach the disk before "
+    "it was recorded (filesystem driver, storage.fsync): the disk's share of a push",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
+FLUSHES_AHEAD = Counter(
+    "registry_storage_flushes_ahead_total",
+    "Flushes of upload files started while they were being written (storage.flush_ahead)")
+
+
 # -- SQLite's writer queue (metadata/writer_queue.py) -----------------------------------
 WRITER_QUEUE_TIMEOUTS = Counter(
     "registry_sqlite_writer_queue_timeouts_total",

@@ -65,6 +65,9 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
 
             logging.getLogger(__name__).info(describe(before, after))
     storage = build_storage(settings)
+    if isinstance(storage, FilesystemStorage):
+        storage.on_publish_flush = metrics.PUBLISH_FLUSH.observe
+        storage.on_flush_ahead = metrics.FLUSHES_AHEAD.inc
     options = RegistryOptions(
         delete_enabled=settings.delete_enabled,
         max_manifest_size=settings.limits.max_manifest_size,

@@ -110,6 +110,30 @@ def test_push_and_pull_show_in_bytes_counts_and_stored_objects(three_workers):
     assert uploads >= 5
 
 
+def test_the_disk_flushes_of_a_push_are_counted(three_workers):
+    # storage.fsync and storage.flush_ahead (defaults): a 9 MiB PATCH starts flushes of
+    # its file while it is written, and the PUT's publication waits for the last one
+    url = three_workers.url
+    before = scrape(url + "/metrics")
+    data = os.urandom(9 << 20)
+    r = requests.post(f"{url}/v2/metrics/flush/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    r = requests.patch(url + r.headers["Location"], data=data,
+                       headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 202, r.text
+    r = requests.put(url + r.headers["Location"], params={"digest": sha256(data)})
+    assert r.status_code == 201, r.text
+    after = scrape(url + "/metrics")
+
+    def grew(name: str) -> float:
+        return value(after, name) - value(before, name)
+
+    # one at 4 MiB, and one at 8 unless the first is still running then
+    assert grew("registry_storage_flushes_ahead_total") >= 1
+    assert grew("registry_storage_publish_flush_seconds_count") == 1
+    assert grew("registry_storage_publish_flush_seconds_sum") > 0
+
+
 def test_gc_runs_and_freed_bytes_are_counted(three_workers):
     url = three_workers.url
     r = requests.post(url + "/v2/gc")

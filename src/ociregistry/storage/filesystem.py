@@ -7,7 +7,8 @@ import fcntl
 import os
 import re
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -66,7 +67,7 @@ class _FileUploadWriter(UploadWriter):
         self._direct = (DirectAppender(fd, self.offset, storage.cache_new_blobs, self._path,
                                        storage.write_gate) if direct else None)
         # Cached writes: the device flushes while the rest arrives (flush_ahead.py).
-        self._ahead = (FlushAhead(self._path, self.offset)
+        self._ahead = (FlushAhead(self._path, self.offset, on_start=storage.on_flush_ahead)
                        if storage.fsync and not direct and storage.flush_ahead else None)
         # Either way the copy (or the wait for the device) runs on a helper thread,
         # while the request thread receives the next bytes (core/hashpipe.py).
@@ -152,12 +153,15 @@ class _FileUploadWriter(UploadWriter):
             except OSError:
                 pass  # another upload of the digest just now, or no hard links here:
                 # commit() replaces or renames as before
+        started = time.monotonic()
         try:
             fsync_together(self._fd, directories)
         except BaseException:
             if linked and _same_file(target, self._fd):
                 os.unlink(target)  # never left behind by a push that failed
             raise
+        if self._storage.on_publish_flush is not None:
+            self._storage.on_publish_flush(time.monotonic() - started)
         if linked:
             self._linked = target
             self.published_early = True
@@ -189,6 +193,9 @@ class FilesystemStorage(BlobStorage):
         self.direct_writes = fsync and direct_writes  # storage/direct_write.py
         self.cache_new_blobs = cache_new_blobs  # read direct writes back (readahead)
         self.flush_ahead = flush_ahead  # cached writes: fdatasync while receiving
+        # Metrics hooks (runtime.py): the publishing flushes' seconds; a flush ahead started.
+        self.on_publish_flush: Callable[[float], None] | None = None
+        self.on_flush_ahead: Callable[[], None] | None = None
         self._blobs = os.path.join(self.root, "blobs")
         self._uploads = os.path.join(self.root, "uploads")
         self._make_dirs(self._blobs)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 from ociregistry.storage.durable import ProcessPool
 
@@ -49,8 +50,10 @@ def _flush(path: str) -> None:
 class FlushAhead:
     """Starts an ``fdatasync`` of ``path`` each time ``every`` more bytes were written."""
 
-    def __init__(self, path: str, offset: int, every: int = FLUSH_EVERY) -> None:
+    def __init__(self, path: str, offset: int, every: int = FLUSH_EVERY,
+                 on_start: Callable[[], None] | None = None) -> None:
         self.path = path
+        self.on_start = on_start  # metrics (runtime.py)
         self.every = every
         self._started_at = offset  # bytes written when the last flush began
         self._lock = threading.Lock()
@@ -67,6 +70,8 @@ class FlushAhead:
             self._running = True
         self._started_at = offset
         self.flushes += 1
+        if self.on_start is not None:
+            self.on_start()
         try:
             executor().submit(self._run)
         except RuntimeError:
