@@ -1,0 +1,102 @@
+"""What makes written bytes durable on this machine's disk, and when the wait comes.
+
+    .venv/bin/python bench/disk_flush.py [--dir DIR] [--runs 5]
+
+No registry: the file calls a push makes, timed alone (docs/performance.md, "Pushes,
+round four"). ``--dir`` should be on the disk the registry's data lives on (default:
+a temporary folder under the current directory).
+
+1. 128 MiB written in 1 MiB writes, then fsync: around the page cache (O_DIRECT),
+   through it, and through it with ``sync_file_range(WRITE)`` every 8 MiB (what the
+   upload writer does); MiB/s to durable, the writes' and the fsync's ms.
+2. 256 MiB written at a push's pace (2.4 ms per MiB), what the last fsync waits
+   for: the same paths, with and without an ``fdatasync`` of the file every 10 ms on
+   another thread while it is written (what storage/flush_ahead.py does every 4 MiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import mmap
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+MiB = 1 << 20
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+SYNC_FILE_RANGE_WRITE = 2
+
+
+def write_file(path: Path, mib: int, direct: bool, writeback: bool, pace: float,
+               flush_loop: bool, block: mmap.mmap) -> tuple[float, float]:
+    """Writes ``mib`` MiB; returns (ms writing, ms of the final fsync)."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | (os.O_DIRECT if direct else 0))
+    stop = threading.Event()
+
+    def flush() -> None:
+        while not stop.is_set():
+            os.fdatasync(fd)
+            time.sleep(0.01)
+
+    flusher = threading.Thread(target=flush) if flush_loop else None
+    try:
+        if flusher:
+            flusher.start()
+        started = next_at = time.perf_counter()
+        for i in range(mib):
+            os.write(fd, block)
+            if writeback and i % 8 == 7:
+                _LIBC.sync_file_range(fd, (i - 7) * MiB, 8 * MiB, SYNC_FILE_RANGE_WRITE)
+            if pace:
+                next_at += pace
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+        stop.set()
+        if flusher:
+            flusher.join()
+        written = time.perf_counter()
+        os.fsync(fd)
+        return (written - started) * 1000, (time.perf_counter() - written) * 1000
+    finally:
+        stop.set()
+        os.close(fd)
+        path.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dir", type=Path, default=Path.cwd())
+    p.add_argument("--runs", type=int, default=5)
+    args = p.parse_args(argv)
+    block = mmap.mmap(-1, MiB)  # page-aligned, as O_DIRECT needs
+    block.write(os.urandom(MiB))
+    paths = {"around the cache (O_DIRECT)": (True, False),
+             "through the cache": (False, False),
+             "through the cache, writeback every 8 MiB": (False, True)}
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        target = Path(tmp) / "file"
+        print(f"{args.dir}: 128 MiB, then fsync ({args.runs} runs, medians)")
+        for name, (direct, writeback) in paths.items():
+            runs = [write_file(target, 128, direct, writeback, 0, False, block)
+                    for _ in range(args.runs)]
+            total = statistics.median(w + f for w, f in runs)
+            print(f"  {name:42s} {128 / total * 1000:6.0f} MiB/s durable;"
+                  f" writes {statistics.median(w for w, _ in runs):5.0f} ms,"
+                  f" fsync {statistics.median(f for _, f in runs):5.0f} ms")
+        print("256 MiB at 2.4 ms per MiB: what the last fsync waits for")
+        for name, (direct, writeback) in paths.items():
+            for flush_loop in (False, True):
+                runs = [write_file(target, 256, direct, writeback, 0.0024, flush_loop, block)
+                        for _ in range(args.runs)]
+                label = name + (", fdatasync every 10 ms" if flush_loop else "")
+                print(f"  {label:64s} writes {statistics.median(w for w, _ in runs):5.0f} ms,"
+                      f" last fsync {statistics.median(f for _, f in runs):5.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
