@@ -1,10 +1,13 @@
 """An upload's file flushed while it is written (storage/flush_ahead.py): the flushes
 start every FLUSH_EVERY bytes, one at a time, on a descriptor of their own (never
-holding the session's lock), and a flush that outlives its upload is harmless."""
+holding the session's lock), a flush that outlives its upload is harmless, and one
+that fails discards the upload."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import os
 import threading
 import time
@@ -13,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from ociregistry.core.errors import BlobUploadUnknown
+from ociregistry.core.uploads import UploadService
+from ociregistry.metadata.store import MetadataStore
 from ociregistry.storage import flush_ahead
 from ociregistry.storage.filesystem import FilesystemStorage
 from ociregistry.storage.flush_ahead import FLUSH_EVERY
@@ -162,3 +168,62 @@ def test_direct_writes_need_no_flush_ahead(tmp_path: Path, flushes) -> None:
         writer.write(b"d" * (3 * FLUSH_EVERY))
         assert writer._ahead is None
     assert flushes.seen == []
+
+
+def failing_flush(monkeypatch) -> threading.Event:
+    """The flushes ahead fail as a disk's writeback error would (EIO); set once one did."""
+    failed = threading.Event()
+
+    def eio(fd: int) -> None:
+        failed.set()
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(flush_ahead.os, "fdatasync", eio)
+    return failed
+
+
+def test_a_failed_flush_discards_the_upload(tmp_path: Path, monkeypatch, caplog) -> None:
+    # the flush has seen the writeback error: a descriptor opened later (the next PATCH,
+    # the PUT) would not be told, so the bytes must not be published from this upload
+    failed = failing_flush(monkeypatch)
+    storage = FilesystemStorage(str(tmp_path / "root"), fsync=True)
+    upload_id = new_upload(storage)
+    with storage.append_upload(upload_id) as writer:
+        writer.write(b"e" * (FLUSH_EVERY + 1))
+    assert failed.wait(30)
+    deadline = time.monotonic() + 30
+    while storage.upload_size(upload_id) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(FileNotFoundError), storage.append_upload(upload_id):
+        pass
+    assert any("discarded" in r.getMessage() and upload_id in r.getMessage()
+               for r in caplog.records)
+
+
+def test_the_pushed_blob_is_not_published_after_a_failed_flush(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    # through the upload service: the PATCH's bytes went through a failed flush, and the
+    # PUT that would publish them answers BLOB_UPLOAD_UNKNOWN (the client pushes again)
+    MetadataStore(f"sqlite:///{tmp_path / 'registry.db'}").create_schema()
+    db = MetadataStore(f"sqlite:///{tmp_path / 'registry.db'}")
+    storage = FilesystemStorage(str(tmp_path / "storage"), fsync=True)
+    uploads = UploadService(db, storage, 0)
+    try:
+        failed = failing_flush(monkeypatch)
+        data = os.urandom(FLUSH_EVERY + MiB)
+        state = uploads.start("flush/failed")
+        uploads.append("flush/failed", state.id, [data[i:i + MiB]
+                                                  for i in range(0, len(data), MiB)])
+        assert failed.wait(30)
+        deadline = time.monotonic() + 30
+        while storage.upload_size(state.id) is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        with pytest.raises(BlobUploadUnknown):
+            uploads.finish("flush/failed", state.id, digest, [])
+        assert not storage.blob_exists(digest)
+        assert db.repository_blob_size("flush/failed", digest) is None
+    finally:
+        db.dispose()

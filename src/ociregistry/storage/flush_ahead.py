@@ -15,12 +15,19 @@ The flush opens the file on a descriptor of its own, read-only: never a ``dup``
 of the writer's (that would share the upload's ``flock`` and hold up the next
 PATCH of the session). A flush still running when its request ends goes on by
 itself; if the upload is removed meanwhile it flushes a file nobody names, or
-finds none. Failures are not reported here: this only starts work early, and
-the publishing fsync, which must succeed, makes them the request's error.
+finds none.
+
+A failed flush discards the upload (its name is removed; the session then answers
+BLOB_UPLOAD_UNKNOWN and the client pushes the blob again). It cannot be left to
+the publishing fsync: Linux reports a writeback error once to each descriptor
+open when it happened, and to one opened later only if nobody has seen it yet.
+This flush has seen it, and the PUT that publishes a chunked upload opens the
+file afresh, so its fsync could succeed over bytes that never reached the disk.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -34,6 +41,9 @@ FLUSH_EVERY = 4 << 20
 executor = ProcessPool(8, "flush-ahead")
 
 
+log = logging.getLogger(__name__)
+
+
 def _flush(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -41,8 +51,12 @@ def _flush(path: str) -> None:
         return  # finished (renamed into place) or cancelled: nothing left to start early
     try:
         os.fdatasync(fd)
-    except OSError:
-        pass  # the publishing fsync reports the disk's failure
+    except OSError as exc:
+        log.warning("upload %s discarded: flushing it to the disk failed: %s", path, exc)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass  # published or cancelled meanwhile (a published blob's fsync saw it)
     finally:
         os.close(fd)
 
@@ -69,13 +83,14 @@ class FlushAhead:
                 return
             self._running = True
         self._started_at = offset
-        self.flushes += 1
-        if self.on_start is not None:
-            self.on_start()
         try:
             executor().submit(self._run)
         except RuntimeError:
             self._running = False  # the interpreter is exiting: the publishing fsync does it
+            return
+        self.flushes += 1
+        if self.on_start is not None:
+            self.on_start()
 
     def _run(self) -> None:
         try:
