@@ -35,6 +35,14 @@ from tests.api.fast_reads_support import (
 from tests.auth.support import PASSWORDS
 
 SIDES = ("wa", "wb")  # Flask's, the fast route's
+# Settings under which every write is Flask's: the route switched off, rate limits
+# (counted by Flask's hooks), a default mirror (every name is the mirror's).
+FLASK_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("off", {"http": {"fast_writes": False}}),
+    ("limited", {"rate_limit": {"per_address": 1000}}),
+    ("default", {"mirror": {"upstreams": [{
+        "name": "hub", "url": "http://127.0.0.1:9", "default": True}]}}),
+)
 
 
 class WriteHarness(Harness):

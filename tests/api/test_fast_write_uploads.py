@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.api.fast_reads_support import _digest
-from tests.api.fast_writes_support import SIDES, WriteHarness, _basic, _token
+from tests.api.fast_writes_support import (
+    FLASK_SETTINGS,
+    SIDES,
+    WriteHarness,
+    _basic,
+    _token,
+)
 from tests.auth.support import RULES
 
 
@@ -280,11 +286,7 @@ def test_upload_token_auth(tmp_path: Path) -> None:
 
 
 def test_uploads_switched_off_rate_limited_and_mirrored(tmp_path: Path) -> None:
-    for name, settings in (("off", {"http": {"fast_writes": False}}),
-                           ("limited", {"rate_limit": {"per_address": 1000}}),
-                           ("default", {"mirror": {"upstreams": [{
-                               "name": "hub", "url": "http://127.0.0.1:9",
-                               "default": True}]}})):
+    for name, settings in FLASK_SETTINGS:
         h = WriteHarness(tmp_path / name, None, **settings)
         answer = h.pair("POST", "/v2/{p}/app/blobs/uploads/", fast=False, status=202)
         _patch(h, "app", answer["uploads"])

@@ -25,7 +25,13 @@ from prometheus_client import REGISTRY
 
 from ociregistry.auth.robots import parse_scope
 from tests.api.fast_reads_support import OCI_CONFIG, _digest
-from tests.api.fast_writes_support import SIDES, WriteHarness, _basic, _token
+from tests.api.fast_writes_support import (
+    FLASK_SETTINGS,
+    SIDES,
+    WriteHarness,
+    _basic,
+    _token,
+)
 from tests.auth.support import RULES
 from tests.helpers import DOCKER_MANIFEST, OCI_MANIFEST
 
@@ -282,11 +288,7 @@ def test_robots_go_to_flask(tmp_path: Path) -> None:
 # -- switched off -------------------------------------------------------------------
 def test_switched_off_rate_limited_and_mirrored(tmp_path: Path) -> None:
     put = {"Content-Type": DOCKER_MANIFEST}
-    for name, settings in (("off", {"http": {"fast_writes": False}}),
-                           ("limited", {"rate_limit": {"per_address": 1000}}),
-                           ("default", {"mirror": {"upstreams": [{
-                               "name": "hub", "url": "http://127.0.0.1:9",
-                               "default": True}]}})):
+    for name, settings in FLASK_SETTINGS:
         h = WriteHarness(tmp_path / name, None, **settings)
         _twins(h, "app")
         h.pair("PUT", "/v2/{p}/app/manifests/v1", _manifest(), put, fast=False, status=201)
