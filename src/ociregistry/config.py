@@ -126,6 +126,14 @@ class StorageSettings(_Section):
         " every 4 MiB while it is received, so the device takes the bytes during the"
         " push and the fsync that publishes the blob waits only for the tail",
     )
+    cache_upload_tail_mib: int | None = Field(
+        64, ge=0,
+        description="with flush_ahead: once flushed, an upload's pages leave the page cache"
+        " but for its last N MiB, freeing them for the next writes (less CPU per pushed MiB,"
+        " and write-once blobs do not push hot ones out); a blob up to N MiB stays cached"
+        " whole for the pull right after its push, a longer one's first pull reads the"
+        " head from the disk; null keeps every page (docs/performance.md, Pushes, round five)",
+    )
     cache_new_blobs: bool = Field(
         True,
         description="with direct_writes: read each new blob back into the page cache as it"

@@ -298,6 +298,10 @@ PUBLISH_FLUSH = Histogram(
 FLUSHES_AHEAD = Counter(
     "registry_storage_flushes_ahead_total",
     "Flushes of upload files started while they were being written (storage.flush_ahead)")
+UPLOAD_CACHE_DROPS = Counter(
+    "registry_storage_upload_cache_drops_total",
+    "Times a flushed upload was dropped from the page cache but for its last "
+    "storage.cache_upload_tail_mib (its pages then serve the next writes)")
 
 
 # -- SQLite's writer queue (metadata/writer_queue.py) -----------------------------------

@@ -33,13 +33,18 @@ class Runtime:
     mirror_manage: Any = None  # mirror.manage.MirrorManager: eviction, pre-fetch, state
 
 
+def _mib(value: int | None) -> int | None:
+    return None if value is None else value << 20
+
+
 def build_storage(settings: Settings) -> BlobStorage:
     if settings.storage.driver == "filesystem":
         return FilesystemStorage(settings.storage_root, fsync=settings.storage.fsync,
                                  direct_writes=settings.storage.direct_writes,
                                  cache_new_blobs=settings.storage.cache_new_blobs,
                                  read_back_when_idle=settings.storage.read_back_when_idle,
-                                 flush_ahead=settings.storage.flush_ahead)
+                                 flush_ahead=settings.storage.flush_ahead,
+                                 cache_upload_tail=_mib(settings.storage.cache_upload_tail_mib))
     if settings.storage.driver == "s3":
         from ociregistry.storage.s3 import S3Storage  # boto3 loads only when used
 
@@ -68,6 +73,7 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
     if isinstance(storage, FilesystemStorage):
         storage.on_publish_flush = metrics.PUBLISH_FLUSH.observe
         storage.on_flush_ahead = metrics.FLUSHES_AHEAD.inc
+        storage.on_upload_cache_drop = metrics.UPLOAD_CACHE_DROPS.inc
     options = RegistryOptions(
         delete_enabled=settings.delete_enabled,
         max_manifest_size=settings.limits.max_manifest_size,

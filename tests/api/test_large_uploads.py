@@ -6,14 +6,18 @@ cut short and a chunked transfer encoding."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from tests.helpers import get_blob, patch_chunk, send_and_hang_up, sha256, start_upload
+from tests.ops.test_metrics import scrape, value
 from tests.server import RegistryProcess
+from tests.unit.test_upload_cache_tail import PAGE, resident
 
 MiB = 1 << 20
 
@@ -104,3 +108,35 @@ def test_a_chunked_transfer_encoding_push_of_several_mib(registry, repo):
                       headers={"Content-Type": "application/octet-stream"})
     assert r.status_code == 201, r.text
     assert get_blob(registry, repo, sha256(other)).content == other
+
+
+
+def test_a_pushed_blob_leaves_the_page_cache_but_for_its_tail_and_pulls_whole(
+    tmp_path: Path,
+) -> None:
+    # storage.cache_upload_tail_mib: 4 on a real server, a 16 MiB chunked push (4 MiB
+    # PATCHes: each ends with a flush ahead of the whole file): once flushed, its head
+    # leaves the page cache (its pages serve the next writes), the metric counts it, and
+    # the pull reads the blob back from the disk byte for byte
+    server = RegistryProcess(tmp_path / "data",
+                             env={"OCIREGISTRY_STORAGE__CACHE_UPLOAD_TAIL_MIB": "4"}).start()
+    drops = "registry_storage_upload_cache_drops_total"
+    try:
+        before = value(scrape(server.url + "/metrics"), drops)
+        data = os.urandom(16 * MiB)
+        location = start_upload(server.url, "tail/blob")
+        for start in range(0, len(data), 4 * MiB):
+            r = patch_chunk(location, data[start:start + 4 * MiB], start)
+            assert r.status_code == 202, r.text
+        # the last PATCH's flush drops [0, 12 MiB) after its request has ended
+        deadline = time.monotonic() + 30
+        while value(scrape(server.url + "/metrics"), drops) - before < 3:  # PATCHes 2-4
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        [path] = (tmp_path / "data" / "uploads").iterdir()
+        assert not any(resident(str(path))[:12 * MiB // PAGE])
+        r = requests.put(location, params={"digest": sha256(data)})
+        assert r.status_code == 201, r.text
+        assert get_blob(server, "tail/blob", sha256(data)).content == data
+    finally:
+        server.stop()

@@ -67,7 +67,9 @@ class _FileUploadWriter(UploadWriter):
         self._direct = (DirectAppender(fd, self.offset, storage.cache_new_blobs, self._path,
                                        storage.write_gate) if direct else None)
         # Cached writes: the device flushes while the rest arrives (flush_ahead.py).
-        self._ahead = (FlushAhead(self._path, self.offset, on_start=storage.on_flush_ahead)
+        self._ahead = (FlushAhead(self._path, self.offset, on_start=storage.on_flush_ahead,
+                                  keep_tail=storage.cache_upload_tail,
+                                  on_drop=storage.on_upload_cache_drop)
                        if storage.fsync and not direct and storage.flush_ahead else None)
         # Either way the copy (or the wait for the device) runs on a helper thread,
         # while the request thread receives the next bytes (core/hashpipe.py).
@@ -186,16 +188,19 @@ class FilesystemStorage(BlobStorage):
     def __init__(
         self, root: str, fsync: bool = True, direct_writes: bool = False,
         cache_new_blobs: bool = True, read_back_when_idle: bool = False,
-        flush_ahead: bool = True,
+        flush_ahead: bool = True, cache_upload_tail: int | None = 64 << 20,
     ) -> None:
         self.root = os.path.abspath(root)
         self.fsync = fsync
         self.direct_writes = fsync and direct_writes  # storage/direct_write.py
         self.cache_new_blobs = cache_new_blobs  # read direct writes back (readahead)
         self.flush_ahead = flush_ahead  # cached writes: fdatasync while receiving
+        # ... and then keep only an upload's last bytes in the page cache (None: all)
+        self.cache_upload_tail = cache_upload_tail
         # Metrics hooks (runtime.py): the publishing flushes' seconds; a flush ahead started.
         self.on_publish_flush: Callable[[float], None] | None = None
         self.on_flush_ahead: Callable[[], None] | None = None
+        self.on_upload_cache_drop: Callable[[], None] | None = None
         self._blobs = os.path.join(self.root, "blobs")
         self._uploads = os.path.join(self.root, "uploads")
         self._make_dirs(self._blobs)
