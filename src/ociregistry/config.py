@@ -134,12 +134,6 @@ class StorageSettings(_Section):
         " whole for the pull right after its push, a longer one's first pull reads the"
         " head from the disk; null keeps every page (docs/performance.md, Pushes, round five)",
     )
-    pull_ahead: bool = Field(
-        True,
-        description="a GET of a blob of 32 MiB or more that is mostly not in the page cache"
-        " reads the second half of it into the cache on a helper thread while the first is"
-        " sent: the disk serves two streams (on the bench VM 2.7-3.3 GB/s against 1-2.3)",
-    )
     cache_new_blobs: bool = Field(
         True,
         description="with direct_writes: read each new blob back into the page cache as it"

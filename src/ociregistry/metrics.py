@@ -302,10 +302,6 @@ UPLOAD_CACHE_DROPS = Counter(
     "registry_storage_upload_cache_drops_total",
     "Times a flushed upload was dropped from the page cache but for its last "
     "storage.cache_upload_tail_mib (its pages then serve the next writes)")
-PULLS_AHEAD = Counter(
-    "registry_storage_pulls_read_ahead_total",
-    "GETs of large blobs not in the page cache whose second half a helper read from the "
-    "disk while the first was sent (storage.pull_ahead)")
 
 
 # -- SQLite's writer queue (metadata/writer_queue.py) -----------------------------------

@@ -44,8 +44,7 @@ def build_storage(settings: Settings) -> BlobStorage:
                                  cache_new_blobs=settings.storage.cache_new_blobs,
                                  read_back_when_idle=settings.storage.read_back_when_idle,
                                  flush_ahead=settings.storage.flush_ahead,
-                                 cache_upload_tail=_mib(settings.storage.cache_upload_tail_mib),
-                                 pull_ahead=settings.storage.pull_ahead)
+                                 cache_upload_tail=_mib(settings.storage.cache_upload_tail_mib))
     if settings.storage.driver == "s3":
         from ociregistry.storage.s3 import S3Storage  # boto3 loads only when used
 
@@ -75,7 +74,6 @@ def build_runtime(settings: Settings, migrate: bool = False) -> Runtime:
         storage.on_publish_flush = metrics.PUBLISH_FLUSH.observe
         storage.on_flush_ahead = metrics.FLUSHES_AHEAD.inc
         storage.on_upload_cache_drop = metrics.UPLOAD_CACHE_DROPS.inc
-        storage.on_pull_ahead = metrics.PULLS_AHEAD.inc
     options = RegistryOptions(
         delete_enabled=settings.delete_enabled,
         max_manifest_size=settings.limits.max_manifest_size,

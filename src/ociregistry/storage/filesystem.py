@@ -189,7 +189,6 @@ class FilesystemStorage(BlobStorage):
         self, root: str, fsync: bool = True, direct_writes: bool = False,
         cache_new_blobs: bool = True, read_back_when_idle: bool = False,
         flush_ahead: bool = True, cache_upload_tail: int | None = 64 << 20,
-        pull_ahead: bool = True,
     ) -> None:
         self.root = os.path.abspath(root)
         self.fsync = fsync
@@ -198,12 +197,10 @@ class FilesystemStorage(BlobStorage):
         self.flush_ahead = flush_ahead  # cached writes: fdatasync while receiving
         # ... and then keep only an upload's last bytes in the page cache (None: all)
         self.cache_upload_tail = cache_upload_tail
-        self.pull_ahead = pull_ahead  # a cold large blob's GET reads as two streams
         # Metrics hooks (runtime.py): the publishing flushes' seconds; a flush ahead started.
         self.on_publish_flush: Callable[[float], None] | None = None
         self.on_flush_ahead: Callable[[], None] | None = None
         self.on_upload_cache_drop: Callable[[], None] | None = None
-        self.on_pull_ahead: Callable[[], None] | None = None
         self._blobs = os.path.join(self.root, "blobs")
         self._uploads = os.path.join(self.root, "uploads")
         self._make_dirs(self._blobs)

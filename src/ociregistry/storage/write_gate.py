@@ -30,8 +30,6 @@ import threading
 import time
 from typing import Any
 
-from ociregistry.storage import pull_ahead
-
 NAME = ".write-gate"  # in the storage root's uploads directory (list_uploads skips it)
 MAX_DEFER = 10.0  # seconds a queued read-back waits for the disk, at most
 POLL = 0.005  # seconds between looks; idle means idle at two looks in a row
@@ -124,15 +122,12 @@ PULL_MIN = 8 << 20  # a GET of a blob from this size on holds the gate
 class GatedFile:
     """A large blob file opened for a GET: while it is being sent, read-backs wait (as
     for an upload: the disk may be reading this very file, which read-backs of other
-    blobs would slow down), and a helper may be reading its second half into the
-    page cache (storage/pull_ahead.py). ``fileno`` is what the server's sendfile
-    needs; ``close`` gives the gate back and stops the helper."""
+    blobs would slow down). ``fileno`` is what the server's sendfile needs; ``close``
+    gives the gate back."""
 
-    def __init__(self, file: Any, gate: WriteGate | None,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(self, file: Any, gate: WriteGate | None) -> None:
         self._file = file
         self._gate = gate
-        self._stop = stop
         if gate is not None:
             gate.enter()
 
@@ -150,8 +145,6 @@ class GatedFile:
 
     def close(self) -> None:
         gate, self._gate = self._gate, None
-        if self._stop is not None:
-            self._stop.set()
         try:
             self._file.close()
         finally:
@@ -166,20 +159,13 @@ class GatedFile:
 def opened_for_pull(storage: Any, path: str, size: int) -> Any:
     """``path`` (a blob of ``storage``) opened for a GET: from PULL_MIN bytes on a
     GatedFile where the storage has a write gate (the filesystem driver with
-    ``read_back_when_idle``), or where a helper reads it ahead (``storage.pull_ahead``),
-    else the plain file as before."""
+    ``read_back_when_idle``), else the plain file as before."""
     file = open(path, "rb")  # noqa: SIM115 (the caller's server closes it)
-    gate = getattr(storage, "write_gate", None) if size >= PULL_MIN else None
-    stop = None
+    gate = getattr(storage, "write_gate", None)
+    if size < PULL_MIN or gate is None:
+        return file
     try:
-        if getattr(storage, "pull_ahead", False):
-            stop = pull_ahead.start(path, file.fileno(), size,
-                                    getattr(storage, "on_pull_ahead", None))
-        if gate is None and stop is None:
-            return file
-        return GatedFile(file, gate, stop)
+        return GatedFile(file, gate)
     except BaseException:
-        if stop is not None:
-            stop.set()
         file.close()
         raise
