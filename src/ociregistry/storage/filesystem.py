@@ -188,7 +188,7 @@ class FilesystemStorage(BlobStorage):
     def __init__(
         self, root: str, fsync: bool = True, direct_writes: bool = False,
         cache_new_blobs: bool = True, read_back_when_idle: bool = False,
-        flush_ahead: bool = True, cache_upload_tail: int | None = 64 << 20,
+        flush_ahead: bool = True, cache_upload_tail: int | None = None,
     ) -> None:
         self.root = os.path.abspath(root)
         self.fsync = fsync

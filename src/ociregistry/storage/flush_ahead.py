@@ -24,15 +24,15 @@ open when it happened, and to one opened later only if nobody has seen it yet.
 This flush has seen it, and the PUT that publishes a chunked upload opens the
 file afresh, so its fsync could succeed over bytes that never reached the disk.
 
-Once a flush has made the bytes durable, all but the last ``keep_tail`` bytes of
-the upload are dropped from the page cache (``POSIX_FADV_DONTNEED``; clean pages
-only, so nothing unflushed is lost): a big blob is written once and its pages are
-freed for the next ones. On a VM whose host takes back the memory the guest
-frees, a fresh page costs 1-1.4 ms of CPU per MiB against 0.3 for a recycled one,
-and a push of 256 MiB in 8 MiB PATCHes went from 385 to 579 MiB/s
-(docs/performance.md, "Pushes, round five"). A blob no longer than ``keep_tail``
-stays cached whole, for the pull right after its push; a longer one's head is
-read from the disk by its first pull.
+With ``keep_tail`` (``storage.cache_upload_tail_mib``, off by default), once a flush
+has made the bytes durable, all but the upload's last ``keep_tail`` bytes are
+dropped from the page cache (``POSIX_FADV_DONTNEED``, over what the finished
+fdatasync covered only): the next writes reuse the pages. On a VM whose host takes
+back the memory the guest frees, a fresh page costs 1-1.4 ms of CPU per MiB against
+0.3 for a recycled one, and a push of 256 MiB in 8 MiB PATCHes went from 385 to
+579 MiB/s (docs/performance.md, "Pushes, round five"). A blob no longer than
+``keep_tail`` stays cached whole; a longer one's head is read from the disk by its
+first pull.
 """
 
 from __future__ import annotations
