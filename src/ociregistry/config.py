@@ -127,13 +127,10 @@ class StorageSettings(_Section):
         " push and the fsync that publishes the blob waits only for the tail",
     )
     cache_upload_tail_mib: int | None = Field(
-        None, ge=0,
-        description="with flush_ahead: once flushed, an upload's pages leave the page cache"
-        " but for its last N MiB, freeing them for the next writes: less CPU per pushed MiB"
-        " on VMs whose host takes freed memory back (256 MiB pushes 1.1-1.5x faster on the"
-        " bench VM), but a longer blob's first pull reads its head from the disk (there"
-        " 1.0-1.5 GB/s against 5 from memory); null (default): every page stays"
-        " (docs/performance.md, Pushes, round five)",
+        None, ge=0, description="with flush_ahead, N: once flushed, an upload's pages leave"
+        " the page cache but for its last N MiB, freed for the next writes (less CPU per MiB"
+        " on VMs), but a longer blob's first pull reads its head from the disk; null: all"
+        " stay (docs/performance.md, Pushes, round five)",
     )
     cache_new_blobs: bool = Field(
         True,
