@@ -110,7 +110,6 @@ def test_a_chunked_transfer_encoding_push_of_several_mib(registry, repo):
     assert get_blob(registry, repo, sha256(other)).content == other
 
 
-
 def test_a_pushed_blob_leaves_the_page_cache_but_for_its_tail_and_pulls_whole(
     tmp_path: Path,
 ) -> None:

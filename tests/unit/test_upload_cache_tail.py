@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import hashlib
 import mmap
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ociregistry.storage import flush_ahead
 from ociregistry.storage.filesystem import FilesystemStorage
 from ociregistry.storage.flush_ahead import FLUSH_EVERY
 
@@ -120,3 +122,21 @@ def test_pages_not_yet_flushed_are_never_dropped(tmp_path: Path) -> None:
     path = storage._upload_file(upload_id)
     assert cached_mib(path, 0, FLUSH_EVERY) == FLUSH_EVERY // MiB - 1
     assert dropped == []
+
+
+def test_a_file_system_refusing_the_advice_loses_nothing(tmp_path: Path, monkeypatch) -> None:
+    # the drop is only advice: refused (EINVAL, as some file systems answer), the upload
+    # stays whole and usable, its pages stay cached, and no drop is counted
+    def refuse(fd: int, offset: int, length: int, advice: int) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(flush_ahead.os, "posix_fadvise", refuse)
+    storage, upload_id, dropped = new_storage(tmp_path, 4 * MiB)
+    digest = hashlib.sha256()
+    write_upload(storage, upload_id, 16, digest)
+    path = storage._upload_file(upload_id)
+    assert dropped == []
+    assert storage.upload_size(upload_id) == 16 * MiB  # not discarded
+    assert cached_mib(path, 0, 16 * MiB) == 16
+    with open(path, "rb") as f:
+        assert hashlib.file_digest(f, "sha256").hexdigest() == digest.hexdigest()

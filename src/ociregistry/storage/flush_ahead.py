@@ -97,7 +97,6 @@ class FlushAhead:
         self._lock = threading.Lock()
         self._running = False
         self.flushes = 0  # started (tests)
-        self.drops = 0  # ranges dropped from the page cache (tests)
 
     def wrote(self, offset: int) -> None:
         """The file now holds ``offset`` bytes."""
@@ -123,7 +122,6 @@ class FlushAhead:
             drop = (self._dropped, end) if end > self._dropped else None
             if _flush(self.path, drop) and drop is not None:
                 self._dropped = end
-                self.drops += 1
                 if self.on_drop is not None:
                     self.on_drop()
         finally:
