@@ -12,6 +12,11 @@ a temporary folder under the current directory).
 2. 256 MiB written at a push's pace (2.4 ms per MiB), what the last fsync waits
    for: the same paths, with and without an ``fdatasync`` of the file every 10 ms on
    another thread while it is written (what storage/flush_ahead.py does every 4 MiB).
+3. The disk's ceiling for bench/compare.py's pushes (``--ceiling`` runs this alone):
+   256 MiB into one file and 4 x 64 MiB into four at once, as fast as the writes
+   go, with the registry's flush ahead (an fdatasync of each file once 4 MiB more
+   arrived, at most one in flight per file), then its fdatasync and the
+   directory's fsync. No network, no hashing: no durable push can beat these.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import statistics
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 MiB = 1 << 20
@@ -67,13 +73,75 @@ def write_file(path: Path, mib: int, direct: bool, writeback: bool, pace: float,
         path.unlink()
 
 
+def flushed_ahead(path: Path, mib: int, block: mmap.mmap, pool: ThreadPoolExecutor) -> None:
+    """``mib`` MiB written with an fdatasync every 4 MiB on ``pool``, then made durable."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC)
+    running = threading.Event()
+
+    def flush() -> None:
+        try:
+            os.fdatasync(fd)
+        finally:
+            running.clear()
+
+    try:
+        started_at = 0
+        for i in range(1, mib + 1):
+            os.write(fd, block)
+            if (i - started_at) * MiB >= 4 * MiB and not running.is_set():
+                running.set()
+                started_at = i
+                pool.submit(flush)
+        while running.is_set():
+            time.sleep(0.0005)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def ceiling(folder: Path, files: int, mib: int, block: mmap.mmap) -> float:
+    """MiB/s to durable of ``files`` files of ``mib`` MiB written at once."""
+    paths = [folder / f"ceiling{i}" for i in range(files)]
+    with ThreadPoolExecutor(8) as pool:
+        writers = [threading.Thread(target=flushed_ahead, args=(p, mib, block, pool))
+                   for p in paths]
+        started = time.perf_counter()
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        dfd = os.open(folder, os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
+        took = time.perf_counter() - started
+    for p in paths:
+        p.unlink()
+    return files * mib / took
+
+
+def print_ceilings(folder: Path, runs: int, block: mmap.mmap) -> None:
+    print(f"the disk's ceiling for a durable push, flush ahead every 4 MiB ({runs} runs)")
+    for files, mib in ((1, 256), (4, 64)):
+        rates = []
+        for _ in range(runs):
+            rates.append(ceiling(folder, files, mib, block))
+            time.sleep(0.3)
+        print(f"  {files} x {mib} MiB: median {statistics.median(rates):5.0f} MiB/s durable"
+              f" ({min(rates):.0f}-{max(rates):.0f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dir", type=Path, default=Path.cwd())
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--ceiling", action="store_true", help="only part 3, the push ceilings")
     args = p.parse_args(argv)
     block = mmap.mmap(-1, MiB)  # page-aligned, as O_DIRECT needs
     block.write(os.urandom(MiB))
+    if args.ceiling:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            print_ceilings(Path(tmp), args.runs, block)
+        return 0
     paths = {"around the cache (O_DIRECT)": (True, False),
              "through the cache": (False, False),
              "through the cache, writeback every 8 MiB": (False, True)}
@@ -95,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 label = name + (", fdatasync every 10 ms" if flush_loop else "")
                 print(f"  {label:64s} writes {statistics.median(w for w, _ in runs):5.0f} ms,"
                       f" last fsync {statistics.median(f for _, f in runs):5.0f} ms")
+        print_ceilings(Path(tmp), args.runs, block)
     return 0
 
 
