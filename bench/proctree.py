@@ -5,13 +5,13 @@ exits and is reaped hands its time (and its own reaped children's) to its parent
 cutime/cstime, so every tick is counted once, whichever worker did the work.
 
 Memory: a sampler thread sums RSS over the tree every 50 ms and PSS (which shares
-copy-on-write pages fairly between gunicorn's forked workers) at a new RSS peak or
-once a second, and keeps the peaks, overall and for the current phase. RSS comes
-from /proc/<pid>/statm, the kernel's counters; PSS needs smaps_rollup, which walks
-the process's page tables under its mmap lock: 3.8 ms of CPU for our three
-processes against 0.5 for Distribution's one, so read 20 times a second it took
-7.6 % of a core (and the lock) from the registry being measured, not from the
-other (docs/performance.md, "The harness's own cost").
+copy-on-write pages fairly between gunicorn's forked workers) once RSS has grown
+by 2 MiB since the last read, or once a second, and keeps the peaks, overall and
+for the current phase. RSS comes from /proc/<pid>/statm, the kernel's counters;
+PSS needs smaps_rollup, which walks the process's page tables under its mmap lock:
+3.8 ms of CPU for our three processes against 0.5 for Distribution's one, so read
+20 times a second it took 7.6 % of a core (and the lock) from the registry being
+measured (docs/performance.md, "What is measured, and how": Resources).
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from dataclasses import dataclass
 PAGE = os.sysconf("SC_PAGE_SIZE")
 HZ = os.sysconf("SC_CLK_TCK")
 MiB = 1 << 20
+# PSS is read again once RSS has grown this much since the last read (else each
+# tick while a registry's caches fill would walk the page tables again).
+PSS_STEP = 2 * MiB
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -124,15 +127,16 @@ class TreeMonitor:
 
     def _run(self) -> None:
         last_scan = last_pss = 0.0
+        pss_read_at = 0  # the tree's RSS when PSS was last read
         while not self._stop.is_set():
             now = time.monotonic()
             if now - last_scan > 1.0:  # the tree rarely changes; rescan once a second
                 self._pids = tree_pids(self.root)
                 last_scan = now
             rss = sum(_rss(pid) for pid in self._pids)
-            if rss > self.peak_rss or now - last_pss >= self.pss_every:
+            if rss > pss_read_at + PSS_STEP or now - last_pss >= self.pss_every:
                 self.peak_pss = max(self.peak_pss, tree_memory(self.root, self._pids)[1])
-                last_pss = now
+                last_pss, pss_read_at = now, rss
             self.peak_rss = max(self.peak_rss, rss)
             self.phase_peak = max(self.phase_peak, rss)
             self._stop.wait(self.interval)
