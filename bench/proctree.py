@@ -111,7 +111,7 @@ class TreeMonitor:
     def __init__(self, root: int, interval: float = 0.05, pss_every: float = 1.0) -> None:
         self.root = root
         self.interval = interval
-        self.pss_every = pss_every  # seconds between PSS reads unless RSS peaks
+        self.pss_every = pss_every  # seconds between PSS reads unless RSS grew PSS_STEP
         self.peak_rss = self.peak_pss = self.phase_peak = 0
         self._pids = [root]
         self._stop = threading.Event()

@@ -1,8 +1,8 @@
 """bench/proctree.py: the memory the harness reports is what the process tree held.
 
 The sampler reads RSS from the kernel's counters every tick and PSS (page-table
-walk) only at a new RSS peak or once a second; a peak that lasts a few ticks must
-still be caught in both."""
+walk) only once RSS has grown 2 MiB or once a second; a peak that lasts a few ticks
+must still be caught in both."""
 
 from __future__ import annotations
 
