@@ -14,9 +14,9 @@ a temporary folder under the current directory).
    another thread while it is written (what storage/flush_ahead.py does every 4 MiB).
 3. The disk's ceiling for bench/compare.py's pushes (``--ceiling`` runs this alone):
    256 MiB into one file and 4 x 64 MiB into four at once, as fast as the writes
-   go, with the registry's flush ahead (an fdatasync of each file once 4 MiB more
-   arrived, at most one in flight per file), then its fdatasync and the
-   directory's fsync. No network, no hashing: no durable push can beat these.
+   go, by the registry's own upload-writer steps (writeback started every
+   ``FLUSH_BEHIND``, ``FlushAhead``'s fdatasync every 4 MiB), then the file's
+   fdatasync and the directory's fsync. No network, no hashing: no durable push can beat these.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ import statistics
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from ociregistry.storage.durable import fsync_dir
+from ociregistry.storage.filesystem import FLUSH_BEHIND
+from ociregistry.storage.flush_ahead import FlushAhead
 
 MiB = 1 << 20
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -73,28 +76,21 @@ def write_file(path: Path, mib: int, direct: bool, writeback: bool, pace: float,
         path.unlink()
 
 
-def flushed_ahead(path: Path, mib: int, block: mmap.mmap, pool: ThreadPoolExecutor) -> None:
-    """``mib`` MiB written with an fdatasync every 4 MiB on ``pool``, then made durable."""
+def flushed_ahead(path: Path, mib: int, block: mmap.mmap) -> None:
+    """``mib`` MiB written as the registry's upload writer does (its writeback every
+    ``FLUSH_BEHIND``, its ``FlushAhead``), then made durable."""
+    ahead = FlushAhead(str(path), 0)
     fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC)
-    running = threading.Event()
-
-    def flush() -> None:
-        try:
-            os.fdatasync(fd)
-        finally:
-            running.clear()
-
     try:
-        started_at = 0
+        started = 0
         for i in range(1, mib + 1):
             os.write(fd, block)
-            if (i - started_at) * MiB >= 4 * MiB and not running.is_set():
-                running.set()
-                started_at = i
-                pool.submit(flush)
-        while running.is_set():
-            time.sleep(0.0005)
-        os.fdatasync(fd)
+            if (i - started) * MiB >= FLUSH_BEHIND:
+                _LIBC.sync_file_range(fd, started * MiB, (i - started) * MiB,
+                                      SYNC_FILE_RANGE_WRITE)
+                started = i
+            ahead.wrote(i * MiB)
+        os.fdatasync(fd)  # covers whatever a flush ahead still in flight has not
     finally:
         os.close(fd)
 
@@ -102,25 +98,21 @@ def flushed_ahead(path: Path, mib: int, block: mmap.mmap, pool: ThreadPoolExecut
 def ceiling(folder: Path, files: int, mib: int, block: mmap.mmap) -> float:
     """MiB/s to durable of ``files`` files of ``mib`` MiB written at once."""
     paths = [folder / f"ceiling{i}" for i in range(files)]
-    with ThreadPoolExecutor(8) as pool:
-        writers = [threading.Thread(target=flushed_ahead, args=(p, mib, block, pool))
-                   for p in paths]
-        started = time.perf_counter()
-        for w in writers:
-            w.start()
-        for w in writers:
-            w.join()
-        dfd = os.open(folder, os.O_RDONLY)
-        os.fsync(dfd)
-        os.close(dfd)
-        took = time.perf_counter() - started
+    writers = [threading.Thread(target=flushed_ahead, args=(p, mib, block)) for p in paths]
+    started = time.perf_counter()
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    fsync_dir(str(folder))
+    took = time.perf_counter() - started
     for p in paths:
         p.unlink()
     return files * mib / took
 
 
 def print_ceilings(folder: Path, runs: int, block: mmap.mmap) -> None:
-    print(f"the disk's ceiling for a durable push, flush ahead every 4 MiB ({runs} runs)")
+    print(f"the disk's ceiling for a durable push, as the upload writer writes ({runs} runs)")
     for files, mib in ((1, 256), (4, 64)):
         rates = []
         for _ in range(runs):
